@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds the pinned tools of the local test stack into a cache outside the
+# repository and prints the directory that holds them all.
+#
+#   build/tools/build.sh            build what is missing, print the bin dir
+#
+# Each tool lands in $IDOPIPE_CACHE/tools/<tool>-<hash>, where <hash> covers
+# its wrapper module (go.mod, go.sum), so a fresh clone reuses
+# what an earlier run built and a changed pin rebuilds only that tool.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${IDOPIPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/idopipe}
+mkdir -p "$cache/tools"
+
+ldflags_kube() {
+  local v=$1 p=k8s.io/component-base/version
+  local minor=${v#v1.}; minor=${minor%%.*}
+  echo "-s -w -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+}
+
+# tool_dir NAME prints the cache directory for wrapper module NAME.
+tool_dir() {
+  local h
+  h=$(cat "$here/$1/go.mod" "$here/$1/go.sum" | sha256sum | cut -c1-12)
+  echo "$cache/tools/$1-$h"
+}
+
+# build NAME OUT PKG [LDFLAGS]: builds PKG from wrapper module NAME.
+build() {
+  local name=$1 out=$2 pkg=$3 ldflags=${4:--s -w}
+  local dir; dir=$(tool_dir "$name")
+  [ -x "$dir/$out" ] && return 0
+  mkdir -p "$dir"
+  echo "building $out ($pkg) into $dir" >&2
+  local start=$SECONDS
+  (cd "$here/$name" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dir/$out.tmp" "$pkg")
+  mv "$dir/$out.tmp" "$dir/$out"
+  echo "built $out in $((SECONDS - start))s" >&2
+}
+
+bk_version=$(awk '/github.com\/moby\/buildkit /{print $2; exit}' "$here/buildkit/go.mod")
+kube_version=$(awk '/k8s.io\/kubernetes /{print $2; exit}' "$here/kube/go.mod")
+
+build etcd etcd go.etcd.io/etcd/server/v3
+build registry registry github.com/distribution/distribution/v3/cmd/registry
+build kwok kwok sigs.k8s.io/kwok/cmd/kwok
+build buildkit buildkitd github.com/moby/buildkit/cmd/buildkitd "-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
+build buildkit buildctl github.com/moby/buildkit/cmd/buildctl "-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
+build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$(ldflags_kube "$kube_version")"
+build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$(ldflags_kube "$kube_version")"
+
+# kwok needs its stage definitions (node heartbeat, pod ready, ...): they ship
+# in its module, so they come from the module cache, not from this repository.
+kwok_dir=$(tool_dir kwok)
+if [ ! -d "$kwok_dir/stages" ]; then
+  src=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  mkdir -p "$kwok_dir/stages.tmp"
+  cp "$src"/kustomize/stage/node/fast/node-initialize.yaml \
+     "$src"/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
+     "$src"/kustomize/stage/pod/fast/pod-*.yaml "$kwok_dir/stages.tmp/"
+  chmod -R u+w "$kwok_dir/stages.tmp"
+  mv "$kwok_dir/stages.tmp" "$kwok_dir/stages"
+fi
+
+# One directory of links to the current builds, named after all the hashes.
+all=$(for t in etcd registry kwok buildkit kube; do tool_dir $t; done | sha256sum | cut -c1-12)
+bin="$cache/tools/bin-$all"
+if [ ! -d "$bin" ]; then
+  mkdir -p "$bin.tmp"
+  for t in etcd:etcd registry:registry kwok:kwok buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler; do
+    ln -sf "$(tool_dir "${t%%:*}")/${t#*:}" "$bin.tmp/${t#*:}"
+  done
+  ln -sfn "$kwok_dir/stages" "$bin.tmp/kwok-stages"
+  rm -rf "$bin"; mv "$bin.tmp" "$bin"
+fi
+echo "$bin"

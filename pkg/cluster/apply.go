@@ -1,0 +1,194 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/manifest"
+)
+
+// Status is what an apply did to one object.
+type Status string
+
+// The statuses, as kubectl prints them.
+const (
+	Created    Status = "created"
+	Configured Status = "configured"
+	Unchanged  Status = "unchanged"
+	DryRun     Status = "valid (dry run)"
+)
+
+// Applied is one object after apply.
+type Applied struct {
+	Ref    string // Kind/namespace/name
+	Status Status
+}
+
+// ApplyOptions tune Apply.
+type ApplyOptions struct {
+	DryRun         bool // server-side dry run only: validates, writes nothing
+	ForceConflicts bool // take over fields another manager owns
+}
+
+// statusOf compares the resourceVersion before (empty: the object did not
+// exist) with the one the apply returned.
+func statusOf(before, after string, dryRun bool) Status {
+	switch {
+	case dryRun:
+		return DryRun
+	case before == "":
+		return Created
+	case before == after:
+		return Unchanged
+	}
+	return Configured
+}
+
+// EnsureNamespace creates ns unless it exists; created tells which.
+func (c *Client) EnsureNamespace(ctx context.Context, ns string) (created bool, err error) {
+	live, err := c.Core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err == nil {
+		if live.Status.Phase == "Terminating" {
+			return false, fail.New(fail.Cluster, "wait until it is gone, or release into another namespace with -n",
+				"namespace %s is being deleted", ns)
+		}
+		return false, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return false, c.explain(ctx, err, "read namespace "+ns)
+	}
+	ac := corev1ac.Namespace(ns).WithLabels(map[string]string{"app.kubernetes.io/managed-by": FieldManager})
+	if _, err := c.Core.CoreV1().Namespaces().Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager}); err != nil {
+		return false, c.explain(ctx, err, "create namespace "+ns)
+	}
+	return true, nil
+}
+
+// DeleteNamespace removes a namespace this run created, to undo a release
+// that failed validation before anything else was written.
+func (c *Client) DeleteNamespace(ctx context.Context, ns string) error {
+	err := c.Core.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return c.explain(ctx, err, "delete namespace "+ns)
+	}
+	return nil
+}
+
+// Apply server-side applies objs in order. With DryRun nothing is written.
+func (c *Client) Apply(ctx context.Context, objs []manifest.Object, o ApplyOptions) ([]Applied, error) {
+	out := make([]Applied, 0, len(objs))
+	for _, obj := range objs {
+		a, err := c.applyOne(ctx, obj, o)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (c *Client) applyOne(ctx context.Context, obj manifest.Object, o ApplyOptions) (Applied, error) {
+	gvk := obj.GroupVersionKind()
+	m, err := c.mapping(gvk)
+	if err != nil {
+		return Applied{}, err
+	}
+	ri := c.Dynamic.Resource(m.Resource)
+	var r interface {
+		Get(context.Context, string, metav1.GetOptions, ...string) (*unstructured.Unstructured, error)
+		Apply(context.Context, string, *unstructured.Unstructured, metav1.ApplyOptions, ...string) (*unstructured.Unstructured, error)
+	} = ri
+	ref := gvk.Kind + "/" + obj.GetName()
+	if ns := obj.GetNamespace(); ns != "" {
+		r = ri.Namespace(ns)
+		ref = gvk.Kind + "/" + ns + "/" + obj.GetName()
+	}
+	before := ""
+	live, err := r.Get(ctx, obj.GetName(), metav1.GetOptions{})
+	switch {
+	case err == nil:
+		before = live.GetResourceVersion()
+	case !apierrors.IsNotFound(err):
+		return Applied{}, c.explain(ctx, err, "read "+ref)
+	}
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: o.ForceConflicts}
+	if o.DryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	got, err := r.Apply(ctx, obj.GetName(), obj.Unstructured, opts)
+	if err != nil {
+		return Applied{}, c.explainObject(ctx, err, obj, ref, o.DryRun)
+	}
+	return Applied{Ref: ref, Status: statusOf(before, got.GetResourceVersion(), o.DryRun)}, nil
+}
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// WaitEstablished waits until every named CRD reports Established, then
+// refreshes the discovery cache so that their kinds resolve.
+func (c *Client) WaitEstablished(ctx context.Context, names []string, timeout time.Duration) error {
+	for _, n := range names {
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+			u, err := c.Dynamic.Resource(crdGVR).Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return false, nil //nolint:nilerr // keep polling until the deadline
+			}
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, cond := range conds {
+				m, _ := cond.(map[string]any)
+				if m["type"] == "Established" && m["status"] == "True" {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fail.New(fail.Cluster, "check the CRD with kubectl describe crd "+n, "CustomResourceDefinition %s was not Established within %s", n, timeout)
+		}
+	}
+	c.Mapper.Reset()
+	return nil
+}
+
+// explain classifies an API error that is about the cluster, not an object.
+func (c *Client) explain(ctx context.Context, err error, what string) error {
+	if isCanceled(ctx, err) {
+		return context.Canceled
+	}
+	switch {
+	case apierrors.IsForbidden(err):
+		return fail.Wrap(fail.Cluster, err, "grant the identity in the kubeconfig that permission", "not allowed to %s", what)
+	case apierrors.IsUnauthorized(err):
+		return fail.Wrap(fail.Cluster, err, "refresh the credentials in the kubeconfig", "the API server rejected the kubeconfig's credentials (%s)", what)
+	}
+	return fail.Wrap(fail.Cluster, err, "check that the API server at "+c.Host+" is up", "cannot %s", what)
+}
+
+// explainObject names the object, the field and the server's message.
+func (c *Client) explainObject(ctx context.Context, err error, obj manifest.Object, ref string, dryRun bool) error {
+	if isCanceled(ctx, err) {
+		return context.Canceled
+	}
+	verb := "apply"
+	if dryRun {
+		verb = "validate"
+	}
+	if apierrors.IsConflict(err) {
+		return fail.Wrap(fail.Cluster, err, "pass --force-conflicts to take the fields over", "%s conflicts with another field manager", ref)
+	}
+	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		return fail.Wrap(fail.Manifest, err, "fix "+obj.Source, "the API server rejected %s", ref)
+	}
+	return c.explain(ctx, err, verb+" "+ref)
+}

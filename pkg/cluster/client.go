@@ -1,0 +1,105 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// FieldManager is the name idopipe's server-side applies are recorded under.
+const FieldManager = "idopipe"
+
+// Client talks to one cluster.
+type Client struct {
+	Core    kubernetes.Interface
+	Dynamic dynamic.Interface
+	Mapper  meta.ResettableRESTMapper
+	Host    string
+}
+
+// New connects with kubectl's flags (--kubeconfig, --context, ...) and checks
+// that the API server answers.
+func New(ctx context.Context, flags genericclioptions.RESTClientGetter) (*Client, error) {
+	cfg, err := flags.ToRESTConfig()
+	if err != nil {
+		return nil, fail.Wrap(fail.Cluster, err, "check --kubeconfig, $KUBECONFIG and --context", "cannot load the kubeconfig")
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	core, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fail.Wrap(fail.Cluster, err, "check the kubeconfig", "cannot configure the Kubernetes client")
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fail.Wrap(fail.Cluster, err, "check the kubeconfig", "cannot configure the Kubernetes client")
+	}
+	c := &Client{Core: core, Dynamic: dyn, Host: cfg.Host}
+	if err := c.Ping(ctx); err != nil {
+		return nil, err
+	}
+	dc, err := flags.ToDiscoveryClient()
+	if err != nil {
+		return nil, fail.Wrap(fail.Cluster, err, "", "cannot read the API server's discovery data")
+	}
+	c.Mapper = restmapper.NewDeferredDiscoveryRESTMapper(dc)
+	return c, nil
+}
+
+// Ping checks that the API server answers within 10 seconds.
+func (c *Client) Ping(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Core.Discovery().ServerVersion()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fail.Wrap(fail.Cluster, err, "check that the cluster is up and --kubeconfig/--context select it", "cannot reach the API server at %s", c.Host)
+		}
+		return nil
+	case <-time.After(10 * time.Second):
+		return fail.New(fail.Cluster, "check that the cluster is up and --kubeconfig/--context select it", "the API server at %s did not answer in 10s", c.Host)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Namespaced tells whether the cluster serves gvk as a namespaced kind.
+func (c *Client) Namespaced(gvk schema.GroupVersionKind) (bool, error) {
+	m, err := c.mapping(gvk)
+	if err != nil {
+		return false, err
+	}
+	return m.Scope.Name() == meta.RESTScopeNameNamespace, nil
+}
+
+func (c *Client) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	m, err := c.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if meta.IsNoMatchError(err) {
+		// The discovery cache may predate a CRD applied in this run.
+		c.Mapper.Reset()
+		m, err = c.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
+	if err != nil {
+		if meta.IsNoMatchError(err) {
+			return nil, fail.New(fail.Manifest, "apply its CustomResourceDefinition first (--crds FILE), or fix apiVersion/kind",
+				"the cluster does not serve kind %s in %s", gvk.Kind, gvk.GroupVersion())
+		}
+		return nil, fail.Wrap(fail.Cluster, err, "", "cannot look up kind %s", gvk)
+	}
+	return m, nil
+}
+
+func isCanceled(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,126 @@
+package creds
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// DefaultTokenFile is read when present and no other source is given.
+const DefaultTokenFile = ".github-token"
+
+// Credentials are the username and token for the registry, and where the
+// token came from (for error messages: "the token from $GITHUB_TOKEN").
+type Credentials struct {
+	Username string
+	Token    Secret
+	Source   string
+}
+
+// Authenticator returns basic auth for go-containerregistry.
+func (c Credentials) Authenticator() authn.Authenticator {
+	return authn.FromConfig(authn.AuthConfig{Username: c.Username, Password: c.Token.Reveal()})
+}
+
+// Options say where to look. Getenv is injected so that tests and callers
+// control the environment; nil means no environment.
+type Options struct {
+	Username  string // --username; else $GITHUB_ACTOR
+	TokenFile string // --token-file; read first when set
+	Dir       string // where DefaultTokenFile is looked for; "" is the working directory
+	Getenv    func(string) string
+	Warn      func(string) // told about risky files (token readable by others)
+}
+
+// TokenEnv lists the environment variables read for the token, in order.
+var TokenEnv = []string{"GITHUB_TOKEN", "GHCR_TOKEN"}
+
+// Resolve finds the credentials: --token-file, then $GITHUB_TOKEN, then
+// $GHCR_TOKEN, then ./.github-token when present.
+func Resolve(o Options) (Credentials, error) {
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	c := Credentials{Username: o.Username}
+	if c.Username == "" {
+		c.Username = getenv("GITHUB_ACTOR")
+	}
+	var err error
+	switch {
+	case o.TokenFile != "":
+		c.Token, err = readTokenFile(o.TokenFile, o.Warn)
+		c.Source = "--token-file " + o.TokenFile
+	default:
+		for _, k := range TokenEnv {
+			if v := getenv(k); v != "" {
+				c.Token, err = checkToken(v, "$"+k)
+				c.Source = "$" + k
+				break
+			}
+		}
+		if c.Source == "" {
+			p := filepath.Join(o.Dir, DefaultTokenFile)
+			if _, statErr := os.Stat(p); statErr == nil {
+				c.Token, err = readTokenFile(p, o.Warn)
+				c.Source = p
+			}
+		}
+	}
+	if err != nil {
+		return Credentials{}, err
+	}
+	if c.Source == "" {
+		return Credentials{}, fail.New(fail.Credentials,
+			"set $GITHUB_TOKEN, or pass --token-file FILE, or create "+DefaultTokenFile+" (a token with write:packages)",
+			"no registry token found")
+	}
+	if c.Username == "" {
+		return Credentials{}, fail.New(fail.Credentials, "pass --username or set $GITHUB_ACTOR",
+			"no registry username")
+	}
+	return c, nil
+}
+
+func readTokenFile(path string, warn func(string)) (Secret, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return Secret{}, fail.New(fail.Credentials, "check the path given to --token-file", "token file %s does not exist", path)
+	case err != nil:
+		return Secret{}, fail.Wrap(fail.Credentials, err, "make the file readable by this user", "cannot read token file %s", path)
+	case fi.IsDir():
+		return Secret{}, fail.New(fail.Credentials, "point --token-file at a file holding the token", "token file %s is a directory", path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 && warn != nil {
+		warn(fmt.Sprintf("token file %s is readable by group or others (mode %04o): run chmod 600 %s", path, fi.Mode().Perm(), path))
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Secret{}, fail.Wrap(fail.Credentials, errors.Unwrap(err), "make the file readable by this user", "cannot read token file %s", path)
+	}
+	return checkToken(strings.TrimRight(string(b), "\r\n"), "token file "+path)
+}
+
+// checkToken rejects tokens that cannot be right: empty, or holding
+// whitespace or control characters (a stray space is a common paste error and
+// would be sent to the registry as part of the password).
+func checkToken(v, source string) (Secret, error) {
+	if v == "" {
+		return Secret{}, fail.New(fail.Credentials, "put the token in it", "%s is empty", source)
+	}
+	for _, r := range v {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return Secret{}, fail.New(fail.Credentials, "remove the whitespace around the token", "%s holds whitespace or control characters", source)
+		}
+	}
+	return NewSecret(v), nil
+}

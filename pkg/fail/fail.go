@@ -1,0 +1,104 @@
+package fail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Class is the kind of failure; each has its own exit code.
+type Class int
+
+// The failure classes, in the order of their exit codes. The values are the
+// exit codes documented in the README and in `idopipe help exit-codes`.
+const (
+	Internal    Class = 1 // a bug or an unexpected library error
+	Usage       Class = 2 // bad flags or arguments
+	Credentials Class = 3 // token or username missing, unreadable or rejected
+	Manifest    Class = 4 // the Kubernetes manifest cannot be read or is invalid
+	Build       Class = 5 // BuildKit unreachable, build context or Dockerfile missing, build failed
+	Registry    Class = 6 // registry unreachable, push refused, TLS failure
+	Verify      Class = 7 // the pushed image cannot be pulled back, or its digest differs
+	Cluster     Class = 8 // API server unreachable, object rejected
+	NotReady    Class = 9 // Pods did not become Ready before the deadline
+	Interrupted Class = 130
+)
+
+var names = map[Class]string{
+	Internal: "internal", Usage: "usage", Credentials: "credentials", Manifest: "manifest",
+	Build: "build", Registry: "registry", Verify: "verify", Cluster: "cluster",
+	NotReady: "not-ready", Interrupted: "interrupted",
+}
+
+// Classes lists every class in exit-code order.
+func Classes() []Class {
+	return []Class{Internal, Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, Interrupted}
+}
+
+func (c Class) String() string {
+	if n, ok := names[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("class(%d)", int(c))
+}
+
+// Error is a classified error: a one-line message and the fix.
+type Error struct {
+	Class Class
+	Msg   string // what went wrong, naming the object
+	Fix   string // what to do about it; may be empty
+	Err   error  // the underlying error, for errors.Is/As
+}
+
+func (e *Error) Error() string {
+	msg := e.Msg
+	if e.Fix != "" {
+		msg += ": " + e.Fix
+	}
+	return OneLine(msg)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// New returns a classified error with a message and a fix.
+func New(c Class, fix, format string, args ...any) *Error {
+	return &Error{Class: c, Msg: fmt.Sprintf(format, args...), Fix: fix}
+}
+
+// Wrap classifies err; the message is msg followed by err's own text.
+func Wrap(c Class, err error, fix, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	if err != nil {
+		msg += ": " + OneLine(err.Error())
+	}
+	return &Error{Class: c, Msg: msg, Fix: fix, Err: err}
+}
+
+// ClassOf returns the class of err: the outermost classified error wins, a
+// cancelled context counts as an interrupt, anything else is Internal.
+func ClassOf(err error) Class {
+	if err == nil {
+		return 0
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Class
+	}
+	if errors.Is(err, context.Canceled) {
+		return Interrupted
+	}
+	return Internal
+}
+
+// Code is the process exit code for err (0 for nil).
+func Code(err error) int { return int(ClassOf(err)) }
+
+// OneLine folds a multi-line message into one line.
+func OneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strings.Join(strings.Fields(strings.NewReplacer("\r", " ", "\n", " ").Replace(s)), " ")
+}

@@ -1,0 +1,338 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
+	"github.com/idopipe/idopipe/pkg/build"
+	"github.com/idopipe/idopipe/pkg/cluster"
+	"github.com/idopipe/idopipe/pkg/creds"
+	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/manifest"
+	"github.com/idopipe/idopipe/pkg/publish"
+	"github.com/idopipe/idopipe/pkg/registry"
+	"github.com/idopipe/idopipe/pkg/report"
+	"github.com/idopipe/idopipe/pkg/verify"
+)
+
+// Options is everything a release needs, already parsed.
+type Options struct {
+	Build        build.Spec
+	BuildOptions []build.Option
+
+	Registry string // e.g. ghcr.io
+	Owner    string // lowercased for the repository path
+	Creds    creds.Credentials
+	Access   registry.Access // Creds are filled in from Creds
+
+	Manifests  []string // manifest files, applied in order
+	CRDs       []string // CRD files, applied and Established first
+	Namespace  string
+	SecretName string
+	Pin        bool // reference the image by digest in the Pods
+	Force      bool // --force-conflicts
+
+	Timeout time.Duration // for the Pods to become Ready
+	Cluster genericclioptions.RESTClientGetter
+
+	Progress io.Writer // push progress lines; nil for none
+}
+
+// Result is what a release produced.
+type Result struct {
+	Image   string             `json:"image"`  // tag
+	Digest  string             `json:"digest"` // sha256:…
+	Ref     string             `json:"ref"`    // tag@digest
+	Verify  *verify.Report     `json:"verify,omitempty"`
+	Objects []cluster.Applied  `json:"objects,omitempty"`
+	Pods    []cluster.PodState `json:"pods,omitempty"`
+	Stages  map[string]float64 `json:"stages"` // seconds per stage
+}
+
+// Stage is one step of the pipeline.
+type Stage struct {
+	Name string
+	Run  func(ctx context.Context) (summary string, err error)
+}
+
+// Run runs stages in order, reporting each; it stops at the first error.
+func Run(ctx context.Context, stages []Stage, r report.Reporter, times map[string]float64) error {
+	for _, s := range stages {
+		if err := ctx.Err(); err != nil {
+			return fail.Wrap(fail.Interrupted, nil, "rerun the release; it converges", "interrupted before stage %s", s.Name)
+		}
+		start := time.Now()
+		r.Report(report.Event{Time: start, Kind: report.StageStart, Stage: s.Name})
+		summary, err := s.Run(ctx)
+		d := time.Since(start)
+		if times != nil {
+			times[s.Name] = d.Seconds()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				err = fail.Wrap(fail.Interrupted, nil, "rerun the release; it converges", "interrupted during stage %s", s.Name)
+			}
+			r.Report(report.Event{Time: time.Now(), Kind: report.StageFail, Stage: s.Name, Duration: d, Message: err.Error()})
+			return err
+		}
+		r.Report(report.Event{Time: time.Now(), Kind: report.StageDone, Stage: s.Name, Duration: d, Message: summary})
+	}
+	return nil
+}
+
+// release carries values from stage to stage.
+type release struct {
+	o       Options
+	r       report.Reporter
+	res     Result
+	tag     name.Tag
+	objs    []manifest.Object // decoded manifests
+	crds    []manifest.Object
+	applied []manifest.Object // transformed, in apply order
+	kube    *cluster.Client
+	built   build.Result
+	nsMade  bool
+}
+
+// Release runs the whole pipeline.
+func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) {
+	rel := &release{o: o, r: r, res: Result{Stages: map[string]float64{}}}
+	rel.o.Access.Creds = &rel.o.Creds
+	if rel.o.Build.Layout == "" {
+		dir, err := os.MkdirTemp("", "idopipe-oci-")
+		if err != nil {
+			return rel.res, fail.Wrap(fail.Internal, err, "", "cannot make a temporary directory")
+		}
+		defer os.RemoveAll(dir)
+		rel.o.Build.Layout = dir
+	}
+	err := Run(ctx, rel.stages(), r, rel.res.Stages)
+	return rel.res, err
+}
+
+func (rel *release) stages() []Stage {
+	return []Stage{
+		{"validate", rel.validate},
+		{"build", rel.build},
+		{"push", rel.push},
+		{"verify-pull", rel.verify},
+		{"secret", rel.secret},
+		{"apply", rel.apply},
+		{"wait", rel.wait},
+	}
+}
+
+// validate checks every input that exists before the build, so that a bad
+// manifest, a missing Dockerfile or an unreachable cluster costs no build.
+func (rel *release) validate(ctx context.Context) (string, error) {
+	o := rel.o
+	tag, err := Tag(o.Registry, o.Owner, o.Build.Name, o.Build.Version)
+	if err != nil {
+		return "", err
+	}
+	rel.tag = tag
+	if err := o.Build.Validate(); err != nil {
+		return "", err
+	}
+	if len(o.Manifests) == 0 {
+		return "", fail.New(fail.Usage, "pass --manifest FILE", "no manifest to deploy")
+	}
+	for _, f := range o.CRDs {
+		objs, err := manifest.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		for _, obj := range objs {
+			if obj.GetKind() != "CustomResourceDefinition" {
+				return "", fail.New(fail.Manifest, "pass it with --manifest instead", "--crds file %s holds a %s", obj.Source, obj.GetKind())
+			}
+		}
+		rel.crds = append(rel.crds, objs...)
+	}
+	for _, f := range o.Manifests {
+		objs, err := manifest.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		rel.objs = append(rel.objs, objs...)
+	}
+	if o.Cluster == nil {
+		return "", fail.New(fail.Usage, "pass --kubeconfig", "no cluster configured")
+	}
+	kube, err := cluster.New(ctx, o.Cluster)
+	if err != nil {
+		return "", err
+	}
+	rel.kube = kube
+	// Every kind must be known to the cluster (or be defined by --crds).
+	defined := map[string]bool{}
+	for _, c := range rel.crds {
+		g, _, _ := unstructuredString(c, "spec", "group")
+		k, _, _ := unstructuredString(c, "spec", "names", "kind")
+		defined[k+"."+g] = true
+	}
+	for _, obj := range rel.objs {
+		gvk := obj.GroupVersionKind()
+		if defined[gvk.Kind+"."+gvk.Group] {
+			continue
+		}
+		if _, err := kube.Namespaced(gvk); err != nil {
+			return "", fmt.Errorf("%s: %w", obj.Source, err)
+		}
+	}
+	return fmt.Sprintf("%d objects, %d CRDs, image %s, cluster %s", len(rel.objs), len(rel.crds), tag, kube.Host), nil
+}
+
+func (rel *release) build(ctx context.Context) (string, error) {
+	res, err := build.Build(ctx, rel.o.Build, rel.o.BuildOptions...)
+	if err != nil {
+		return "", err
+	}
+	rel.built = res
+	return res.Digest, nil
+}
+
+func (rel *release) push(ctx context.Context) (string, error) {
+	var opts []publish.Option
+	if rel.o.Progress != nil {
+		opts = append(opts, publish.WithProgress(rel.o.Progress))
+	}
+	d, err := publish.Push(ctx, rel.built.Layout, rel.built.Digest, rel.tag, rel.o.Access, opts...)
+	if err != nil {
+		return "", err
+	}
+	rel.res.Image = rel.tag.String()
+	rel.res.Digest = d.DigestStr()
+	rel.res.Ref = registry.Describe(rel.tag, d.DigestStr())
+	return rel.res.Ref, nil
+}
+
+func (rel *release) verify(ctx context.Context) (string, error) {
+	rep, err := verify.Pull(ctx, rel.tag, rel.res.Digest, rel.o.Access)
+	if err != nil {
+		return "", err
+	}
+	rel.res.Verify = &rep
+	return rep.String(), nil
+}
+
+// secret makes the namespace and validates everything by a server-side dry
+// run before the first write that matters; a namespace this run created is
+// removed again when the dry run fails.
+func (rel *release) secret(ctx context.Context) (summary string, err error) {
+	o := rel.o
+	kube := rel.kube
+	for _, crd := range rel.crds {
+		crd.SetNamespace("")
+	}
+	if _, err := kube.Apply(ctx, rel.crds, cluster.ApplyOptions{DryRun: true, ForceConflicts: o.Force}); err != nil {
+		return "", err
+	}
+	crdsApplied, err := kube.Apply(ctx, rel.crds, cluster.ApplyOptions{ForceConflicts: o.Force})
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, c := range rel.crds {
+		names = append(names, c.GetName())
+	}
+	if err := kube.WaitEstablished(ctx, names, time.Minute); err != nil {
+		return "", err
+	}
+	rel.res.Objects = append(rel.res.Objects, crdsApplied...)
+
+	image := rel.tag.String()
+	if o.Pin {
+		image = rel.res.Ref
+	}
+	objs, err := manifest.Transform(rel.objs, manifest.Options{
+		Namespace:  o.Namespace,
+		Images:     map[string]string{o.Build.Name: image},
+		PullSecret: o.SecretName,
+		Scoper:     kube,
+	})
+	if err != nil {
+		return "", err
+	}
+	rel.applied = manifest.Order(objs)
+
+	rel.nsMade, err = kube.EnsureNamespace(ctx, o.Namespace)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil && rel.nsMade {
+			if derr := kube.DeleteNamespace(context.WithoutCancel(ctx), o.Namespace); derr == nil {
+				rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "secret", Message: "removed namespace " + o.Namespace + ", created by this run"})
+			}
+		}
+	}()
+	ps := cluster.PullSecret{Namespace: o.Namespace, Name: o.SecretName, Registry: rel.tag.RegistryStr(), Creds: o.Creds}
+	if _, err := kube.ApplySecret(ctx, ps, true); err != nil {
+		return "", err
+	}
+	if _, err := kube.Apply(ctx, rel.applied, cluster.ApplyOptions{DryRun: true, ForceConflicts: o.Force}); err != nil {
+		return "", err
+	}
+	st, err := kube.ApplySecret(ctx, ps, false)
+	if err != nil {
+		return "", err
+	}
+	rel.res.Objects = append(rel.res.Objects, cluster.Applied{Ref: "Secret/" + o.Namespace + "/" + o.SecretName, Status: st})
+	return fmt.Sprintf("namespace %s, Secret %s %s, %d objects valid", o.Namespace, o.SecretName, st, len(rel.applied)), nil
+}
+
+func (rel *release) apply(ctx context.Context) (string, error) {
+	applied, err := rel.kube.Apply(ctx, rel.applied, cluster.ApplyOptions{ForceConflicts: rel.o.Force})
+	rel.res.Objects = append(rel.res.Objects, applied...)
+	counts := map[cluster.Status]int{}
+	for _, a := range applied {
+		counts[a.Status]++
+		rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "apply", Message: a.Ref + " " + string(a.Status)})
+	}
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d created, %d configured, %d unchanged", counts[cluster.Created], counts[cluster.Configured], counts[cluster.Unchanged]), nil
+}
+
+func (rel *release) wait(ctx context.Context) (string, error) {
+	pods := manifest.Pods(rel.applied)
+	states, err := rel.kube.Wait(ctx, rel.o.Namespace, pods, cluster.WaitOptions{
+		Timeout: rel.o.Timeout,
+		OnChange: func(states []cluster.PodState) {
+			for _, s := range states {
+				rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "wait", Message: s.String()})
+			}
+		},
+	})
+	rel.res.Pods = states
+	if err != nil {
+		for _, s := range states {
+			for _, e := range s.Events {
+				rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "wait", Message: "Pod " + s.Name + " event: " + e})
+			}
+		}
+		return "", err
+	}
+	return fmt.Sprintf("%d/%d Pods Ready in %s", len(pods), len(pods), rel.o.Namespace), nil
+}
+
+// Tag is <registry>/<owner>/<name>:<version>, owner lowercased.
+func Tag(registryHost, owner, image, version string) (name.Tag, error) {
+	repo, err := registry.Repository(registryHost, owner, image)
+	if err != nil {
+		return name.Tag{}, err
+	}
+	if strings.ContainsAny(version, "/@: ") || version == "" {
+		return name.Tag{}, fail.New(fail.Usage, "pass a plain --version such as 0.4.0", "invalid image version %q", version)
+	}
+	return repo.Tag(version), nil
+}

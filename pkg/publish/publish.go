@@ -1,0 +1,150 @@
+package publish
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/registry"
+)
+
+// Option configures Push.
+type Option func(*options)
+
+type options struct {
+	progress io.Writer
+}
+
+// WithProgress writes a line of progress (bytes pushed of the total) to w at
+// most once a second, and a last one when done.
+func WithProgress(w io.Writer) Option { return func(o *options) { o.progress = w } }
+
+// Push pushes the image (or index) with the given digest from the OCI layout
+// at dir to tag and returns the reference by digest.
+func Push(ctx context.Context, dir, digest string, tag name.Tag, access registry.Access, opts ...Option) (name.Digest, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	obj, err := Load(dir, digest)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	ropts, err := access.Options(ctx)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	var done chan struct{}
+	if o.progress != nil {
+		updates := make(chan v1.Update, 16)
+		done = make(chan struct{})
+		ropts = append(ropts, remote.WithProgress(updates))
+		go showProgress(o.progress, tag, updates, done)
+	}
+	err = remote.Push(tag, obj, ropts...)
+	if done != nil {
+		<-done // remote closes the updates channel when it returns
+	}
+	if err != nil {
+		return name.Digest{}, access.Explain(err, "push", tag)
+	}
+	return tag.Context().Digest(digest), nil
+}
+
+// Load returns the image or index with the given digest from an OCI layout.
+func Load(dir, digest string) (remote.Taggable, error) {
+	lp, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, fail.Wrap(fail.Usage, err, "run `idopipe build` first, or pass --oci-layout", "no OCI image layout at %s", dir)
+	}
+	h, err := v1.NewHash(digest)
+	if err != nil {
+		return nil, fail.New(fail.Usage, "pass --digest sha256:…", "bad digest %q", digest)
+	}
+	idx, err := lp.ImageIndex()
+	if err != nil {
+		return nil, fail.Wrap(fail.Usage, err, "", "cannot read OCI layout %s", dir)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fail.Wrap(fail.Usage, err, "", "cannot read OCI layout %s", dir)
+	}
+	for _, d := range m.Manifests {
+		if d.Digest != h {
+			continue
+		}
+		if d.MediaType.IsIndex() {
+			return idx.ImageIndex(h)
+		}
+		return idx.Image(h)
+	}
+	return nil, fail.New(fail.Usage, "build it again, or pass the digest `idopipe build` printed", "OCI layout %s holds no image %s", dir, digest)
+}
+
+// Latest returns the digest of the image most recently added to the layout
+// under ref (name:version), for `idopipe push` after `idopipe build`.
+func Latest(dir, ref string) (string, error) {
+	lp, err := layout.FromPath(dir)
+	if err != nil {
+		return "", fail.Wrap(fail.Usage, err, "run `idopipe build` first, or pass --oci-layout", "no OCI image layout at %s", dir)
+	}
+	idx, err := lp.ImageIndex()
+	if err != nil {
+		return "", fail.Wrap(fail.Usage, err, "", "cannot read OCI layout %s", dir)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return "", fail.Wrap(fail.Usage, err, "", "cannot read OCI layout %s", dir)
+	}
+	for i := len(m.Manifests) - 1; i >= 0; i-- {
+		d := m.Manifests[i]
+		if n := d.Annotations["io.containerd.image.name"]; n == ref || d.Annotations["org.opencontainers.image.ref.name"] == ref || hasSuffixRef(n, ref) {
+			return d.Digest.String(), nil
+		}
+	}
+	return "", fail.New(fail.Usage, "run `idopipe build` first, or pass --digest", "OCI layout %s holds no image %s", dir, ref)
+}
+
+// hasSuffixRef matches "docker.io/library/planner:0.4.0" against "planner:0.4.0".
+func hasSuffixRef(full, ref string) bool {
+	return len(full) > len(ref) && full[len(full)-len(ref)-1] == '/' && full[len(full)-len(ref):] == ref
+}
+
+func showProgress(w io.Writer, tag name.Tag, updates <-chan v1.Update, done chan<- struct{}) {
+	defer close(done)
+	var last v1.Update
+	var shown time.Time
+	for u := range updates {
+		if u.Error != nil {
+			continue
+		}
+		last = u
+		if time.Since(shown) >= time.Second {
+			shown = time.Now()
+			fmt.Fprintf(w, "pushing %s: %s of %s\n", tag, human(u.Complete), human(u.Total))
+		}
+	}
+	if last.Total > 0 {
+		fmt.Fprintf(w, "pushed %s: %s\n", tag, human(last.Total))
+	}
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

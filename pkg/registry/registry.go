@@ -1,0 +1,147 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/idopipe/idopipe/pkg/creds"
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// Access is how to reach a registry: credentials and TLS.
+type Access struct {
+	Creds  *creds.Credentials // nil for anonymous
+	CAFile string             // extra CA certificate(s), PEM; "" for the system pool
+	Jobs   int                // concurrent blob transfers; 0 for the library default
+}
+
+// Options returns go-containerregistry options for ctx.
+func (a Access) Options(ctx context.Context) ([]remote.Option, error) {
+	t, err := a.transport()
+	if err != nil {
+		return nil, err
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(t)}
+	if a.Creds != nil {
+		opts = append(opts, remote.WithAuth(a.Creds.Authenticator()))
+	} else {
+		opts = append(opts, remote.WithAuth(authn.Anonymous))
+	}
+	if a.Jobs > 0 {
+		opts = append(opts, remote.WithJobs(a.Jobs))
+	}
+	return opts, nil
+}
+
+func (a Access) transport() (http.RoundTripper, error) {
+	t := remote.DefaultTransport.(*http.Transport).Clone()
+	if a.CAFile != "" {
+		pem, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return nil, fail.Wrap(fail.Usage, errors.Unwrap(err), "check the --registry-ca path", "cannot read registry CA %s", a.CAFile)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fail.New(fail.Usage, "give --registry-ca a PEM certificate", "registry CA %s holds no PEM certificate", a.CAFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return t, nil
+}
+
+// Explain turns a registry error into a classified one with the cause and
+// fix. op is what was being done ("push", "pull"), ref the image.
+func (a Access) Explain(err error, op string, ref name.Reference) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	var fe *fail.Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	reg := ref.Context().RegistryStr()
+	src := "anonymous"
+	if a.Creds != nil {
+		src = "the token from " + a.Creds.Source
+		if a.Creds != nil {
+			err = errors.New(a.Creds.Token.Redact(err.Error()))
+		}
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized:
+			return fail.New(fail.Credentials, "check that the token is valid and not expired, and the username matches it",
+				"registry %s rejected %s for %s of %s (401 unauthorized)", reg, src, op, ref)
+		case http.StatusForbidden:
+			return fail.New(fail.Credentials, "give the token write:packages (in GitHub Actions: permissions: packages: write, and link the package to the repository)",
+				"registry %s denied %s of %s with %s (403 denied)", reg, op, ref, src)
+		case http.StatusNotFound:
+			return fail.New(fail.Verify, "check the reference, and that the push finished", "%s not found in registry %s", ref, reg)
+		case http.StatusTooManyRequests:
+			return fail.New(fail.Registry, "wait and rerun; an authenticated token has higher limits", "registry %s rate-limited the %s of %s (429)", reg, op, ref)
+		}
+		return fail.Wrap(fail.Registry, te, "rerun; if it persists, check the registry's status", "registry %s refused the %s of %s", reg, op, ref)
+	}
+	var ua x509.UnknownAuthorityError
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &ua) || errors.As(err, &cv) {
+		return fail.New(fail.Registry, "pass --registry-ca FILE with the registry's CA certificate",
+			"registry %s presented a certificate signed by an unknown authority", reg)
+	}
+	var hn x509.HostnameError
+	if errors.As(err, &hn) {
+		return fail.New(fail.Registry, "use the host name the certificate was issued for", "registry %s: %v", reg, hn)
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return fail.New(fail.Registry, "check the registry host name and DNS", "cannot resolve registry host %s", dnsErr.Name)
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) || strings.Contains(err.Error(), "connection refused") {
+		return fail.New(fail.Registry, "check that the registry is up and --registry is right", "cannot connect to registry %s", reg)
+	}
+	return fail.Wrap(fail.Registry, err, "", "%s of %s failed", op, ref)
+}
+
+// Repository returns <registry>/<owner>/<image>, lowercasing the owner as
+// GHCR requires, and checks that the result is a valid repository.
+func Repository(registry, owner, image string) (name.Repository, error) {
+	if owner == "" {
+		return name.Repository{}, fail.New(fail.Usage, "pass --owner (the GitHub user or organisation)", "no registry owner")
+	}
+	path := strings.ToLower(owner) + "/" + image
+	if registry == "" {
+		return name.Repository{}, fail.New(fail.Usage, "pass --registry", "no registry")
+	}
+	repo, err := name.NewRepository(registry+"/"+path, name.StrictValidation)
+	if err != nil {
+		return name.Repository{}, fail.New(fail.Usage, "use lowercase letters, digits, '.', '_' and '-' in --owner and --image-name",
+			"%s/%s is not a valid repository: %v", registry, path, err)
+	}
+	return repo, nil
+}
+
+// Describe is the image reference and digest as users copy them:
+// ghcr.io/owner/planner:0.4.0@sha256:….
+func Describe(tag name.Tag, digest string) string {
+	return fmt.Sprintf("%s@%s", tag.String(), digest)
+}
