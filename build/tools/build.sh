@@ -38,8 +38,9 @@ build() {
   echo "built $out in $((SECONDS - start))s" >&2
 }
 
-bk_version=$(awk '/github.com\/moby\/buildkit /{print $2; exit}' "$here/buildkit/go.mod")
-kube_version=$(awk '/k8s.io\/kubernetes /{print $2; exit}' "$here/kube/go.mod")
+mod_version() { (cd "$here/$1" && go list -m -f '{{.Version}}' "$2"); }
+bk_version=$(mod_version buildkit github.com/moby/buildkit)
+kube_version=$(mod_version kube k8s.io/kubernetes)
 
 build etcd etcd go.etcd.io/etcd/server/v3
 build registry registry github.com/distribution/distribution/v3/cmd/registry

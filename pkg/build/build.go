@@ -74,7 +74,7 @@ func WithProgress(w io.Writer, mode string) Option {
 func (s Spec) Validate() error {
 	fi, err := os.Stat(s.Context)
 	if err != nil || !fi.IsDir() {
-		return fail.New(fail.Build, "pass --context DIR, the directory the Dockerfile builds from", "build context %s is not a directory", s.Context)
+		return fail.New(fail.Build, "pass --source DIR, the directory the Dockerfile builds from", "build context %s is not a directory", s.Context)
 	}
 	if fi, err := os.Stat(s.Dockerfile); err != nil || fi.IsDir() {
 		return fail.New(fail.Build, "pass --file PATH to the Dockerfile", "Dockerfile %s does not exist", s.Dockerfile)

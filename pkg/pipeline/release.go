@@ -43,6 +43,10 @@ type Options struct {
 	Cluster genericclioptions.RESTClientGetter
 
 	Progress io.Writer // push progress lines; nil for none
+
+	// Image, for Deploy only: the already pushed image (tag, or tag@digest)
+	// that replaces the manifest's image named Build.Name.
+	Image string
 }
 
 // Result is what a release produced.
@@ -99,6 +103,8 @@ type release struct {
 	kube    *cluster.Client
 	built   build.Result
 	nsMade  bool
+
+	deployOnly bool // Deploy: no build, o.Image is the image
 }
 
 // Release runs the whole pipeline.
@@ -113,12 +119,7 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 		defer os.RemoveAll(dir)
 		rel.o.Build.Layout = dir
 	}
-	err := Run(ctx, rel.stages(), r, rel.res.Stages)
-	return rel.res, err
-}
-
-func (rel *release) stages() []Stage {
-	return []Stage{
+	err := Run(ctx, []Stage{
 		{"validate", rel.validate},
 		{"build", rel.build},
 		{"push", rel.push},
@@ -126,21 +127,42 @@ func (rel *release) stages() []Stage {
 		{"secret", rel.secret},
 		{"apply", rel.apply},
 		{"wait", rel.wait},
-	}
+	}, r, rel.res.Stages)
+	return rel.res, err
+}
+
+// Deploy runs the cluster stages for an image that is already pushed
+// (o.Image): validate, secret, apply, wait.
+func Deploy(ctx context.Context, o Options, r report.Reporter) (Result, error) {
+	rel := &release{o: o, r: r, res: Result{Stages: map[string]float64{}}, deployOnly: true}
+	err := Run(ctx, []Stage{
+		{"validate", rel.validate},
+		{"secret", rel.secret},
+		{"apply", rel.apply},
+		{"wait", rel.wait},
+	}, r, rel.res.Stages)
+	return rel.res, err
 }
 
 // validate checks every input that exists before the build, so that a bad
 // manifest, a missing Dockerfile or an unreachable cluster costs no build.
 func (rel *release) validate(ctx context.Context) (string, error) {
 	o := rel.o
-	tag, err := Tag(o.Registry, o.Owner, o.Build.Name, o.Build.Version)
-	if err != nil {
-		return "", err
+	if rel.deployOnly {
+		if err := rel.parseImage(); err != nil {
+			return "", err
+		}
+	} else {
+		tag, err := Tag(o.Registry, o.Owner, o.Build.Name, o.Build.Version)
+		if err != nil {
+			return "", err
+		}
+		rel.tag = tag
+		if err := o.Build.Validate(); err != nil {
+			return "", err
+		}
 	}
-	rel.tag = tag
-	if err := o.Build.Validate(); err != nil {
-		return "", err
-	}
+	tag := rel.tag
 	if len(o.Manifests) == 0 {
 		return "", fail.New(fail.Usage, "pass --manifest FILE", "no manifest to deploy")
 	}
@@ -249,7 +271,7 @@ func (rel *release) secret(ctx context.Context) (summary string, err error) {
 	rel.res.Objects = append(rel.res.Objects, crdsApplied...)
 
 	image := rel.tag.String()
-	if o.Pin {
+	if o.Pin && rel.res.Digest != "" {
 		image = rel.res.Ref
 	}
 	objs, err := manifest.Transform(rel.objs, manifest.Options{
@@ -323,6 +345,31 @@ func (rel *release) wait(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%d/%d Pods Ready in %s", len(pods), len(pods), rel.o.Namespace), nil
+}
+
+// parseImage reads o.Image for Deploy.
+func (rel *release) parseImage() error {
+	img := rel.o.Image
+	if img == "" {
+		return fail.New(fail.Usage, "pass --image REGISTRY/OWNER/NAME:VERSION[@sha256:…]", "no image to deploy")
+	}
+	tagPart, digest, _ := strings.Cut(img, "@")
+	tag, err := name.NewTag(tagPart, name.StrictValidation)
+	if err != nil {
+		return fail.New(fail.Usage, "pass --image REGISTRY/OWNER/NAME:VERSION[@sha256:…] in lowercase", "invalid image reference %q: %v", img, err)
+	}
+	if digest != "" {
+		if _, err := name.NewDigest(tag.Context().String() + "@" + digest); err != nil {
+			return fail.New(fail.Usage, "give the digest as sha256: and 64 hex digits", "invalid digest in %q", img)
+		}
+	}
+	rel.tag = tag
+	rel.res.Image, rel.res.Digest = tag.String(), digest
+	rel.res.Ref = tag.String()
+	if digest != "" {
+		rel.res.Ref = registry.Describe(tag, digest)
+	}
+	return nil
 }
 
 // Tag is <registry>/<owner>/<name>:<version>, owner lowercased.

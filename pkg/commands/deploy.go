@@ -1,0 +1,52 @@
+package commands
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/idopipe/idopipe/pkg/build"
+
+	"github.com/idopipe/idopipe/pkg/pipeline"
+)
+
+func newDeployCommand(env Env, g *globalOptions) *cobra.Command {
+	var img imageOptions
+	var reg registryOptions
+	var image string
+	cl := newClusterOptions()
+	cmd := &cobra.Command{
+		Use:   "deploy",
+		Short: "Deploy a pushed image: namespace, pull Secret, apply the manifest, wait for the Pods",
+		Example: `  idopipe deploy --image ghcr.io/my-org/planner:0.4.0@sha256:… -n ido \
+    --manifest deploy/manifest.yaml --crds artefacts/intents_crds_v1alpha1.yaml`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			r := g.reporter(env, nil)
+			cr, err := reg.credentials(env, warner(r))
+			if err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			r = g.reporter(env, cr.Token.Redact)
+			o := pipeline.Options{
+				Build:      build.Spec{Name: img.Name},
+				Creds:      cr,
+				Image:      image,
+				Manifests:  cl.Manifests,
+				CRDs:       cl.CRDs,
+				Namespace:  cl.namespace(),
+				SecretName: cl.SecretName,
+				Pin:        cl.Pin,
+				Force:      cl.Force,
+				Timeout:    cl.Timeout,
+				Cluster:    cl.Flags,
+			}
+			res, err := pipeline.Deploy(c.Context(), o, r)
+			return finish(env, g, r, releaseSummary(res, o.Namespace), res, err)
+		},
+	}
+	img.addFlags(cmd.Flags())
+	hideFlags(cmd.Flags(), "version")
+	reg.addFlags(cmd.Flags(), false)
+	cl.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&image, "image", "", "the pushed image, REGISTRY/OWNER/NAME:VERSION[@sha256:…]")
+	return cmd
+}

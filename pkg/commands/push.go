@@ -1,0 +1,80 @@
+package commands
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idopipe/idopipe/pkg/creds"
+	"github.com/idopipe/idopipe/pkg/pipeline"
+	"github.com/idopipe/idopipe/pkg/publish"
+	"github.com/idopipe/idopipe/pkg/registry"
+	"github.com/idopipe/idopipe/pkg/report"
+)
+
+func newPushCommand(env Env, g *globalOptions) *cobra.Command {
+	var img imageOptions
+	var reg registryOptions
+	var layout, digest string
+	cmd := &cobra.Command{
+		Use:   "push",
+		Short: "Tag the built image <registry>/<owner>/<name>:<version> and push it",
+		Example: `  GITHUB_TOKEN=… idopipe push --owner my-org            # ghcr.io/my-org/planner:0.4.0
+  idopipe push --owner my-org --token-file ~/.github-token`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			r := g.reporter(env, nil)
+			cr, err := reg.credentials(env, warner(r))
+			if err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			r = g.reporter(env, cr.Token.Redact)
+			var ref string
+			err = pipeline.Run(c.Context(), []pipeline.Stage{{Name: "push", Run: func(ctx context.Context) (string, error) {
+				tag, err := pipeline.Tag(reg.Registry, reg.owner(env), img.Name, img.Version)
+				if err != nil {
+					return "", err
+				}
+				if digest == "" {
+					if digest, err = publish.Latest(layout, img.Name+":"+img.Version); err != nil {
+						return "", err
+					}
+				}
+				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), publish.WithProgress(env.Stderr))
+				if err != nil {
+					return "", err
+				}
+				ref = registry.Describe(tag, d.DigestStr())
+				return ref, nil
+			}}}, r, nil)
+			return finish(env, g, r, "pushed "+ref, map[string]string{"ref": ref, "digest": digest}, err)
+		},
+	}
+	img.addFlags(cmd.Flags())
+	reg.addFlags(cmd.Flags(), true)
+	cmd.Flags().StringVar(&layout, "oci-layout", defaultLayout, "OCI image layout directory written by `idopipe build`")
+	cmd.Flags().StringVar(&digest, "digest", "", "digest of the image in the layout (default: the last one built as NAME:VERSION)")
+	return cmd
+}
+
+// warner reports warnings (such as a token file readable by others).
+func warner(r report.Reporter) func(string) {
+	return func(msg string) { r.Report(report.Event{Kind: report.Warning, Message: msg}) }
+}
+
+// optionalCredentials resolves credentials, or none when no token is
+// configured at all (anonymous pulls of public images).
+func optionalCredentials(env Env, reg registryOptions, r report.Reporter) (*creds.Credentials, error) {
+	if reg.TokenFile == "" && reg.Username == "" {
+		c, err := reg.credentials(env, warner(r))
+		if err != nil {
+			return nil, nil //nolint:nilerr // no usable credentials: pull anonymously
+		}
+		return &c, nil
+	}
+	c, err := reg.credentials(env, warner(r))
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}

@@ -1,0 +1,133 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/report"
+)
+
+// NewRoot builds the idopipe command tree.
+func NewRoot(env Env) *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "idopipe",
+		Short: "Build, push, verify and deploy the IDO planner in one pipeline",
+		Long: `idopipe takes the Intent Driven Orchestration planner from source to a running
+Pod: build (BuildKit) → push (GHCR) → verify-pull → pull Secret → apply → wait.
+Each stage is also a command of its own.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return g.validate()
+		},
+	}
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	g.addFlags(root.PersistentFlags())
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fail.Wrap(fail.Usage, err, "see `"+c.CommandPath()+" --help`", "bad flag")
+	})
+	root.AddCommand(
+		newReleaseCommand(env, g),
+		newBuildCommand(env, g),
+		newPushCommand(env, g),
+		newVerifyCommand(env, g),
+		newDeployCommand(env, g),
+		newVersionCommand(env, g),
+		newExitCodesHelp(),
+	)
+	return root
+}
+
+// usageArgs wraps cobra's argument checks into usage errors.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if err := check(c, args); err != nil {
+			return fail.Wrap(fail.Usage, err, "see `"+c.CommandPath()+" --help`", "bad arguments")
+		}
+		return nil
+	}
+}
+
+// finish prints the result: as a final JSON object, or as the human
+// summary line, and reports a failure as an event.
+func finish(env Env, g *globalOptions, r report.Reporter, summary string, result any, err error) error {
+	if g.Output == "json" {
+		out := map[string]any{"kind": "result", "ok": err == nil, "result": result}
+		if err != nil {
+			out["error"] = err.Error()
+			out["exitCode"] = fail.Code(err)
+			out["class"] = fail.ClassOf(err).String()
+		}
+		enc := json.NewEncoder(env.Stdout)
+		_ = enc.Encode(out)
+		return err
+	}
+	if err == nil && summary != "" {
+		fmt.Fprintln(env.Stdout, summary)
+	}
+	return err
+}
+
+func hideFlags(fs *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		_ = fs.MarkHidden(n)
+	}
+}
+
+func newExitCodesHelp() *cobra.Command {
+	return &cobra.Command{
+		Use:   "exit-codes",
+		Short: "What idopipe's exit codes mean",
+		Run: func(c *cobra.Command, _ []string) {
+			writeExitCodes(c.OutOrStdout())
+		},
+	}
+}
+
+var classHelp = map[fail.Class]string{
+	fail.Internal:    "unexpected error (a bug: please report it)",
+	fail.Usage:       "bad flags, arguments or option values",
+	fail.Credentials: "registry token or username missing, unreadable or rejected (401/403)",
+	fail.Manifest:    "manifest unreadable, invalid, or rejected by the API server's validation",
+	fail.Build:       "BuildKit unreachable, build context or Dockerfile missing, or the build failed",
+	fail.Registry:    "registry unreachable, TLS failure, rate limit, or push refused",
+	fail.Verify:      "the image cannot be pulled back, or its digest is not the expected one",
+	fail.Cluster:     "API server unreachable, or an object could not be written",
+	fail.NotReady:    "Pods not Ready before --timeout (the diagnosis is printed)",
+	fail.Interrupted: "interrupted (Ctrl-C or SIGTERM); a rerun converges",
+}
+
+func writeExitCodes(w io.Writer) {
+	fmt.Fprintln(w, "idopipe exits 0 on success, otherwise with the code of the failure's class:")
+	for _, c := range fail.Classes() {
+		fmt.Fprintf(w, "  %3d  %-12s %s\n", int(c), c, classHelp[c])
+	}
+}
+
+// Execute runs the command line and returns the process exit code; the
+// error, if any, is printed as one line on stderr.
+func Execute(ctx context.Context, env Env, args []string) int {
+	root := NewRoot(env)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var fe *fail.Error
+	if !errors.As(err, &fe) && ctx.Err() == nil {
+		// Our commands classify their errors; what is left is cobra's own
+		// (unknown command, flag or argument).
+		err = fail.Wrap(fail.Usage, err, "see `idopipe --help`", "bad command line")
+	}
+	fmt.Fprintln(env.Stderr, "error: "+fail.OneLine(err.Error()))
+	return fail.Code(err)
+}

@@ -1,0 +1,153 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Cluster is a Kubernetes control plane without kubelets: etcd and
+// kube-apiserver (envtest), kube-scheduler, and kwok managing one fake node
+// labelled as a control-plane node (the IDO Pods require one).
+type Cluster struct {
+	Kubeconfig string       // admin kubeconfig file
+	Config     *rest.Config // the same, for in-process clients
+	Client     kubernetes.Interface
+	NodeName   string
+
+	env       *envtest.Environment
+	scheduler *process
+	kwok      *process
+}
+
+// FakeNodeAnnotation marks the nodes kwok manages.
+const FakeNodeAnnotation = "kwok.x-k8s.io/node"
+
+func startCluster(ctx context.Context, tools, dir string) (c *Cluster, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	c = &Cluster{NodeName: "kwok-control-plane"}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	c.env = &envtest.Environment{BinaryAssetsDirectory: tools, ControlPlaneStartTimeout: time.Minute}
+	api := c.env.ControlPlane.GetAPIServer()
+	// No controller-manager runs: without these the ServiceAccount admission
+	// wants a "default" ServiceAccount and new nodes keep a not-ready taint.
+	api.Configure().Set("disable-admission-plugins", "ServiceAccount,TaintNodesByCondition")
+	if c.Config, err = c.env.Start(); err != nil {
+		return nil, fmt.Errorf("start kube-apiserver and etcd: %w", err)
+	}
+	user, err := c.env.AddUser(envtest.User{Name: "idopipe-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, kc, 0o600); err != nil {
+		return nil, err
+	}
+	c.Config = user.Config()
+	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return nil, err
+	}
+	c.scheduler, err = startProcess(dir, "kube-scheduler", filepath.Join(tools, "kube-scheduler"),
+		[]string{"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	stages, err := kwokStages(tools, dir)
+	if err != nil {
+		return nil, err
+	}
+	c.kwok, err = startProcess(dir, "kwok", filepath.Join(tools, "kwok"), []string{
+		"--kubeconfig", c.Kubeconfig, "--config", stages,
+		"--manage-all-nodes=false",
+		"--manage-nodes-with-annotation-selector=" + FakeNodeAnnotation + "=fake",
+		"--node-lease-duration-seconds=0",
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.addNode(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// kwokStages concatenates kwok's stage definitions (node initialise and
+// heartbeat, pod ready/complete/delete) into one config file.
+func kwokStages(tools, dir string) (string, error) {
+	files, err := filepath.Glob(filepath.Join(tools, "kwok-stages", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		return "", fmt.Errorf("no kwok stages under %s/kwok-stages: run `make tools`", tools)
+	}
+	var docs []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		docs = append(docs, strings.TrimSpace(string(b)))
+	}
+	p := filepath.Join(dir, "kwok-stages.yaml")
+	return p, os.WriteFile(p, []byte(strings.Join(docs, "\n---\n")+"\n"), 0o644)
+}
+
+// addNode registers the fake control-plane node and waits until kwok has
+// made it Ready.
+func (c *Cluster) addNode(ctx context.Context) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name:        c.NodeName,
+		Annotations: map[string]string{FakeNodeAnnotation: "fake"},
+		Labels: map[string]string{
+			"type":                                  "kwok",
+			"kubernetes.io/arch":                    "amd64",
+			"kubernetes.io/os":                      "linux",
+			"kubernetes.io/hostname":                c.NodeName,
+			"node-role.kubernetes.io/control-plane": "",
+		},
+	}}
+	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create fake node: %w", err)
+	}
+	return c.kwok.waitFor(ctx, 30*time.Second, func(ctx context.Context) error {
+		n, err := c.Client.CoreV1().Nodes().Get(ctx, c.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("node %s not Ready yet", c.NodeName)
+	})
+}
+
+// Stop ends kwok, the scheduler, the API server and etcd.
+func (c *Cluster) Stop() {
+	if c == nil {
+		return
+	}
+	c.kwok.stop(5 * time.Second)
+	c.scheduler.stop(5 * time.Second)
+	if c.env != nil {
+		_ = c.env.Stop()
+	}
+}

@@ -1,0 +1,135 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// Stack is the whole local stack.
+type Stack struct {
+	Dir      string
+	Tools    string
+	Registry *Registry
+	BuildKit *BuildKit
+	Cluster  *Cluster
+	owned    bool // Dir was made by Start and is removed by Stop
+}
+
+// Parts selects what Start starts.
+type Parts struct {
+	Registry, BuildKit, Cluster bool
+}
+
+// All is every part.
+var All = Parts{Registry: true, BuildKit: true, Cluster: true}
+
+// Start starts the selected parts with state under dir ("" for a new
+// temporary directory, removed by Stop).
+func Start(ctx context.Context, dir string, parts Parts) (s *Stack, err error) {
+	tools, err := ToolsDir()
+	if err != nil {
+		return nil, err
+	}
+	owned := dir == ""
+	if owned {
+		if dir, err = os.MkdirTemp("", "idopipe-stack-"); err != nil {
+			return nil, err
+		}
+	}
+	s = &Stack{Dir: dir, Tools: tools, owned: owned}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	cas := map[string]string{}
+	if parts.Registry {
+		if s.Registry, err = startRegistry(ctx, tools, filepath.Join(dir, "registry")); err != nil {
+			return s, err
+		}
+		cas[s.Registry.Host] = s.Registry.CAFile
+	}
+	if parts.BuildKit {
+		if s.BuildKit, err = startBuildKit(ctx, tools, filepath.Join(dir, "buildkit"), cas); err != nil {
+			return s, err
+		}
+	}
+	if parts.Cluster {
+		if s.Cluster, err = startCluster(ctx, tools, filepath.Join(dir, "cluster")); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// Stop ends every part that was started; it is safe to call twice.
+func (s *Stack) Stop() error {
+	if s == nil {
+		return nil
+	}
+	s.Cluster.Stop()
+	s.BuildKit.Stop()
+	s.Registry.Stop()
+	if s.owned && os.Getenv("IDOPIPE_KEEP_STACK") == "" {
+		s.owned = false
+		return os.RemoveAll(s.Dir)
+	}
+	return nil
+}
+
+// RepoRoot finds the idopipe checkout (the directory holding go.mod) from
+// the working directory upwards.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Fixtures is ../shared/fixtures/ido beside the checkout: the upstream IDO
+// manifest and CRDs.
+func Fixtures() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, "..", "shared", "fixtures", "ido")
+	if _, err := os.Stat(filepath.Join(dir, "manifest-0.4.0.yaml")); err != nil {
+		return "", errors.New("the upstream IDO fixtures are missing: expected ../shared/fixtures/ido beside the checkout")
+	}
+	return dir, nil
+}
+
+// Env is the environment a release against this stack runs with: where
+// BuildKit, the registry and the cluster are, and the registry credentials
+// (in the environment, never on a command line).
+func (s *Stack) Env() []string {
+	var env []string
+	if s.BuildKit != nil {
+		env = append(env, "BUILDKIT_HOST="+s.BuildKit.Address)
+	}
+	if s.Registry != nil {
+		env = append(env,
+			"IDOPIPE_TEST_REGISTRY="+s.Registry.Host,
+			"IDOPIPE_TEST_REGISTRY_CA="+s.Registry.CAFile,
+			"GITHUB_ACTOR="+s.Registry.Username,
+			"GITHUB_TOKEN="+s.Registry.Password,
+		)
+	}
+	if s.Cluster != nil {
+		env = append(env, "KUBECONFIG="+s.Cluster.Kubeconfig)
+	}
+	return env
+}
