@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole release against the local stack that `make demo` starts (see
+# cmd/localstack for the variables it sets): build the planner-shaped fixture
+# with BuildKit, push it to the TLS registry with the token from
+# $GITHUB_TOKEN, pull it back, create the namespace and pull Secret, apply the
+# upstream IDO 0.4.0 manifest and CRDs, and wait for both Pods. Then release
+# again to show that a rerun converges without writes.
+set -euo pipefail
+idopipe=${IDOPIPE:-$(pwd)/bin/idopipe}
+args=(
+  --source "$IDOPIPE_TEST_SOURCE"
+  --build-context "busybox=oci-layout://$IDOPIPE_TEST_BUSYBOX"
+  --registry "$IDOPIPE_TEST_REGISTRY" --registry-ca "$IDOPIPE_TEST_REGISTRY_CA"
+  --owner "Intel-Demo"
+  --manifest "$IDOPIPE_TEST_FIXTURES/manifest-0.4.0.yaml"
+  --crds "$IDOPIPE_TEST_FIXTURES/intents_crds_v1alpha1.yaml"
+  --progress plain --timeout 2m
+)
+echo "### idopipe release (first run)"
+"$idopipe" release "${args[@]}"
+echo
+echo "### idopipe release (again: nothing to change)"
+"$idopipe" release "${args[@]}" --progress quiet
+echo
+echo "### idopipe verify-pull"
+"$idopipe" verify-pull --registry-ca "$IDOPIPE_TEST_REGISTRY_CA" "$IDOPIPE_TEST_REGISTRY/intel-demo/planner:0.4.0"

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idopipe/idopipe/pkg/testenv"
+)
+
+// The end-to-end tests run the idopipe binary as a user would, against the
+// real local stack (buildkitd, TLS+htpasswd registry, kube-apiserver with
+// kube-scheduler and kwok), started once for the package.
+var (
+	stack    *testenv.Stack
+	binary   string // the idopipe binary under test
+	source   string // planner-shaped build context
+	busybox  string // OCI layout of the fixture's base image
+	fixtures string // ../shared/fixtures/ido
+)
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "idopipe-e2e-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "idopipe")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		return 1, fmt.Errorf("build idopipe: %v\n%s", err, out)
+	}
+	if fixtures, err = testenv.Fixtures(); err != nil {
+		return 1, err
+	}
+	source = filepath.Join(dir, "source")
+	if err := testenv.PlannerFixture(ctx, source); err != nil {
+		return 1, err
+	}
+	busybox = filepath.Join(dir, "busybox")
+	if _, err := testenv.BusyboxLayout(busybox); err != nil {
+		return 1, err
+	}
+	start := time.Now()
+	stack, err = testenv.Start(ctx, "", testenv.All)
+	if err != nil {
+		return 1, err
+	}
+	defer stack.Stop()
+	fmt.Fprintf(os.Stderr, "e2e: stack up in %.1fs\n", time.Since(start).Seconds())
+	return m.Run(), nil
+}
+
+// result is one run of the binary.
+type result struct {
+	stdout, stderr string
+	code           int
+	args           []string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("idopipe %s\nexit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
+}
+
+// idopipe runs the binary with the stack's environment plus env (KEY=VALUE;
+// an empty value removes the key), and checks that the token appears in no
+// argument and no output.
+func idopipe(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = mergeEnv(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, stack.Env()...), env)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), args: args}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run idopipe: %v", err)
+	}
+	assertNoToken(t, "argv", strings.Join(args, " "))
+	assertNoToken(t, "stdout", r.stdout)
+	assertNoToken(t, "stderr", r.stderr)
+	return r
+}
+
+func mergeEnv(base, over []string) []string {
+	m := map[string]string{}
+	var order []string
+	for _, kv := range append(base, over...) {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, seen := m[k]; !seen {
+			order = append(order, k)
+		}
+		m[k] = v
+	}
+	var out []string
+	for _, k := range order {
+		if m[k] != "" {
+			out = append(out, k+"="+m[k])
+		}
+	}
+	return out
+}
+
+func assertNoToken(t *testing.T, where, text string) {
+	t.Helper()
+	if tok := stack.Registry.Password; strings.Contains(text, tok) {
+		t.Errorf("the registry token leaked into %s", where)
+	}
+}
+
+// releaseArgs is a release of the fixture into namespace ns.
+func releaseArgs(ns string, extra ...string) []string {
+	args := []string{
+		"release",
+		"--source", source,
+		"--build-context", "busybox=oci-layout://" + busybox,
+		"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile,
+		"--owner", "IDO-Test",
+		"--manifest", filepath.Join(fixtures, "manifest-0.4.0.yaml"),
+		"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"),
+		"-n", ns, "--progress", "plain", "--timeout", "60s",
+	}
+	return append(args, extra...)
+}
