@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -97,6 +98,10 @@ func setNamespace(obj Object, o Options) error {
 	}
 	namespaced, err := o.Scoper.Namespaced(obj.GroupVersionKind())
 	if err != nil {
+		var fe *fail.Error
+		if errors.As(err, &fe) {
+			return &fail.Error{Class: fe.Class, Msg: obj.Source + ": " + fe.Msg, Fix: fe.Fix, Err: fe.Err}
+		}
 		return err
 	}
 	if !namespaced {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/idopipe/idopipe/pkg/build"
@@ -193,21 +194,12 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 		return "", err
 	}
 	rel.kube = kube
-	// Every kind must be known to the cluster (or be defined by --crds).
-	defined := map[string]bool{}
-	for _, c := range rel.crds {
-		g, _, _ := unstructuredString(c, "spec", "group")
-		k, _, _ := unstructuredString(c, "spec", "names", "kind")
-		defined[k+"."+g] = true
-	}
-	for _, obj := range rel.objs {
-		gvk := obj.GroupVersionKind()
-		if defined[gvk.Kind+"."+gvk.Group] {
-			continue
-		}
-		if _, err := kube.Namespaced(gvk); err != nil {
-			return "", fmt.Errorf("%s: %w", obj.Source, err)
-		}
+	// Run the manifest transform now, with the tag standing in for the
+	// digest, so that its errors (an object in another namespace, no
+	// container running the image, a kind the cluster does not serve and no
+	// --crds defines) cost no build.
+	if _, err := rel.transform(rel.tag.String()); err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("%d objects, %d CRDs, image %s, cluster %s", len(rel.objs), len(rel.crds), tag, kube.Host), nil
 }
@@ -274,12 +266,7 @@ func (rel *release) secret(ctx context.Context) (summary string, err error) {
 	if o.Pin && rel.res.Digest != "" {
 		image = rel.res.Ref
 	}
-	objs, err := manifest.Transform(rel.objs, manifest.Options{
-		Namespace:  o.Namespace,
-		Images:     map[string]string{o.Build.Name: image},
-		PullSecret: o.SecretName,
-		Scoper:     kube,
-	})
+	objs, err := rel.transform(image)
 	if err != nil {
 		return "", err
 	}
@@ -345,6 +332,35 @@ func (rel *release) wait(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%d/%d Pods Ready in %s", len(pods), len(pods), rel.o.Namespace), nil
+}
+
+// transform applies the release's transforms with image as the planner's.
+// Kinds defined by --crds count as namespaced or not by the CRD's scope, so
+// the transform works before the CRDs are applied.
+func (rel *release) transform(image string) ([]manifest.Object, error) {
+	crdScope := map[schema.GroupKind]bool{}
+	for _, c := range rel.crds {
+		g, _, _ := unstructuredString(c, "spec", "group")
+		k, _, _ := unstructuredString(c, "spec", "names", "kind")
+		scope, _, _ := unstructuredString(c, "spec", "scope")
+		crdScope[schema.GroupKind{Group: g, Kind: k}] = scope == "Namespaced"
+	}
+	scoper := manifest.ScoperFunc(func(gvk schema.GroupVersionKind) (bool, error) {
+		if namespaced, ok := crdScope[gvk.GroupKind()]; ok {
+			return namespaced, nil
+		}
+		return rel.kube.Namespaced(gvk)
+	})
+	objs, err := manifest.Transform(rel.objs, manifest.Options{
+		Namespace:  rel.o.Namespace,
+		Images:     map[string]string{rel.o.Build.Name: image},
+		PullSecret: rel.o.SecretName,
+		Scoper:     scoper,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return objs, nil
 }
 
 // parseImage reads o.Image for Deploy.

@@ -81,9 +81,18 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 	src := "anonymous"
 	if a.Creds != nil {
 		src = "the token from " + a.Creds.Source
-		if a.Creds != nil {
-			err = errors.New(a.Creds.Token.Redact(err.Error()))
-		}
+	}
+	// TLS first: for loopback registries go-containerregistry retries over
+	// plain HTTP, whose 400 would hide the certificate problem.
+	var ua x509.UnknownAuthorityError
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &ua) || errors.As(err, &cv) || strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		return fail.New(fail.Registry, "pass --registry-ca FILE with the registry's CA certificate",
+			"registry %s presented a certificate signed by an unknown authority", reg)
+	}
+	var hn x509.HostnameError
+	if errors.As(err, &hn) {
+		return fail.New(fail.Registry, "use the host name the certificate was issued for", "registry %s: %v", reg, hn)
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
@@ -99,17 +108,7 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 		case http.StatusTooManyRequests:
 			return fail.New(fail.Registry, "wait and rerun; an authenticated token has higher limits", "registry %s rate-limited the %s of %s (429)", reg, op, ref)
 		}
-		return fail.Wrap(fail.Registry, te, "rerun; if it persists, check the registry's status", "registry %s refused the %s of %s", reg, op, ref)
-	}
-	var ua x509.UnknownAuthorityError
-	var cv *tls.CertificateVerificationError
-	if errors.As(err, &ua) || errors.As(err, &cv) {
-		return fail.New(fail.Registry, "pass --registry-ca FILE with the registry's CA certificate",
-			"registry %s presented a certificate signed by an unknown authority", reg)
-	}
-	var hn x509.HostnameError
-	if errors.As(err, &hn) {
-		return fail.New(fail.Registry, "use the host name the certificate was issued for", "registry %s: %v", reg, hn)
+		return fail.Wrap(fail.Registry, a.redact(te), "rerun; if it persists, check the registry's status", "registry %s refused the %s of %s", reg, op, ref)
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
@@ -119,7 +118,15 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 	if errors.As(err, &opErr) || strings.Contains(err.Error(), "connection refused") {
 		return fail.New(fail.Registry, "check that the registry is up and --registry is right", "cannot connect to registry %s", reg)
 	}
-	return fail.Wrap(fail.Registry, err, "", "%s of %s failed", op, ref)
+	return fail.Wrap(fail.Registry, a.redact(err), "", "%s of %s failed", op, ref)
+}
+
+// redact keeps the error's text but never the token.
+func (a Access) redact(err error) error {
+	if a.Creds == nil {
+		return err
+	}
+	return errors.New(a.Creds.Token.Redact(err.Error()))
 }
 
 // Repository returns <registry>/<owner>/<image>, lowercasing the owner as

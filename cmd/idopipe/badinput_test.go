@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// TestReleaseBadInput: each bad input fails with one line naming the cause
+// and the fix, the class's exit code, and leaves the cluster untouched (its
+// namespace is never created). Inputs that exist before the build are
+// rejected before any build work.
+func TestReleaseBadInput(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	malformed := write("malformed.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n  data: [\n")
+	noKind := write("nokind.yaml", "apiVersion: v1\nmetadata: {name: x}\n")
+	wrongToken := write("wrong-token", "ghp_wrong\n")
+	emptyToken := write("empty-token", "\n")
+	unknownKind := write("unknown.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\n")
+	otherNS := write("otherns.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: elsewhere}\n")
+	intent := write("intent.yaml", "apiVersion: ido.intel.com/v1alpha1\nkind: Intent\nmetadata: {name: i}\nspec: {}\n")
+	noPlanner := write("noplanner.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: mongo:6}]}\n")
+	badKubeconfig := write("kubeconfig", `apiVersion: v1
+kind: Config
+clusters: [{name: down, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: down, context: {cluster: down, user: u}}]
+users: [{name: u, user: {}}]
+current-context: down
+`)
+
+	cases := []struct {
+		name     string
+		env      []string
+		args     []string
+		class    fail.Class
+		want     []string // substrings of the one-line error
+		preBuild bool     // must fail before the build stage starts
+		drop     []string // flags of the default release to leave out
+	}{
+		{name: "no token", env: []string{"GITHUB_TOKEN="}, class: fail.Credentials,
+			want: []string{"no registry token found", "GITHUB_TOKEN"}, preBuild: true},
+		{name: "empty token file", args: []string{"--token-file", emptyToken}, class: fail.Credentials,
+			want: []string{emptyToken, "is empty"}, preBuild: true},
+		{name: "missing token file", args: []string{"--token-file", filepath.Join(dir, "nope")}, class: fail.Credentials,
+			want: []string{"does not exist", "--token-file"}, preBuild: true},
+		{name: "wrong token", args: []string{"--token-file", wrongToken}, class: fail.Credentials,
+			want: []string{"401", "rejected the token from --token-file " + wrongToken, "not expired"}},
+		{name: "no username", env: []string{"GITHUB_ACTOR="}, class: fail.Credentials,
+			want: []string{"no registry username", "--username"}, preBuild: true},
+		{name: "BuildKit unreachable", args: []string{"--buildkit-host", "unix://" + filepath.Join(dir, "no.sock")}, class: fail.Build,
+			want: []string{"cannot reach BuildKit", "--buildkit-host"}},
+		{name: "registry unreachable", args: []string{"--registry", "127.0.0.1:1"}, class: fail.Registry,
+			want: []string{"cannot connect to registry 127.0.0.1:1"}},
+		{name: "registry CA unknown", args: []string{"--registry-ca", ""}, class: fail.Registry,
+			want: []string{"unknown authority", "--registry-ca"}},
+		{name: "API server unreachable", args: []string{"--kubeconfig", badKubeconfig}, class: fail.Cluster,
+			want: []string{"cannot reach the API server at https://127.0.0.1:1", "--kubeconfig"}, preBuild: true},
+		{name: "missing Dockerfile", args: []string{"--file", filepath.Join(dir, "Dockerfile.nope")}, class: fail.Build,
+			want: []string{"Dockerfile " + filepath.Join(dir, "Dockerfile.nope") + " does not exist", "--file"}, preBuild: true},
+		{name: "missing build context", args: []string{"--source", filepath.Join(dir, "nosrc")}, class: fail.Build,
+			want: []string{"build context", "is not a directory", "--source"}, preBuild: true},
+		{name: "malformed manifest", args: []string{"--manifest", malformed}, class: fail.Manifest,
+			want: []string{malformed + "#1 is not valid YAML"}, preBuild: true},
+		{name: "document without kind", args: []string{"--manifest", noKind}, class: fail.Manifest,
+			want: []string{noKind + "#1 has no kind"}, preBuild: true},
+		{name: "kind the cluster does not serve", args: []string{"--manifest", unknownKind}, class: fail.Manifest,
+			want: []string{"does not serve kind Gadget", "--crds"}, preBuild: true},
+		{name: "missing manifest", args: []string{"--manifest", filepath.Join(dir, "absent.yaml")}, class: fail.Manifest,
+			want: []string{"cannot read manifest", "--manifest"}, preBuild: true},
+		{name: "owner with a space", args: []string{"--owner", "bad owner"}, class: fail.Usage,
+			want: []string{"not a valid repository", "--owner"}, preBuild: true},
+		{name: "object in another namespace", args: []string{"--manifest", otherNS}, class: fail.Manifest,
+			want: []string{`sets namespace "elsewhere"`, "-n elsewhere"}, preBuild: true},
+		{name: "manifest does not run the image", args: []string{"--manifest", noPlanner}, class: fail.Manifest,
+			want: []string{`no container in the manifest runs an image named "planner"`}, preBuild: true},
+		{name: "custom resource without its CRD", args: []string{"--manifest", intent}, class: fail.Manifest,
+			want: []string{intent + "#1: the cluster does not serve kind Intent", "--crds"}, preBuild: true, drop: []string{"--crds"}},
+	}
+	// "custom resource without its CRD" needs the IDO CRDs absent; another
+	// test may have applied them.
+	removeCRD(t, "intents.ido.intel.com")
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := "bad-" + strings.ToLower(strings.ReplaceAll(strings.Fields(tc.name)[0], " ", "")) + "-" + itoa(i)
+			args := releaseArgs(ns, tc.args...)
+			drop := tc.drop
+			if slices.Contains(tc.args, "--manifest") { // replace the upstream manifest
+				drop = append(drop, "--manifest")
+			}
+			for _, f := range drop {
+				i := slices.Index(args, f)
+				args = slices.Delete(args, i, i+2)
+			}
+			r := idopipe(t, tc.env, args...)
+			if r.code != int(tc.class) {
+				t.Fatalf("exit %d, want %d (%s)\n%s", r.code, tc.class, tc.class, r)
+			}
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			last := lines[len(lines)-1]
+			if !strings.HasPrefix(last, "error: ") {
+				t.Fatalf("last stderr line is not the error: %q", last)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(last, w) {
+					t.Errorf("error %q does not mention %q", last, w)
+				}
+			}
+			if tc.preBuild && strings.Contains(r.stdout, "==> build") {
+				t.Errorf("bad input found only after the build started:\n%s", r.stdout)
+			}
+			if _, err := stack.Cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("namespace %s exists after a failed release (err %v)", ns, err)
+			}
+		})
+	}
+}
+
+func removeCRD(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	crds := dynamic.NewForConfigOrDie(stack.Cluster.Config).Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	if err := crds.Delete(ctx, name, metav1.DeleteOptions{}); apierrors.IsNotFound(err) {
+		return
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := crds.Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Fatalf("CRD %s not gone: %v", name, err)
+	}
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i < 10 {
+		return digits[i : i+1]
+	}
+	return itoa(i/10) + digits[i%10:i%10+1]
+}
