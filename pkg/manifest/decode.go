@@ -96,6 +96,11 @@ func validate(o Object) error {
 	if _, ok := o.Object["metadata"].(map[string]any); !ok {
 		return fail.New(fail.Manifest, "add metadata.name", "manifest %s (%s) has no metadata", o.Source, o.GetKind())
 	}
+	if n, ok := o.Object["metadata"].(map[string]any)["name"]; ok && n != nil {
+		if _, isString := n.(string); !isString {
+			return fail.New(fail.Manifest, "quote it (YAML reads y, n, yes, no, on, off and numbers as non-strings)", "manifest %s (%s) has a metadata.name that is not a string: %v", o.Source, o.GetKind(), n)
+		}
+	}
 	if o.GetName() == "" {
 		if o.GetGenerateName() != "" {
 			return fail.New(fail.Manifest, "give it a fixed metadata.name so that a rerun updates it", "manifest %s (%s) uses generateName, which apply cannot track", o.Source, o.GetKind())
