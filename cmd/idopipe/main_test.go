@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -143,3 +144,5 @@ func releaseArgs(ns string, extra ...string) []string {
 	}
 	return append(args, extra...)
 }
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

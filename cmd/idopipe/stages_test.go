@@ -145,7 +145,7 @@ func TestStagesOneByOne(t *testing.T) {
 		{"pullable with the pushed digest", nil, []string{tag, "--digest", built.Result.Digest}, 0, "pullable"},
 		{"pullable by digest reference", nil, []string{ref}, 0, "private (needs credentials)"},
 		{"digest mismatch", nil, []string{tag, "--digest", "sha256:" + strings.Repeat("0", 64)}, fail.Verify, "not the expected sha256:000"},
-		{"tag not found", nil, []string{stack.Registry.Host + "/stages/planner:9.9.9"}, fail.Verify, "not found"},
+		{"tag not found", nil, []string{stack.Registry.Host + "/stages/planner:9.9.9"}, fail.NotFound, "not found"},
 		{"anonymous pull of a private image", []string{"GITHUB_TOKEN=", "GITHUB_ACTOR="}, []string{tag}, fail.Credentials, "rejected anonymous"},
 		{"bad reference", nil, []string{"Not/A:Ref:x"}, fail.Usage, "invalid image reference"},
 	}

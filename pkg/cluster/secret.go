@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -85,4 +86,47 @@ func (c *Client) ApplySecret(ctx context.Context, p PullSecret, dryRun bool) (St
 		return "", c.explain(ctx, err, "apply Secret "+p.Namespace+"/"+p.Name)
 	}
 	return statusOf(before, got.ResourceVersion, dryRun), nil
+}
+
+// PullCredentials reads the pull Secret ns/name as a kubelet would and
+// returns the credentials it holds for registryHost.
+func (c *Client) PullCredentials(ctx context.Context, ns, name, registryHost string) (creds.Credentials, error) {
+	s, err := c.Core.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return creds.Credentials{}, fail.New(fail.Credentials, "create it with `idopipe deploy` or `idopipe release`",
+			"the cluster has no pull Secret %s/%s", ns, name)
+	}
+	if err != nil {
+		return creds.Credentials{}, c.explain(ctx, err, "read Secret "+ns+"/"+name)
+	}
+	source := "Secret " + ns + "/" + name
+	if s.Type != corev1.SecretTypeDockerConfigJson {
+		return creds.Credentials{}, fail.New(fail.Credentials, "recreate it with type "+string(corev1.SecretTypeDockerConfigJson),
+			"%s has type %s, which the kubelet does not read for image pulls", source, s.Type)
+	}
+	var cfg dockerConfig
+	if err := json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
+		return creds.Credentials{}, fail.New(fail.Credentials, "recreate it", "%s holds no valid %s", source, corev1.DockerConfigJsonKey)
+	}
+	e, ok := cfg.Auths[registryHost]
+	if !ok {
+		e, ok = cfg.Auths["https://"+registryHost]
+	}
+	if !ok {
+		return creds.Credentials{}, fail.New(fail.Credentials, "recreate it for registry "+registryHost,
+			"%s has no entry for registry %s", source, registryHost)
+	}
+	user, pass := e.Username, e.Password
+	if e.Auth != "" {
+		b, err := base64.StdEncoding.DecodeString(e.Auth)
+		u, p, found := strings.Cut(string(b), ":")
+		if err != nil || !found {
+			return creds.Credentials{}, fail.New(fail.Credentials, "recreate it", "%s has a malformed auth entry for %s", source, registryHost)
+		}
+		user, pass = u, p
+	}
+	if pass == "" {
+		return creds.Credentials{}, fail.New(fail.Credentials, "recreate it with the token", "%s has no password for %s", source, registryHost)
+	}
+	return creds.Credentials{Username: user, Token: creds.NewSecret(pass), Source: source}, nil
 }

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/idopipe/idopipe/pkg/build"
@@ -21,7 +22,7 @@ func newDeployCommand(env Env, g *globalOptions) *cobra.Command {
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			r := g.reporter(env, nil)
-			cr, err := reg.credentials(env, warner(r))
+			cr, err := reg.credentials(env, registryOf(image), warner(r))
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
@@ -49,4 +50,13 @@ func newDeployCommand(env Env, g *globalOptions) *cobra.Command {
 	cl.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&image, "image", "", "the pushed image, REGISTRY/OWNER/NAME:VERSION[@sha256:…]")
 	return cmd
+}
+
+// registryOf is the registry host of an image reference, "" when it does not parse.
+func registryOf(image string) string {
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		return ""
+	}
+	return ref.Context().RegistryStr()
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
@@ -123,9 +124,11 @@ type registryOptions struct {
 	Username  string
 	TokenFile string
 	CAFile    string
+	Jobs      int
 }
 
 func (o *registryOptions) addFlags(fs *pflag.FlagSet, withTarget bool) {
+	fs.IntVar(&o.Jobs, "jobs", 4, "concurrent blob transfers")
 	if withTarget {
 		fs.StringVar(&o.Registry, "registry", "ghcr.io", "registry host")
 		fs.StringVar(&o.Owner, "owner", "", "registry owner (GitHub user or organisation; default $GITHUB_REPOSITORY_OWNER), lowercased")
@@ -142,12 +145,26 @@ func (o *registryOptions) owner(env Env) string {
 	return env.Getenv("GITHUB_REPOSITORY_OWNER")
 }
 
-func (o *registryOptions) credentials(env Env, warn func(string)) (creds.Credentials, error) {
-	return creds.Resolve(creds.Options{Username: o.Username, TokenFile: o.TokenFile, Getenv: env.Getenv, Warn: warn})
+// credentials resolves the token for registryHost ("" when unknown, which
+// skips the docker config).
+func (o *registryOptions) credentials(env Env, registryHost string, warn func(string)) (creds.Credentials, error) {
+	return creds.Resolve(creds.Options{
+		Username: o.Username, TokenFile: o.TokenFile, Getenv: env.Getenv, Warn: warn,
+		Registry: registryHost, Keychain: authn.DefaultKeychain,
+	})
 }
 
 func (o *registryOptions) access(c *creds.Credentials) registry.Access {
-	return registry.Access{Creds: c, CAFile: o.CAFile}
+	return registry.Access{Creds: c, CAFile: o.CAFile, Jobs: o.Jobs}
+}
+
+// pushOptions are push's own flags, shared by push and release.
+type pushOptions struct {
+	Tags []string
+}
+
+func (o *pushOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&o.Tags, "tag", nil, "extra tag for the same image, e.g. latest (repeatable)")
 }
 
 // clusterOptions are kubectl's connection flags plus the release's own.
@@ -162,6 +179,12 @@ type clusterOptions struct {
 }
 
 func newClusterOptions() *clusterOptions {
+	return &clusterOptions{Flags: newKubeFlags()}
+}
+
+// newKubeFlags are kubectl's connection flags (--kubeconfig, --context, -n
+// defaulting to ido, ...).
+func newKubeFlags() *genericclioptions.ConfigFlags {
 	f := genericclioptions.NewConfigFlags(true)
 	// Keep kubectl's connection flags; drop those that would clash with the
 	// registry's (--username, --password, --token) or invite secrets in argv.
@@ -170,7 +193,7 @@ func newClusterOptions() *clusterOptions {
 	f.CacheDir, f.Insecure, f.TLSServerName = nil, nil, nil
 	ns := "ido"
 	f.Namespace = &ns
-	return &clusterOptions{Flags: f}
+	return f
 }
 
 func (o *clusterOptions) addFlags(fs *pflag.FlagSet) {

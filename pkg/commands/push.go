@@ -15,6 +15,7 @@ import (
 func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 	var img imageOptions
 	var reg registryOptions
+	var po pushOptions
 	var layout, digest string
 	cmd := &cobra.Command{
 		Use:   "push",
@@ -24,7 +25,7 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			r := g.reporter(env, nil)
-			cr, err := reg.credentials(env, warner(r))
+			cr, err := reg.credentials(env, reg.Registry, warner(r))
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
@@ -40,7 +41,7 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 						return "", err
 					}
 				}
-				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), publish.WithProgress(env.Stderr))
+				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), publish.WithProgress(env.Stderr), publish.WithTags(po.Tags...))
 				if err != nil {
 					return "", err
 				}
@@ -52,6 +53,7 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 	}
 	img.addFlags(cmd.Flags())
 	reg.addFlags(cmd.Flags(), true)
+	po.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&layout, "oci-layout", defaultLayout, "OCI image layout directory written by `idopipe build`")
 	cmd.Flags().StringVar(&digest, "digest", "", "digest of the image in the layout (default: the last one built as NAME:VERSION)")
 	return cmd
@@ -64,15 +66,15 @@ func warner(r report.Reporter) func(string) {
 
 // optionalCredentials resolves credentials, or none when no token is
 // configured at all (anonymous pulls of public images).
-func optionalCredentials(env Env, reg registryOptions, r report.Reporter) (*creds.Credentials, error) {
+func optionalCredentials(env Env, reg registryOptions, registryHost string, r report.Reporter) (*creds.Credentials, error) {
 	if reg.TokenFile == "" && reg.Username == "" {
-		c, err := reg.credentials(env, warner(r))
+		c, err := reg.credentials(env, registryHost, warner(r))
 		if err != nil {
 			return nil, nil //nolint:nilerr // no usable credentials: pull anonymously
 		}
 		return &c, nil
 	}
-	c, err := reg.credentials(env, warner(r))
+	c, err := reg.credentials(env, registryHost, warner(r))
 	if err != nil {
 		return nil, err
 	}

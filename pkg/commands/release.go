@@ -13,6 +13,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 	var img imageOptions
 	var b buildOptions
 	var reg registryOptions
+	var po pushOptions
 	cl := newClusterOptions()
 	cmd := &cobra.Command{
 		Use:   "release",
@@ -23,7 +24,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			r := g.reporter(env, nil)
-			cr, err := reg.credentials(env, warner(r))
+			cr, err := reg.credentials(env, reg.Registry, warner(r))
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
@@ -35,6 +36,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 				Owner:        reg.owner(env),
 				Creds:        cr,
 				Access:       reg.access(nil),
+				Tags:         po.Tags,
 				Manifests:    cl.Manifests,
 				CRDs:         cl.CRDs,
 				Namespace:    cl.namespace(),
@@ -52,6 +54,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 	img.addFlags(cmd.Flags())
 	b.addFlags(cmd.Flags(), false)
 	reg.addFlags(cmd.Flags(), true)
+	po.addFlags(cmd.Flags())
 	cl.addFlags(cmd.Flags())
 	return cmd
 }

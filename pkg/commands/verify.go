@@ -6,45 +6,90 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
+	"github.com/idopipe/idopipe/pkg/cluster"
+	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 	"github.com/idopipe/idopipe/pkg/verify"
 )
 
+type verifyOptions struct {
+	reg                  registryOptions
+	digest               string
+	full                 bool
+	platforms            []string
+	platformsFromCluster bool
+	asCluster            bool
+	secretName           string
+}
+
 func newVerifyCommand(env Env, g *globalOptions) *cobra.Command {
-	var reg registryOptions
-	var digest string
+	var o verifyOptions
+	kube := newKubeFlags()
 	cmd := &cobra.Command{
 		Use:   "verify-pull REF",
 		Short: "Check that an image can be pulled (and has the expected digest)",
 		Long: `verify-pull resolves REF in its registry with the same credentials a release
 uses, reads its manifest(s) and config(s), and exits 0 only when the image is
-pullable and, with --digest, resolves to that digest. REF may carry @sha256:….`,
-		Example: `  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --digest sha256:…`,
-		Args:    usageArgs(cobra.ExactArgs(1)),
+pullable and, with --digest, resolves to that digest. REF may carry @sha256:….
+
+With --as-cluster it pulls with the credentials of the cluster's pull Secret
+(--secret-name in -n), so a broken Secret is found before any Pod exists;
+with --platforms-from-cluster every node's os/arch must have an image.
+Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
+11 platform missing, 12 corrupt blob (--full).`,
+		Example: `  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --digest sha256:…
+  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --full --as-cluster -n ido --platforms-from-cluster`,
+		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			r := g.reporter(env, nil)
-			cr, err := optionalCredentials(env, reg, r)
+			ref, err := name.ParseReference(args[0], name.StrictValidation)
 			if err != nil {
-				return finish(env, g, r, "", nil, err)
-			}
-			if cr != nil {
-				r = g.reporter(env, cr.Token.Redact)
+				return finish(env, g, r, "", nil, fail.New(fail.Usage, "give REGISTRY/REPOSITORY:TAG or …@sha256:…, in lowercase", "invalid image reference %q: %v", args[0], err))
 			}
 			var rep verify.Report
 			err = pipeline.Run(c.Context(), []pipeline.Stage{{Name: "verify-pull", Run: func(ctx context.Context) (string, error) {
-				ref, err := name.ParseReference(args[0], name.StrictValidation)
-				if err != nil {
-					return "", fail.New(fail.Usage, "give REGISTRY/REPOSITORY:TAG or …@sha256:…, in lowercase", "invalid image reference %q: %v", args[0], err)
+				var cr *creds.Credentials
+				var opts []verify.Option
+				if o.full {
+					opts = append(opts, verify.WithFull())
 				}
-				want := digest
+				opts = append(opts, verify.WithPlatforms(o.platforms...))
+				if o.asCluster || o.platformsFromCluster {
+					kc, err := cluster.New(ctx, kube)
+					if err != nil {
+						return "", err
+					}
+					if o.asCluster {
+						c, err := kc.PullCredentials(ctx, *kube.Namespace, o.secretName, ref.Context().RegistryStr())
+						if err != nil {
+							return "", err
+						}
+						cr = &c
+					}
+					if o.platformsFromCluster {
+						ps, err := kc.NodePlatforms(ctx)
+						if err != nil {
+							return "", err
+						}
+						opts = append(opts, verify.WithPlatforms(ps...))
+					}
+				}
+				if cr == nil {
+					var err error
+					if cr, err = optionalCredentials(env, o.reg, ref.Context().RegistryStr(), r); err != nil {
+						return "", err
+					}
+				}
+				want := o.digest
 				if d, ok := ref.(name.Digest); ok {
 					if want != "" && want != d.DigestStr() {
 						return "", fail.New(fail.Usage, "give the digest once", "--digest %s differs from the digest in %s", want, args[0])
 					}
 					want = d.DigestStr()
 				}
-				rep, err = verify.Pull(ctx, ref, want, reg.access(cr))
+				var err error
+				rep, err = verify.Pull(ctx, ref, want, o.reg.access(cr), opts...)
 				if err != nil {
 					return "", err
 				}
@@ -53,7 +98,14 @@ pullable and, with --digest, resolves to that digest. REF may carry @sha256:….
 			return finish(env, g, r, "", rep, err)
 		},
 	}
-	reg.addFlags(cmd.Flags(), false)
-	cmd.Flags().StringVar(&digest, "digest", "", "expected digest (sha256:…)")
+	fs := cmd.Flags()
+	o.reg.addFlags(fs, false)
+	fs.StringVar(&o.digest, "digest", "", "expected digest (sha256:…)")
+	fs.BoolVar(&o.full, "full", false, "download every layer and check its size and sha256")
+	fs.StringArrayVar(&o.platforms, "platform", nil, "require an image for this os/arch (repeatable)")
+	fs.BoolVar(&o.platformsFromCluster, "platforms-from-cluster", false, "require an image for every node's os/arch")
+	fs.BoolVar(&o.asCluster, "as-cluster", false, "pull with the credentials of the cluster's pull Secret")
+	fs.StringVar(&o.secretName, "secret-name", "ghcr-secret", "pull Secret read by --as-cluster")
+	kube.AddFlags(fs)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package creds
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/idopipe/idopipe/pkg/fail"
 )
@@ -38,13 +40,19 @@ type Options struct {
 	Dir       string // where DefaultTokenFile is looked for; "" is the working directory
 	Getenv    func(string) string
 	Warn      func(string) // told about risky files (token readable by others)
+	// Registry and Keychain: when no token is found elsewhere, the keychain
+	// (authn.DefaultKeychain: docker config and credential helpers) is asked
+	// for Registry's credentials.
+	Registry string
+	Keychain authn.Keychain
 }
 
 // TokenEnv lists the environment variables read for the token, in order.
 var TokenEnv = []string{"GITHUB_TOKEN", "GHCR_TOKEN"}
 
 // Resolve finds the credentials: --token-file, then $GITHUB_TOKEN, then
-// $GHCR_TOKEN, then ./.github-token when present.
+// $GHCR_TOKEN, then ./.github-token when present, then the docker config
+// (credential helpers included) for the registry.
 func Resolve(o Options) (Credentials, error) {
 	getenv := o.Getenv
 	if getenv == nil {
@@ -77,6 +85,16 @@ func Resolve(o Options) (Credentials, error) {
 	}
 	if err != nil {
 		return Credentials{}, err
+	}
+	if c.Source == "" && o.Keychain != nil && o.Registry != "" {
+		if kc, ok, err := fromKeychain(o.Keychain, o.Registry); err != nil {
+			return Credentials{}, err
+		} else if ok {
+			if c.Username == "" {
+				c.Username = kc.Username
+			}
+			c.Token, c.Source = kc.Token, kc.Source
+		}
 	}
 	if c.Source == "" {
 		return Credentials{}, fail.New(fail.Credentials,
@@ -123,4 +141,32 @@ func checkToken(v, source string) (Secret, error) {
 		}
 	}
 	return NewSecret(v), nil
+}
+
+// fromKeychain asks the keychain for the registry's username and password
+// (or identity token); ok is false when it has none.
+func fromKeychain(kc authn.Keychain, registry string) (Credentials, bool, error) {
+	reg, err := name.NewRegistry(registry)
+	if err != nil {
+		return Credentials{}, false, nil //nolint:nilerr // an invalid registry is reported where it is used
+	}
+	auth, err := kc.Resolve(reg)
+	if err != nil {
+		return Credentials{}, false, fail.Wrap(fail.Credentials, err, "check ~/.docker/config.json and its credential helpers", "cannot read docker credentials for %s", registry)
+	}
+	if auth == authn.Anonymous {
+		return Credentials{}, false, nil
+	}
+	cfg, err := authn.Authorization(context.Background(), auth)
+	if err != nil {
+		return Credentials{}, false, fail.Wrap(fail.Credentials, err, "check ~/.docker/config.json and its credential helpers", "cannot read docker credentials for %s", registry)
+	}
+	pass := cfg.Password
+	if pass == "" {
+		pass = cfg.IdentityToken
+	}
+	if pass == "" {
+		return Credentials{}, false, nil
+	}
+	return Credentials{Username: cfg.Username, Token: NewSecret(pass), Source: "docker config for " + registry}, true, nil
 }

@@ -13,27 +13,31 @@ type Class int
 // The failure classes, in the order of their exit codes. The values are the
 // exit codes documented in the README and in `idopipe help exit-codes`.
 const (
-	Internal    Class = 1 // a bug or an unexpected library error
-	Usage       Class = 2 // bad flags or arguments
-	Credentials Class = 3 // token or username missing, unreadable or rejected
-	Manifest    Class = 4 // the Kubernetes manifest cannot be read or is invalid
-	Build       Class = 5 // BuildKit unreachable, build context or Dockerfile missing, build failed
-	Registry    Class = 6 // registry unreachable, push refused, TLS failure
-	Verify      Class = 7 // the pushed image cannot be pulled back, or its digest differs
-	Cluster     Class = 8 // API server unreachable, object rejected
-	NotReady    Class = 9 // Pods did not become Ready before the deadline
+	Internal    Class = 1  // a bug or an unexpected library error
+	Usage       Class = 2  // bad flags or arguments
+	Credentials Class = 3  // token or username missing, unreadable or rejected
+	Manifest    Class = 4  // the Kubernetes manifest cannot be read or is invalid
+	Build       Class = 5  // BuildKit unreachable, build context or Dockerfile missing, build failed
+	Registry    Class = 6  // registry unreachable, push refused, TLS failure
+	Verify      Class = 7  // the image resolves to another digest than expected
+	Cluster     Class = 8  // API server unreachable, object rejected
+	NotReady    Class = 9  // Pods did not become Ready, or a non-transient cause was found
+	NotFound    Class = 10 // the image (tag, digest or manifest) is not in the registry
+	Platform    Class = 11 // the image has no manifest for a platform the cluster runs
+	Corrupt     Class = 12 // a blob is missing, or its size or sha256 is wrong
 	Interrupted Class = 130
 )
 
 var names = map[Class]string{
 	Internal: "internal", Usage: "usage", Credentials: "credentials", Manifest: "manifest",
-	Build: "build", Registry: "registry", Verify: "verify", Cluster: "cluster",
-	NotReady: "not-ready", Interrupted: "interrupted",
+	Build: "build", Registry: "registry", Verify: "digest-mismatch", Cluster: "cluster",
+	NotReady: "not-ready", NotFound: "not-found", Platform: "platform-missing", Corrupt: "corrupt-blob",
+	Interrupted: "interrupted",
 }
 
 // Classes lists every class in exit-code order.
 func Classes() []Class {
-	return []Class{Internal, Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, Interrupted}
+	return []Class{Internal, Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Interrupted}
 }
 
 func (c Class) String() string {

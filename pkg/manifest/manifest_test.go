@@ -135,7 +135,7 @@ func toJSON(m map[string]any) string {
 func TestTransformErrors(t *testing.T) {
 	cases := []struct {
 		name, doc, want string
-		images         map[string]string
+		images          map[string]string
 	}{
 		{"other namespace", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: other}\n", `sets namespace "other" but the release targets "prod"`, nil},
 		{"image not run", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: mongo:6}]}\n", `no container in the manifest runs an image named "planner"`, map[string]string{"planner": "x"}},

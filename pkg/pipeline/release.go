@@ -32,6 +32,7 @@ type Options struct {
 	Owner    string // lowercased for the repository path
 	Creds    creds.Credentials
 	Access   registry.Access // Creds are filled in from Creds
+	Tags     []string        // extra tags for the pushed image
 
 	Manifests  []string // manifest files, applied in order
 	CRDs       []string // CRD files, applied and Established first
@@ -162,6 +163,10 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 		if err := o.Build.Validate(); err != nil {
 			return "", err
 		}
+		// A token that can log in but not push is found here, not after the build.
+		if err := publish.Preflight(ctx, tag.Context(), rel.o.Access); err != nil {
+			return "", err
+		}
 	}
 	tag := rel.tag
 	if len(o.Manifests) == 0 {
@@ -214,7 +219,7 @@ func (rel *release) build(ctx context.Context) (string, error) {
 }
 
 func (rel *release) push(ctx context.Context) (string, error) {
-	var opts []publish.Option
+	opts := []publish.Option{publish.WithTags(rel.o.Tags...)}
 	if rel.o.Progress != nil {
 		opts = append(opts, publish.WithProgress(rel.o.Progress))
 	}

@@ -20,7 +20,13 @@ type Option func(*options)
 
 type options struct {
 	progress io.Writer
+	tags     []string
 }
+
+// WithTags also points these tags of the same repository at the pushed
+// image ("latest", a git short SHA); the manifest is written once per tag
+// after the image is complete.
+func WithTags(tags ...string) Option { return func(o *options) { o.tags = append(o.tags, tags...) } }
 
 // WithProgress writes a line of progress (bytes pushed of the total) to w at
 // most once a second, and a last one when done.
@@ -41,19 +47,44 @@ func Push(ctx context.Context, dir, digest string, tag name.Tag, access registry
 	if err != nil {
 		return name.Digest{}, err
 	}
+	pushOpts := ropts
 	var done chan struct{}
 	if o.progress != nil {
 		updates := make(chan v1.Update, 16)
 		done = make(chan struct{})
-		ropts = append(ropts, remote.WithProgress(updates))
+		// A fresh slice: the progress channel is closed after the push and
+		// must not reach the later calls.
+		pushOpts = append(append([]remote.Option{}, ropts...), remote.WithProgress(updates))
 		go showProgress(o.progress, tag, updates, done)
 	}
-	err = remote.Push(tag, obj, ropts...)
+	err = remote.Push(tag, obj, pushOpts...)
 	if done != nil {
 		<-done // remote closes the updates channel when it returns
 	}
 	if err != nil {
 		return name.Digest{}, access.Explain(err, "push", tag)
+	}
+	all := []name.Tag{tag}
+	for _, t := range o.tags {
+		extra, err := name.NewTag(tag.Context().String()+":"+t, name.StrictValidation)
+		if err != nil {
+			return name.Digest{}, fail.New(fail.Usage, "tags are letters, digits, '_', '.' and '-', at most 128", "invalid tag %q", t)
+		}
+		if err := remote.Tag(extra, obj, ropts...); err != nil {
+			return name.Digest{}, access.Explain(err, "push", extra)
+		}
+		all = append(all, extra)
+	}
+	// Read every tag back: a tag that a concurrent push moved, or that the
+	// registry did not store, is found here rather than by the cluster.
+	for _, t := range all {
+		desc, err := remote.Head(t, ropts...)
+		if err != nil {
+			return name.Digest{}, access.Explain(err, "read back", t)
+		}
+		if desc.Digest.String() != digest {
+			return name.Digest{}, fail.New(fail.Verify, "another push moved the tag; rerun", "%s points at %s after the push, not %s", t, desc.Digest, digest)
+		}
 	}
 	return tag.Context().Digest(digest), nil
 }

@@ -29,7 +29,7 @@ type Access struct {
 
 // Options returns go-containerregistry options for ctx.
 func (a Access) Options(ctx context.Context) ([]remote.Option, error) {
-	t, err := a.transport()
+	t, err := a.Transport()
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +45,9 @@ func (a Access) Options(ctx context.Context) ([]remote.Option, error) {
 	return opts, nil
 }
 
-func (a Access) transport() (http.RoundTripper, error) {
+// Transport is the HTTP transport for the registry: the default one, with
+// --registry-ca's certificates added to the system pool.
+func (a Access) Transport() (http.RoundTripper, error) {
 	t := remote.DefaultTransport.(*http.Transport).Clone()
 	if a.CAFile != "" {
 		pem, err := os.ReadFile(a.CAFile)
@@ -104,7 +106,12 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 			return fail.New(fail.Credentials, "give the token write:packages (in GitHub Actions: permissions: packages: write, and link the package to the repository)",
 				"registry %s denied %s of %s with %s (403 denied)", reg, op, ref, src)
 		case http.StatusNotFound:
-			return fail.New(fail.Verify, "check the reference, and that the push finished", "%s not found in registry %s", ref, reg)
+			for _, d := range te.Errors {
+				if d.Code == transport.BlobUnknownErrorCode {
+					return fail.New(fail.Corrupt, "push the image again", "%s: a blob it references is missing from registry %s", ref, reg)
+				}
+			}
+			return fail.New(fail.NotFound, "check the reference, and that the push finished", "%s not found in registry %s", ref, reg)
 		case http.StatusTooManyRequests:
 			return fail.New(fail.Registry, "wait and rerun; an authenticated token has higher limits", "registry %s rate-limited the %s of %s (429)", reg, op, ref)
 		}

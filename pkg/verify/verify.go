@@ -2,7 +2,11 @@ package verify
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,9 +27,45 @@ type Report struct {
 	Anonymous bool `json:"anonymous"`
 }
 
+// Option tunes Pull.
+type Option func(*options)
+
+type options struct {
+	full      bool
+	platforms []string
+}
+
+// WithFull downloads every layer and checks its size and sha256, as a
+// container runtime would before unpacking it.
+func WithFull() Option { return func(o *options) { o.full = true } }
+
+// WithPlatforms requires a manifest for each platform ("linux/amd64").
+func WithPlatforms(platforms ...string) Option {
+	return func(o *options) { o.platforms = append(o.platforms, platforms...) }
+}
+
 // Pull resolves ref with access and reads its manifest(s) and config(s).
 // When expected is not empty the resolved digest must equal it.
-func Pull(ctx context.Context, ref name.Reference, expected string, access registry.Access) (Report, error) {
+func Pull(ctx context.Context, ref name.Reference, expected string, access registry.Access, opts ...Option) (Report, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r, err := pull(ctx, ref, expected, access, o)
+	if err != nil {
+		return r, err
+	}
+	for _, want := range o.platforms {
+		if !hasPlatform(r.Platforms, want) {
+			return r, fail.New(fail.Platform, "build with --platform including "+want,
+				"%s has no image for platform %s (it has %s)", ref, want, strings.Join(r.Platforms, ", "))
+		}
+	}
+	r.Anonymous = anonymous(ctx, ref, access)
+	return r, nil
+}
+
+func pull(ctx context.Context, ref name.Reference, expected string, access registry.Access, o options) (Report, error) {
 	opts, err := access.Options(ctx)
 	if err != nil {
 		return Report{}, err
@@ -56,8 +96,14 @@ func Pull(ctx context.Context, ref name.Reference, expected string, access regis
 			if err != nil {
 				return r, access.Explain(err, "pull", ref)
 			}
+			child := ref.Context().Digest(d.Digest.String())
 			if err := readConfig(img); err != nil {
-				return r, access.Explain(err, "pull", ref.Context().Digest(d.Digest.String()))
+				return r, access.Explain(err, "pull", child)
+			}
+			if o.full {
+				if err := checkLayers(img, child, access); err != nil {
+					return r, err
+				}
 			}
 			if d.Platform != nil {
 				r.Platforms = append(r.Platforms, d.Platform.String())
@@ -73,9 +119,54 @@ func Pull(ctx context.Context, ref name.Reference, expected string, access regis
 			return r, access.Explain(err, "pull", ref)
 		}
 		r.Platforms = append(r.Platforms, (&v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}).String())
+		if o.full {
+			if err := checkLayers(img, ref, access); err != nil {
+				return r, err
+			}
+		}
 	}
-	r.Anonymous = anonymous(ctx, ref, access)
 	return r, nil
+}
+
+// checkLayers downloads every layer of img and checks its size and sha256
+// against the manifest.
+func checkLayers(img v1.Image, ref name.Reference, access registry.Access) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return access.Explain(err, "pull", ref)
+	}
+	for _, d := range m.Layers {
+		l, err := img.LayerByDigest(d.Digest)
+		if err != nil {
+			return access.Explain(err, "pull", ref)
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return access.Explain(err, "pull", ref)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, rc)
+		rc.Close()
+		got := "sha256:" + hex.EncodeToString(h.Sum(nil))
+		switch {
+		case err != nil && !strings.Contains(err.Error(), "checksum"):
+			return access.Explain(err, "pull", ref)
+		case n != d.Size:
+			return fail.New(fail.Corrupt, "push the image again", "%s: layer %s is %d bytes, the manifest says %d", ref, d.Digest, n, d.Size)
+		case got != d.Digest.String() || err != nil:
+			return fail.New(fail.Corrupt, "push the image again", "%s: layer %s has sha256 %s", ref, d.Digest, got)
+		}
+	}
+	return nil
+}
+
+func hasPlatform(have []string, want string) bool {
+	for _, h := range have {
+		if h == want || strings.HasPrefix(h, want+"/") { // linux/arm64 matches linux/arm64/v8
+			return true
+		}
+	}
+	return false
 }
 
 // readConfig fetches the config blob: a manifest whose config is missing is
