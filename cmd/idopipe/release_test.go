@@ -182,7 +182,7 @@ func TestReleaseEndToEnd(t *testing.T) {
 		if r2.code != 0 {
 			t.Fatalf("second release failed:\n%s", r2)
 		}
-		if !strings.Contains(r2.stdout, "0 created, 0 configured, 9 unchanged") || !strings.Contains(r2.stdout, "Secret ghcr-secret unchanged") {
+		if !strings.Contains(r2.stdout, "0 created, 0 configured, 0 recreated, 0 pruned, 9 unchanged") || !strings.Contains(r2.stdout, "Secret ghcr-secret unchanged") {
 			t.Errorf("second release did not report every object unchanged:\n%s", r2.stdout)
 		}
 		after := resourceVersions(t, ctx, ns)

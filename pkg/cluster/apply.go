@@ -23,6 +23,8 @@ const (
 	Created    Status = "created"
 	Configured Status = "configured"
 	Unchanged  Status = "unchanged"
+	Recreated  Status = "recreated"
+	Pruned     Status = "pruned"
 	DryRun     Status = "valid (dry run)"
 )
 
@@ -34,8 +36,11 @@ type Applied struct {
 
 // ApplyOptions tune Apply.
 type ApplyOptions struct {
-	DryRun         bool // server-side dry run only: validates, writes nothing
 	ForceConflicts bool // take over fields another manager owns
+	NoRecreate     bool // refuse to delete and recreate Pods
+	// NamespaceMissing: the target namespace does not exist yet, so
+	// namespaced objects cannot be dry-run (Plan marks them Unchecked).
+	NamespaceMissing bool
 }
 
 // statusOf compares the resourceVersion before (empty: the object did not
@@ -72,6 +77,18 @@ func (c *Client) EnsureNamespace(ctx context.Context, ns string) (created bool, 
 	return true, nil
 }
 
+// NamespaceMissing tells whether ns does not exist (or is being deleted).
+func (c *Client) NamespaceMissing(ctx context.Context, ns string) (bool, error) {
+	live, err := c.Core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, c.explain(ctx, err, "read namespace "+ns)
+	}
+	return live.Status.Phase == "Terminating", nil
+}
+
 // DeleteNamespace removes a namespace this run created, to undo a release
 // that failed validation before anything else was written.
 func (c *Client) DeleteNamespace(ctx context.Context, ns string) error {
@@ -80,54 +97,6 @@ func (c *Client) DeleteNamespace(ctx context.Context, ns string) error {
 		return c.explain(ctx, err, "delete namespace "+ns)
 	}
 	return nil
-}
-
-// Apply server-side applies objs in order. With DryRun nothing is written.
-func (c *Client) Apply(ctx context.Context, objs []manifest.Object, o ApplyOptions) ([]Applied, error) {
-	out := make([]Applied, 0, len(objs))
-	for _, obj := range objs {
-		a, err := c.applyOne(ctx, obj, o)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}
-
-func (c *Client) applyOne(ctx context.Context, obj manifest.Object, o ApplyOptions) (Applied, error) {
-	gvk := obj.GroupVersionKind()
-	m, err := c.mapping(gvk)
-	if err != nil {
-		return Applied{}, err
-	}
-	ri := c.Dynamic.Resource(m.Resource)
-	var r interface {
-		Get(context.Context, string, metav1.GetOptions, ...string) (*unstructured.Unstructured, error)
-		Apply(context.Context, string, *unstructured.Unstructured, metav1.ApplyOptions, ...string) (*unstructured.Unstructured, error)
-	} = ri
-	ref := gvk.Kind + "/" + obj.GetName()
-	if ns := obj.GetNamespace(); ns != "" {
-		r = ri.Namespace(ns)
-		ref = gvk.Kind + "/" + ns + "/" + obj.GetName()
-	}
-	before := ""
-	live, err := r.Get(ctx, obj.GetName(), metav1.GetOptions{})
-	switch {
-	case err == nil:
-		before = live.GetResourceVersion()
-	case !apierrors.IsNotFound(err):
-		return Applied{}, c.explain(ctx, err, "read "+ref)
-	}
-	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: o.ForceConflicts}
-	if o.DryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	got, err := r.Apply(ctx, obj.GetName(), obj.Unstructured, opts)
-	if err != nil {
-		return Applied{}, c.explainObject(ctx, err, obj, ref, o.DryRun)
-	}
-	return Applied{Ref: ref, Status: statusOf(before, got.GetResourceVersion(), o.DryRun)}, nil
 }
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}

@@ -9,10 +9,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/manifest"
 )
 
 // dockerConfig is the .dockerconfigjson layout, field for field what
@@ -42,6 +44,17 @@ func DockerConfigJSON(registry string, c creds.Credentials) ([]byte, error) {
 type PullSecret struct {
 	Namespace, Name, Registry string
 	Creds                     creds.Credentials
+}
+
+// Object is the Secret as a manifest object without data, to name it in
+// the inventory and in prune decisions.
+func (p PullSecret) Object() manifest.Object {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("v1")
+	u.SetKind("Secret")
+	u.SetNamespace(p.Namespace)
+	u.SetName(p.Name)
+	return manifest.Object{Unstructured: u, Source: "--secret-name"}
 }
 
 // applyConfig returns the Secret as an apply configuration; nothing in it
@@ -129,4 +142,24 @@ func (c *Client) PullCredentials(ctx context.Context, ns, name, registryHost str
 		return creds.Credentials{}, fail.New(fail.Credentials, "recreate it with the token", "%s has no password for %s", source, registryHost)
 	}
 	return creds.Credentials{Username: user, Token: creds.NewSecret(pass), Source: source}, nil
+}
+
+// SecretAction tells what applying the pull Secret would do, without
+// showing its data: create, update (other credentials) or unchanged.
+func (c *Client) SecretAction(ctx context.Context, p PullSecret) (Action, error) {
+	live, err := c.Core.CoreV1().Secrets(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return Create, nil
+	}
+	if err != nil {
+		return "", c.explain(ctx, err, "read Secret "+p.Namespace+"/"+p.Name)
+	}
+	data, err := DockerConfigJSON(p.Registry, p.Creds)
+	if err != nil {
+		return "", fail.Wrap(fail.Internal, err, "", "cannot encode pull Secret")
+	}
+	if live.Type == corev1.SecretTypeDockerConfigJson && string(live.Data[corev1.DockerConfigJsonKey]) == string(data) {
+		return NoChange, nil
+	}
+	return Update, nil
 }

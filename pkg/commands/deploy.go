@@ -37,11 +37,17 @@ func newDeployCommand(env Env, g *globalOptions) *cobra.Command {
 				SecretName: cl.SecretName,
 				Pin:        cl.Pin,
 				Force:      cl.Force,
+				NoRecreate: cl.NoRecreate,
+				DryRun:     cl.DryRun,
 				Timeout:    cl.Timeout,
 				Cluster:    cl.Flags,
 			}
 			res, err := pipeline.Deploy(c.Context(), o, r)
-			return finish(env, g, r, releaseSummary(res, o.Namespace), res, err)
+			summary := releaseSummary(res, o.Namespace)
+			if o.DryRun {
+				summary = "dry run: nothing was built, pushed or changed"
+			}
+			return finish(env, g, r, summary, res, err)
 		},
 	}
 	img.addFlags(cmd.Flags())

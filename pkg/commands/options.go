@@ -175,6 +175,8 @@ type clusterOptions struct {
 	SecretName string
 	Pin        bool
 	Force      bool
+	NoRecreate bool
+	DryRun     bool
 	Timeout    time.Duration
 }
 
@@ -203,6 +205,8 @@ func (o *clusterOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.SecretName, "secret-name", "ghcr-secret", "name of the image-pull Secret")
 	fs.BoolVar(&o.Pin, "pin", true, "reference the image by digest in the Pods")
 	fs.BoolVar(&o.Force, "force-conflicts", false, "take over fields owned by another field manager")
+	fs.BoolVar(&o.NoRecreate, "no-recreate", false, "refuse (instead of deleting and recreating) when a Pod's spec changes")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "validate everything and show each object's change; build, push and write nothing")
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the Pods to become Ready")
 }
 

@@ -42,6 +42,7 @@ Each stage is also a command of its own.`,
 		newVerifyCommand(env, g),
 		newPreflightCommand(env, g),
 		newDeployCommand(env, g),
+		newDiffCommand(env, g),
 		newVersionCommand(env, g),
 		newExitCodesHelp(),
 	)

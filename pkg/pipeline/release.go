@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +41,8 @@ type Options struct {
 	SecretName string
 	Pin        bool // reference the image by digest in the Pods
 	Force      bool // --force-conflicts
+	NoRecreate bool // refuse to delete and recreate changed Pods
+	DryRun     bool // validate and show the plan; build, push and write nothing
 
 	Timeout time.Duration // for the Pods to become Ready
 	Cluster genericclioptions.RESTClientGetter
@@ -102,6 +105,7 @@ type release struct {
 	objs    []manifest.Object // decoded manifests
 	crds    []manifest.Object
 	applied []manifest.Object // transformed, in apply order
+	plan    []cluster.Change  // what apply will do, from the dry run
 	kube    *cluster.Client
 	built   build.Result
 	nsMade  bool
@@ -121,7 +125,7 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 		defer os.RemoveAll(dir)
 		rel.o.Build.Layout = dir
 	}
-	err := Run(ctx, []Stage{
+	stages := []Stage{
 		{"validate", rel.validate},
 		{"build", rel.build},
 		{"push", rel.push},
@@ -129,7 +133,12 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 		{"secret", rel.secret},
 		{"apply", rel.apply},
 		{"wait", rel.wait},
-	}, r, rel.res.Stages)
+	}
+	if o.DryRun {
+		// Nothing is built or pushed: the plan uses the tag for the image.
+		stages = []Stage{{"validate", rel.validate}, {"plan", rel.secret}}
+	}
+	err := Run(ctx, stages, r, rel.res.Stages)
 	return rel.res, err
 }
 
@@ -137,12 +146,16 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 // (o.Image): validate, secret, apply, wait.
 func Deploy(ctx context.Context, o Options, r report.Reporter) (Result, error) {
 	rel := &release{o: o, r: r, res: Result{Stages: map[string]float64{}}, deployOnly: true}
-	err := Run(ctx, []Stage{
+	stages := []Stage{
 		{"validate", rel.validate},
 		{"secret", rel.secret},
 		{"apply", rel.apply},
 		{"wait", rel.wait},
-	}, r, rel.res.Stages)
+	}
+	if o.DryRun {
+		stages = []Stage{{"validate", rel.validate}, {"plan", rel.secret}}
+	}
+	err := Run(ctx, stages, r, rel.res.Stages)
 	return rel.res, err
 }
 
@@ -242,30 +255,37 @@ func (rel *release) verify(ctx context.Context) (string, error) {
 	return rep.String(), nil
 }
 
-// secret makes the namespace and validates everything by a server-side dry
-// run before the first write that matters; a namespace this run created is
-// removed again when the dry run fails.
+// secret applies the CRDs (custom resources cannot be validated before
+// their CRD exists), makes the namespace, and validates every object by a
+// server-side dry run (the plan) before the pull Secret, its first write
+// that matters. A namespace this run created is removed again when the
+// dry run fails. With DryRun it only plans and prints each object's diff.
 func (rel *release) secret(ctx context.Context) (summary string, err error) {
 	o := rel.o
 	kube := rel.kube
 	for _, crd := range rel.crds {
 		crd.SetNamespace("")
 	}
-	if _, err := kube.Apply(ctx, rel.crds, cluster.ApplyOptions{DryRun: true, ForceConflicts: o.Force}); err != nil {
-		return "", err
-	}
-	crdsApplied, err := kube.Apply(ctx, rel.crds, cluster.ApplyOptions{ForceConflicts: o.Force})
+	crdPlan, err := kube.Plan(ctx, rel.crds, cluster.ApplyOptions{ForceConflicts: o.Force})
 	if err != nil {
 		return "", err
 	}
-	var names []string
-	for _, c := range rel.crds {
-		names = append(names, c.GetName())
+	if o.DryRun {
+		rel.showPlan(crdPlan)
+	} else {
+		crdsApplied, err := kube.Execute(ctx, crdPlan, cluster.ApplyOptions{ForceConflicts: o.Force}, rel.announce("secret"))
+		if err != nil {
+			return "", err
+		}
+		var names []string
+		for _, c := range rel.crds {
+			names = append(names, c.GetName())
+		}
+		if err := kube.WaitEstablished(ctx, names, time.Minute); err != nil {
+			return "", err
+		}
+		rel.res.Objects = append(rel.res.Objects, crdsApplied...)
 	}
-	if err := kube.WaitEstablished(ctx, names, time.Minute); err != nil {
-		return "", err
-	}
-	rel.res.Objects = append(rel.res.Objects, crdsApplied...)
 
 	image := rel.tag.String()
 	if o.Pin && rel.res.Digest != "" {
@@ -277,34 +297,71 @@ func (rel *release) secret(ctx context.Context) (summary string, err error) {
 	}
 	rel.applied = manifest.Order(objs)
 
-	rel.nsMade, err = kube.EnsureNamespace(ctx, o.Namespace)
+	nsMissing := false
+	if o.DryRun {
+		if nsMissing, err = kube.NamespaceMissing(ctx, o.Namespace); err != nil {
+			return "", err
+		}
+	} else {
+		if rel.nsMade, err = kube.EnsureNamespace(ctx, o.Namespace); err != nil {
+			return "", err
+		}
+		defer func() {
+			if err != nil && rel.nsMade {
+				if derr := kube.DeleteNamespace(context.WithoutCancel(ctx), o.Namespace); derr == nil {
+					rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "secret", Message: "removed namespace " + o.Namespace + ", created by this run"})
+				}
+			}
+		}()
+	}
+	ps := cluster.PullSecret{Namespace: o.Namespace, Name: o.SecretName, Registry: rel.tag.RegistryStr(), Creds: o.Creds}
+	if !nsMissing {
+		if _, err := kube.ApplySecret(ctx, ps, true); err != nil {
+			return "", err
+		}
+	}
+	plan, err := kube.Plan(ctx, rel.applied, cluster.ApplyOptions{ForceConflicts: o.Force, NamespaceMissing: nsMissing})
 	if err != nil {
 		return "", err
 	}
-	defer func() {
-		if err != nil && rel.nsMade {
-			if derr := kube.DeleteNamespace(context.WithoutCancel(ctx), o.Namespace); derr == nil {
-				rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "secret", Message: "removed namespace " + o.Namespace + ", created by this run"})
-			}
-		}
-	}()
-	ps := cluster.PullSecret{Namespace: o.Namespace, Name: o.SecretName, Registry: rel.tag.RegistryStr(), Creds: o.Creds}
-	if _, err := kube.ApplySecret(ctx, ps, true); err != nil {
+	old, err := kube.Inventory(ctx, o.Namespace)
+	if err != nil {
 		return "", err
 	}
-	if _, err := kube.Apply(ctx, rel.applied, cluster.ApplyOptions{DryRun: true, ForceConflicts: o.Force}); err != nil {
+	prune, err := kube.PrunePlan(ctx, old, append(slices.Clone(rel.applied), ps.Object()))
+	if err != nil {
 		return "", err
+	}
+	rel.plan = append(plan, prune...)
+	if o.DryRun {
+		act := cluster.Create
+		if !nsMissing {
+			if act, err = kube.SecretAction(ctx, ps); err != nil {
+				return "", err
+			}
+		}
+		rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "plan", Message: "Secret/" + o.Namespace + "/" + o.SecretName + ": " + string(act) + " (data not shown)"})
+		rel.showPlan(rel.plan)
+		return fmt.Sprintf("dry run: %s; nothing was changed", planCounts(rel.plan)), nil
+	}
+	if o.NoRecreate {
+		// Refuse before the first write, not halfway through the apply.
+		if _, err := kube.Execute(ctx, filterRecreate(rel.plan), cluster.ApplyOptions{NoRecreate: true}, nil); err != nil {
+			return "", err
+		}
 	}
 	st, err := kube.ApplySecret(ctx, ps, false)
 	if err != nil {
 		return "", err
 	}
 	rel.res.Objects = append(rel.res.Objects, cluster.Applied{Ref: "Secret/" + o.Namespace + "/" + o.SecretName, Status: st})
-	return fmt.Sprintf("namespace %s, Secret %s %s, %d objects valid", o.Namespace, o.SecretName, st, len(rel.applied)), nil
+	return fmt.Sprintf("namespace %s, Secret %s %s, %d objects valid: %s", o.Namespace, o.SecretName, st, len(rel.applied), planCounts(rel.plan)), nil
 }
 
+// apply carries out the plan: creates, updates, Pod recreations and
+// prunes; then records what this release applied in the inventory.
 func (rel *release) apply(ctx context.Context) (string, error) {
-	applied, err := rel.kube.Apply(ctx, rel.applied, cluster.ApplyOptions{ForceConflicts: rel.o.Force})
+	applied, err := rel.kube.Execute(ctx, rel.plan, cluster.ApplyOptions{ForceConflicts: rel.o.Force, NoRecreate: rel.o.NoRecreate}, rel.announce("apply"))
 	rel.res.Objects = append(rel.res.Objects, applied...)
 	counts := map[cluster.Status]int{}
 	for _, a := range applied {
@@ -314,7 +371,55 @@ func (rel *release) apply(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d created, %d configured, %d unchanged", counts[cluster.Created], counts[cluster.Configured], counts[cluster.Unchanged]), nil
+	entries := []cluster.Entry{cluster.EntryOf(cluster.PullSecret{Namespace: rel.o.Namespace, Name: rel.o.SecretName}.Object())}
+	for _, obj := range rel.applied {
+		entries = append(entries, cluster.EntryOf(obj))
+	}
+	if err := rel.kube.WriteInventory(ctx, rel.o.Namespace, entries); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d created, %d configured, %d recreated, %d pruned, %d unchanged",
+		counts[cluster.Created], counts[cluster.Configured], counts[cluster.Recreated], counts[cluster.Pruned], counts[cluster.Unchanged]), nil
+}
+
+func (rel *release) announce(stage string) func(string) {
+	return func(msg string) {
+		rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: stage, Message: msg})
+	}
+}
+
+// showPlan reports each change, with its diff for creates, updates,
+// recreations and deletions.
+func (rel *release) showPlan(plan []cluster.Change) {
+	for _, ch := range plan {
+		msg := ch.Ref + ": " + string(ch.Action)
+		if ch.Why != "" {
+			msg += " (" + ch.Why + ")"
+		}
+		rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "plan", Message: msg})
+		if ch.Action != cluster.NoChange {
+			rel.r.Report(report.Event{Time: time.Now(), Kind: report.Diff, Stage: "plan", Message: ch.Diff()})
+		}
+	}
+}
+
+func planCounts(plan []cluster.Change) string {
+	counts := map[cluster.Action]int{}
+	for _, ch := range plan {
+		counts[ch.Action]++
+	}
+	return fmt.Sprintf("%d to create, %d to update, %d to recreate, %d to prune, %d unchanged",
+		counts[cluster.Create]+counts[cluster.Unchecked], counts[cluster.Update], counts[cluster.Recreate], counts[cluster.Delete], counts[cluster.NoChange])
+}
+
+func filterRecreate(plan []cluster.Change) []cluster.Change {
+	var out []cluster.Change
+	for _, ch := range plan {
+		if ch.Action == cluster.Recreate {
+			out = append(out, ch)
+		}
+	}
+	return out
 }
 
 func (rel *release) wait(ctx context.Context) (string, error) {

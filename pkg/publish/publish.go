@@ -151,6 +151,7 @@ func hasSuffixRef(full, ref string) bool {
 func showProgress(w io.Writer, tag name.Tag, updates <-chan v1.Update, done chan<- struct{}) {
 	defer close(done)
 	var last v1.Update
+	start := time.Now()
 	var shown time.Time
 	for u := range updates {
 		if u.Error != nil {
@@ -159,12 +160,20 @@ func showProgress(w io.Writer, tag name.Tag, updates <-chan v1.Update, done chan
 		last = u
 		if time.Since(shown) >= time.Second {
 			shown = time.Now()
-			fmt.Fprintf(w, "pushing %s: %s of %s\n", tag, human(u.Complete), human(u.Total))
+			fmt.Fprintf(w, "pushing %s: %s of %s (%s/s)\n", tag, human(u.Complete), human(u.Total), human(rate(u.Complete, start)))
 		}
 	}
 	if last.Total > 0 {
-		fmt.Fprintf(w, "pushed %s: %s\n", tag, human(last.Total))
+		fmt.Fprintf(w, "pushed %s: %s in %s (%s/s)\n", tag, human(last.Total), time.Since(start).Round(time.Millisecond), human(rate(last.Complete, start)))
 	}
+}
+
+func rate(n int64, since time.Time) int64 {
+	d := time.Since(since).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return int64(float64(n) / d)
 }
 
 func human(n int64) string {

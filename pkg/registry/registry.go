@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -33,7 +34,14 @@ func (a Access) Options(ctx context.Context) ([]remote.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(t)}
+	opts := []remote.Option{
+		remote.WithContext(ctx), remote.WithTransport(t),
+		// Retry what a registry under load answers (408, 429, 5xx) and
+		// dropped connections, with backoff: 1s, 3s, 9s, then give up.
+		remote.WithRetryBackoff(remote.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 4}),
+		remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
+			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
+	}
 	if a.Creds != nil {
 		opts = append(opts, remote.WithAuth(a.Creds.Authenticator()))
 	} else {

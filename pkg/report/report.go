@@ -20,6 +20,7 @@ const (
 	StageFail  Kind = "stage-fail"
 	Info       Kind = "info"
 	Warning    Kind = "warning"
+	Diff       Kind = "diff" // a unified diff, printed as is
 	Result     Kind = "result"
 )
 
@@ -80,8 +81,8 @@ func (h *Human) Report(e Event) {
 		line = fmt.Sprintf("✗ %s (%s): %s", e.Stage, round(e.Duration), e.Message)
 	case Warning:
 		line = "warning: " + e.Message
-	case Result:
-		line = e.Message
+	case Result, Diff:
+		line = strings.TrimRight(e.Message, "\n")
 	default:
 		line = "    " + e.Message
 	}
