@@ -39,6 +39,9 @@ func TestReleaseBadInput(t *testing.T) {
 	unknownKind := write("unknown.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\n")
 	otherNS := write("otherns.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: elsewhere}\n")
 	intent := write("intent.yaml", "apiVersion: ido.intel.com/v1alpha1\nkind: Intent\nmetadata: {name: i}\nspec: {}\n")
+	dupPod := write("dup1.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: planner}]}\n")
+	dupPod2 := write("dup2.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: planner}]}\n")
+	badPort := write("badport.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 99999}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: planner}]}\n")
 	noPlanner := write("noplanner.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: mongo:6}]}\n")
 	badKubeconfig := write("kubeconfig", `apiVersion: v1
 kind: Config
@@ -57,6 +60,9 @@ current-context: down
 		preBuild bool     // must fail before the build stage starts
 		drop     []string // flags of the default release to leave out
 	}{
+		// First: other cases apply the IDO CRDs again.
+		{name: "custom resource without its CRD", args: []string{"--manifest", intent}, class: fail.Manifest,
+			want: []string{intent + "#1: the cluster does not serve kind Intent", "--crds"}, preBuild: true, drop: []string{"--crds"}},
 		{name: "no token", env: []string{"GITHUB_TOKEN="}, class: fail.Credentials,
 			want: []string{"no registry token found", "GITHUB_TOKEN"}, preBuild: true},
 		{name: "empty token file", args: []string{"--token-file", emptyToken}, class: fail.Credentials,
@@ -93,8 +99,10 @@ current-context: down
 			want: []string{`sets namespace "elsewhere"`, "-n elsewhere"}, preBuild: true},
 		{name: "manifest does not run the image", args: []string{"--manifest", noPlanner}, class: fail.Manifest,
 			want: []string{`no container in the manifest runs an image named "planner"`}, preBuild: true},
-		{name: "custom resource without its CRD", args: []string{"--manifest", intent}, class: fail.Manifest,
-			want: []string{intent + "#1: the cluster does not serve kind Intent", "--crds"}, preBuild: true, drop: []string{"--crds"}},
+		{name: "duplicate object across manifests", args: []string{"--manifest", dupPod, "--manifest", dupPod2}, class: fail.Manifest,
+			want: []string{dupPod2 + "#1 declares Pod/planner again (first at " + dupPod + "#1)"}, preBuild: true},
+		{name: "object the API server rejects", args: []string{"--manifest", badPort}, class: fail.Manifest,
+			want: []string{"the API server rejected Service/", "/s: spec.ports[0].port: Invalid value: 99999", "fix " + badPort + "#1"}},
 	}
 	// "custom resource without its CRD" needs the IDO CRDs absent; another
 	// test may have applied them.
@@ -107,6 +115,7 @@ current-context: down
 			if slices.Contains(tc.args, "--manifest") { // replace the upstream manifest
 				drop = append(drop, "--manifest")
 			}
+			args = slices.Clone(args)
 			for _, f := range drop {
 				i := slices.Index(args, f)
 				args = slices.Delete(args, i, i+2)
@@ -128,7 +137,9 @@ current-context: down
 			if tc.preBuild && strings.Contains(r.stdout, "==> build") {
 				t.Errorf("bad input found only after the build started:\n%s", r.stdout)
 			}
-			if _, err := stack.Cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			// A namespace the release made is deleted again; the test stack
+			// has no namespace controller, so it stays Terminating.
+			if n, err := stack.Cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) && (err != nil || n.DeletionTimestamp == nil) {
 				t.Errorf("namespace %s exists after a failed release (err %v)", ns, err)
 			}
 		})

@@ -71,7 +71,7 @@ func TestDeployLifecycle(t *testing.T) {
 		t.Fatal("release --dry-run created the namespace")
 	}
 
-	r := idopipe(t, nil, releaseArgs(ns, "--manifest", upstreamWith(t, nil, extraCM), "-o", "json")...)
+	r := idopipe(t, nil, releaseWith(ns, upstreamWith(t, nil, extraCM), "-o", "json")...)
 	if r.code != 0 {
 		t.Fatalf("release:\n%s", r)
 	}

@@ -146,3 +146,15 @@ func releaseArgs(ns string, extra ...string) []string {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// releaseWith is releaseArgs with manifest in place of the upstream one.
+func releaseWith(ns, manifest string, extra ...string) []string {
+	args := releaseArgs(ns, extra...)
+	for i := range args {
+		if args[i] == "--manifest" {
+			args[i+1] = manifest
+			break
+		}
+	}
+	return args
+}

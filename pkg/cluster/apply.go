@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -157,7 +158,31 @@ func (c *Client) explainObject(ctx context.Context, err error, obj manifest.Obje
 		return fail.Wrap(fail.Cluster, err, "pass --force-conflicts to take the fields over", "%s conflicts with another field manager", ref)
 	}
 	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-		return fail.Wrap(fail.Manifest, err, "fix "+obj.Source, "the API server rejected %s", ref)
+		return fail.New(fail.Manifest, "fix "+obj.Source, "the API server rejected %s: %s", ref, serverCauses(err))
 	}
 	return c.explain(ctx, err, verb+" "+ref)
+}
+
+// serverCauses is the API server's verdict in one short line: each field
+// and its message (the first line, at most 200 characters), not the whole
+// object dump some messages carry.
+func serverCauses(err error) string {
+	var causes []string
+	if se, ok := err.(apierrors.APIStatus); ok && se.Status().Details != nil {
+		for _, c := range se.Status().Details.Causes {
+			causes = append(causes, shorten(c.Field+": "+c.Message))
+		}
+	}
+	if len(causes) == 0 {
+		return shorten(err.Error())
+	}
+	return strings.Join(causes, "; ")
+}
+
+func shorten(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
 }

@@ -23,6 +23,10 @@ type PodState struct {
 	Phase   string   `json:"phase"`
 	Reasons []string `json:"reasons,omitempty"` // container waiting/terminated reasons, scheduling conditions
 	Events  []string `json:"events,omitempty"`  // the Pod's recent events, newest last
+	Causes  []Cause  `json:"causes,omitempty"`  // classified reasons
+	Logs    []string `json:"logs,omitempty"`    // last log lines of a crashing container
+
+	pod *corev1.Pod
 }
 
 // Diagnosis is one line a person can act on.
@@ -71,6 +75,16 @@ func (c *Client) Wait(ctx context.Context, ns string, pods []string, o WaitOptio
 		if ready == len(pods) {
 			return states, nil
 		}
+		if err := c.classify(ctx, ns, states); err != nil {
+			return states, err
+		}
+		for _, s := range states {
+			for _, cause := range s.Causes {
+				if cause.Fatal {
+					return states, fail.New(fail.NotReady, cause.Fix, "Pod %s/%s: %s: %s", ns, s.Name, cause.Kind, cause.What)
+				}
+			}
+		}
 		if time.Now().After(deadline) {
 			return c.diagnose(ctx, ns, states, o.Timeout)
 		}
@@ -103,8 +117,68 @@ func (c *Client) podStates(ctx context.Context, ns string, names []string) ([]Po
 	return out, nil
 }
 
+// classify fills in the causes (and, for crash loops, log lines) of the
+// unready Pods, reading their events.
+func (c *Client) classify(ctx context.Context, ns string, states []PodState) error {
+	for i := range states {
+		s := &states[i]
+		s.Causes = nil
+		if s.Ready || s.pod == nil {
+			continue
+		}
+		var events []string
+		for _, cond := range s.pod.Status.Conditions {
+			if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
+				s.Causes = append(s.Causes, classifyUnschedulable(cond))
+			}
+		}
+		for _, cs := range s.pod.Status.ContainerStatuses {
+			w := cs.State.Waiting
+			if w == nil || w.Reason == "" || w.Reason == "ContainerCreating" || w.Reason == "PodInitializing" {
+				continue
+			}
+			if events == nil {
+				events = c.eventMessages(ctx, ns, s.Name)
+			}
+			cause := Classify(w.Reason, w.Message, events)
+			if cause.Kind == "crash-loop" {
+				s.Logs = c.lastLogLines(ctx, ns, s.Name, cs.Name, 5)
+				if len(s.Logs) > 0 {
+					cause.What += "; last log lines: " + strings.Join(s.Logs, " | ")
+				}
+			}
+			s.Causes = append(s.Causes, cause)
+		}
+	}
+	return nil
+}
+
+func (c *Client) eventMessages(ctx context.Context, ns, pod string) []string {
+	evs, err := c.Core.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.SelectorFromSet(fields.Set{"involvedObject.name": pod, "involvedObject.kind": "Pod"}).String(),
+	})
+	if err != nil {
+		return []string{}
+	}
+	out := make([]string, 0, len(evs.Items))
+	for _, e := range evs.Items {
+		out = append(out, e.Reason+": "+e.Message)
+	}
+	return out
+}
+
+// lastLogLines reads the previous run's log of a crashing container; a
+// cluster without kubelets (or without log access) gives none.
+func (c *Client) lastLogLines(ctx context.Context, ns, pod, container string, n int64) []string {
+	b, err := c.Core.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Previous: true, TailLines: &n}).DoRaw(ctx)
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+}
+
 func stateOf(p *corev1.Pod) PodState {
-	s := PodState{Name: p.Name, Phase: string(p.Status.Phase)}
+	s := PodState{Name: p.Name, Phase: string(p.Status.Phase), pod: p}
 	if p.DeletionTimestamp != nil {
 		s.Reasons = append(s.Reasons, "being deleted")
 	}

@@ -43,6 +43,8 @@ Each stage is also a command of its own.`,
 		newPreflightCommand(env, g),
 		newDeployCommand(env, g),
 		newDiffCommand(env, g),
+		newDoctorCommand(env, g),
+		newTeardownCommand(env, g),
 		newVersionCommand(env, g),
 		newExitCodesHelp(),
 	)

@@ -55,7 +55,6 @@ func Decode(name string, data []byte) ([]Object, error) {
 	}
 	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var out []Object
-	seen := map[string]string{}
 	for doc := 1; ; doc++ {
 		var m map[string]any
 		err := dec.Decode(&m)
@@ -74,17 +73,26 @@ func Decode(name string, data []byte) ([]Object, error) {
 		if err := validate(o); err != nil {
 			return nil, err
 		}
-		key := u.GroupVersionKind().GroupKind().String() + "/" + u.GetNamespace() + "/" + u.GetName()
-		if prev, dup := seen[key]; dup {
-			return nil, fail.New(fail.Manifest, "remove one of them", "%s declares %s/%s again (first at %s)", src, u.GetKind(), u.GetName(), prev)
-		}
-		seen[key] = src
 		out = append(out, o)
 	}
 	if len(out) == 0 {
 		return nil, fail.New(fail.Manifest, "check the --manifest path", "manifest %s holds no objects", name)
 	}
-	return out, nil
+	return out, CheckDuplicates(out)
+}
+
+// CheckDuplicates fails when two objects (from one file or several) name
+// the same object: the second would silently replace the first.
+func CheckDuplicates(objs []Object) error {
+	seen := map[string]string{}
+	for _, o := range objs {
+		key := o.GroupVersionKind().GroupKind().String() + "/" + o.GetNamespace() + "/" + o.GetName()
+		if prev, dup := seen[key]; dup {
+			return fail.New(fail.Manifest, "remove one of them", "%s declares %s/%s again (first at %s)", o.Source, o.GetKind(), o.GetName(), prev)
+		}
+		seen[key] = o.Source
+	}
+	return nil
 }
 
 func validate(o Object) error {

@@ -204,6 +204,9 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 		}
 		rel.objs = append(rel.objs, objs...)
 	}
+	if err := manifest.CheckDuplicates(rel.objs); err != nil {
+		return "", err
+	}
 	if o.Cluster == nil {
 		return "", fail.New(fail.Usage, "pass --kubeconfig", "no cluster configured")
 	}

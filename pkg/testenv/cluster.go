@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 )
 
 // Cluster is a Kubernetes control plane without kubelets: etcd and
@@ -90,23 +91,90 @@ func startCluster(ctx context.Context, tools, dir string) (c *Cluster, err error
 	return c, nil
 }
 
-// kwokStages concatenates kwok's stage definitions (node initialise and
-// heartbeat, pod ready/complete/delete) into one config file.
+// FaultLabel on a Pod makes kwok hold it in a waiting state instead of
+// Running: the label's value is the container waiting reason
+// (ErrImagePull, CrashLoopBackOff, ...), the FaultMessage annotation its
+// message, as a kubelet would report them.
+const (
+	FaultLabel   = "idopipe.test/fault"
+	FaultMessage = "idopipe.test/message"
+)
+
+// faultStage is a kwok Stage for Pods carrying FaultLabel.
+const faultStage = `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: idopipe-pod-fault
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.labels["` + FaultLabel + `"]'
+      operator: 'Exists'
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.containerStatuses'
+      operator: 'DoesNotExist'
+  next:
+    statusTemplate: |
+      {{ $reason := index .metadata.labels "` + FaultLabel + `" }}
+      {{ $msg := index .metadata.annotations "` + FaultMessage + `" }}
+      phase: Pending
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          waiting:
+            reason: {{ $reason | Quote }}
+            message: {{ $msg | Quote }}
+      {{ end }}
+`
+
+// kwokStages writes kwok's stage definitions (node initialise and
+// heartbeat, pod ready/complete/delete) into one config file, with the
+// pod-ready stage leaving FaultLabel Pods to faultStage.
 func kwokStages(tools, dir string) (string, error) {
 	files, err := filepath.Glob(filepath.Join(tools, "kwok-stages", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		return "", fmt.Errorf("no kwok stages under %s/kwok-stages: run `make tools`", tools)
 	}
-	var docs []string
+	docs := []string{strings.TrimSpace(faultStage)}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return "", err
 		}
+		if filepath.Base(f) == "pod-ready.yaml" {
+			if b, err = excludeFaults(b); err != nil {
+				return "", fmt.Errorf("%s: %w", f, err)
+			}
+		}
 		docs = append(docs, strings.TrimSpace(string(b)))
 	}
 	p := filepath.Join(dir, "kwok-stages.yaml")
 	return p, os.WriteFile(p, []byte(strings.Join(docs, "\n---\n")+"\n"), 0o644)
+}
+
+// excludeFaults adds "FaultLabel does not exist" to a stage's selector.
+func excludeFaults(stage []byte) ([]byte, error) {
+	var m map[string]any
+	if err := yaml.Unmarshal(stage, &m); err != nil {
+		return nil, err
+	}
+	spec, _ := m["spec"].(map[string]any)
+	sel, _ := spec["selector"].(map[string]any)
+	if sel == nil {
+		return nil, fmt.Errorf("stage has no spec.selector")
+	}
+	exprs, _ := sel["matchExpressions"].([]any)
+	sel["matchExpressions"] = append(exprs, map[string]any{"key": `.metadata.labels["` + FaultLabel + `"]`, "operator": "DoesNotExist"})
+	return yaml.Marshal(m)
 }
 
 // addNode registers the fake control-plane node and waits until kwok has

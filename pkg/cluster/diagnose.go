@@ -1,0 +1,85 @@
+package cluster
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Cause is a classified reason why a Pod is not Ready.
+type Cause struct {
+	Kind  string `json:"kind"`  // "pull-unauthorized", "image-not-found", ...
+	Fatal bool   `json:"fatal"` // waiting longer will not help
+	What  string `json:"what"`  // the observation, e.g. the kubelet's message
+	Fix   string `json:"fix"`
+}
+
+func (c Cause) String() string {
+	return fmt.Sprintf("%s: %s: %s", c.Kind, c.What, c.Fix)
+}
+
+// pullRule maps words of an image-pull failure to a cause.
+type pullRule struct {
+	words []string
+	kind  string
+	fatal bool
+	fix   string
+}
+
+var pullRules = []pullRule{
+	{[]string{"unauthorized", "401", "authentication required", "denied", "403", "forbidden"}, "pull-unauthorized", true,
+		"the pull Secret is missing, wrong or not on the Pod's ServiceAccount: run `idopipe verify-pull IMAGE --as-cluster -n NAMESPACE`"},
+	{[]string{"no matching manifest", "no match for platform", "platform"}, "no-matching-platform", true,
+		"build for the nodes' platform (verify-pull --platforms-from-cluster shows which)"},
+	{[]string{"not found", "manifest unknown", "name unknown", "notfound"}, "image-not-found", true,
+		"push the image, or fix the image reference in the manifest"},
+	{[]string{"429", "toomanyrequests", "too many requests", "rate limit"}, "registry-rate-limit", false,
+		"the registry is rate-limiting pulls; waiting (authenticated pulls get higher limits)"},
+	{[]string{"x509", "certificate"}, "registry-tls", true,
+		"the nodes do not trust the registry's certificate: install its CA on the nodes"},
+	{[]string{"no such host", "dial tcp", "i/o timeout", "connection refused", "network is unreachable"}, "registry-unreachable", false,
+		"the nodes cannot reach the registry (DNS or network); waiting"},
+}
+
+// Classify names the cause of a container's waiting state, using the
+// kubelet's message and the Pod's event messages.
+func Classify(reason, message string, events []string) Cause {
+	text := strings.ToLower(message + " " + strings.Join(events, " "))
+	switch reason {
+	case "ErrImagePull", "ImagePullBackOff":
+		for _, r := range pullRules {
+			for _, w := range r.words {
+				if strings.Contains(text, w) {
+					return Cause{Kind: r.kind, Fatal: r.fatal, What: reason + " (" + message + ")", Fix: r.fix}
+				}
+			}
+		}
+		return Cause{Kind: "image-pull", What: reason + " (" + message + ")", Fix: "waiting; see the Pod's events"}
+	case "InvalidImageName":
+		return Cause{Kind: "invalid-image", Fatal: true, What: message, Fix: "fix the image reference in the manifest"}
+	case "CrashLoopBackOff":
+		return Cause{Kind: "crash-loop", Fatal: true, What: message, Fix: "the container exits; read its log lines above"}
+	case "CreateContainerConfigError", "CreateContainerError":
+		return Cause{Kind: "container-config", Fatal: true, What: message, Fix: "a ConfigMap, Secret or key the Pod references is missing"}
+	}
+	return Cause{Kind: "waiting", What: reason + " " + message, Fix: "waiting"}
+}
+
+// classifyUnschedulable tells a scheduler verdict that will not change by
+// itself (no node matches the Pod's affinity, selector or tolerations) from
+// one that may (resources).
+func classifyUnschedulable(cond corev1.PodCondition) Cause {
+	m := strings.ToLower(cond.Message)
+	c := Cause{Kind: "unschedulable", What: cond.Message}
+	switch {
+	case strings.Contains(m, "insufficient"):
+		c.Fix = "no node has the resources the Pod requests now; waiting"
+	case strings.Contains(m, "affinity") || strings.Contains(m, "selector") || strings.Contains(m, "taint") || strings.Contains(m, "no nodes available"):
+		c.Fatal = true
+		c.Fix = "no node matches the Pod's node affinity, selector or tolerations (the IDO Pods need a node labelled node-role.kubernetes.io/control-plane)"
+	default:
+		c.Fix = "waiting for the scheduler"
+	}
+	return c
+}

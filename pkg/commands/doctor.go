@@ -1,0 +1,55 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idopipe/idopipe/pkg/cluster"
+	"github.com/idopipe/idopipe/pkg/doctor"
+	"github.com/idopipe/idopipe/pkg/pipeline"
+	"github.com/idopipe/idopipe/pkg/report"
+)
+
+func newDoctorCommand(env Env, g *globalOptions) *cobra.Command {
+	var o doctor.Options
+	kube := newKubeFlags()
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Run the ErrImagePull checklist on a deployed namespace",
+		Long: `doctor checks, with a ✓ or ✗ line each and the fix for every ✗: the namespace
+exists; the pull Secret exists, has type kubernetes.io/dockerconfigjson and an
+entry for the image's registry; the ServiceAccount of each Pod running the
+image references it; the image is pullable with the Secret's credentials; and
+each Pod's status, classified waiting reasons, events and last log lines.`,
+		Example: `  idopipe doctor -n ido`,
+		Args:    usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			r := g.reporter(env, nil)
+			var checks []doctor.Check
+			err := pipeline.Run(c.Context(), []pipeline.Stage{{Name: "doctor", Run: func(ctx context.Context) (string, error) {
+				kc, err := cluster.New(ctx, kube)
+				if err != nil {
+					return "", err
+				}
+				o.Namespace = *kube.Namespace
+				checks, err = doctor.Run(ctx, kc, o)
+				for _, ch := range checks {
+					r.Report(report.Event{Kind: report.Info, Stage: "doctor", Message: ch.String()})
+				}
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%d checks passed", len(checks)), nil
+			}}}, r, nil)
+			return finish(env, g, r, "", checks, err)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.SecretName, "secret-name", "ghcr-secret", "the image-pull Secret")
+	fs.StringVar(&o.Image, "image", "", "the image the Pods should pull (default: the first non-Docker-Hub image the Pods run)")
+	fs.StringVar(&o.CAFile, "registry-ca", "", "PEM file with extra CA certificates for the registry")
+	kube.AddFlags(fs)
+	return cmd
+}

@@ -1,0 +1,51 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idopipe/idopipe/pkg/cluster"
+	"github.com/idopipe/idopipe/pkg/pipeline"
+	"github.com/idopipe/idopipe/pkg/report"
+)
+
+func newTeardownCommand(env Env, g *globalOptions) *cobra.Command {
+	var o cluster.TeardownOptions
+	kube := newKubeFlags()
+	cmd := &cobra.Command{
+		Use:   "teardown",
+		Short: "Delete what idopipe deployed in a namespace (its inventory), nothing else",
+		Long: `teardown deletes the namespaced objects the namespace's idopipe inventory lists
+(the guide's clean-up, and the delete half of its redeploy recipe).
+Cluster-scoped objects (ClusterRole, ClusterRoleBinding) only with
+--cluster-scoped; the namespace itself only with --delete-namespace. Objects idopipe
+did not apply are left alone.`,
+		Example: `  idopipe teardown -n ido --cluster-scoped`,
+		Args:    usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			r := g.reporter(env, nil)
+			var done []cluster.Applied
+			err := pipeline.Run(c.Context(), []pipeline.Stage{{Name: "teardown", Run: func(ctx context.Context) (string, error) {
+				kc, err := cluster.New(ctx, kube)
+				if err != nil {
+					return "", err
+				}
+				done, err = kc.Teardown(ctx, *kube.Namespace, o, func(string) {})
+				for _, d := range done {
+					r.Report(report.Event{Kind: report.Info, Stage: "teardown", Message: d.Ref + " deleted"})
+				}
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%d objects deleted", len(done)), nil
+			}}}, r, nil)
+			return finish(env, g, r, "", done, err)
+		},
+	}
+	cmd.Flags().BoolVar(&o.ClusterScoped, "cluster-scoped", false, "also delete the cluster-scoped objects idopipe applied")
+	cmd.Flags().BoolVar(&o.Namespace, "delete-namespace", false, "also delete the namespace")
+	kube.AddFlags(cmd.Flags())
+	return cmd
+}
