@@ -21,7 +21,7 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/idopipe/idopipe/pkg/version.Version=$(VERSION)
 
-.PHONY: all build deps tools test demo vet clean
+.PHONY: all build deps tools test demo vet lint clean dist
 
 all: build
 
@@ -43,8 +43,22 @@ tools: deps
 vet:
 	$(GO) vet ./...
 
-test: tools vet
+# The workflows under .github must pass actionlint (pinned in build/tools).
+lint: tools
+	$$(build/tools/build.sh)/actionlint .github/workflows/*.yml
+
+test: tools vet lint
 	IDOPIPE_TOOLS_BIN=$$(build/tools/build.sh) $(GO) test $(TEST_FLAGS) ./...
+
+# Static release binaries of idopipe itself, with SHA-256 checksums.
+DIST_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+dist:
+	rm -rf dist && mkdir -p dist
+	for p in $(DIST_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/idopipe-$$os-$$arch ./cmd/idopipe || exit 1; \
+	done
+	cd dist && sha256sum idopipe-* > SHA256SUMS
 
 demo: tools build
 	IDOPIPE_TOOLS_BIN=$$(build/tools/build.sh) $(GO) run ./cmd/localstack -- build/demo.sh

@@ -49,6 +49,7 @@ build buildkit buildkitd github.com/moby/buildkit/cmd/buildkitd "-s -w -X github
 build buildkit buildctl github.com/moby/buildkit/cmd/buildctl "-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
 build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$(ldflags_kube "$kube_version")"
 build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$(ldflags_kube "$kube_version")"
+build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint
 
 # kwok needs its stage definitions (node heartbeat, pod ready, ...): they ship
 # in its module, so they come from the module cache, not from this repository.
@@ -64,11 +65,11 @@ if [ ! -d "$kwok_dir/stages" ]; then
 fi
 
 # One directory of links to the current builds, named after all the hashes.
-all=$(for t in etcd registry kwok buildkit kube; do tool_dir $t; done | sha256sum | cut -c1-12)
+all=$(for t in etcd registry kwok buildkit kube actionlint; do tool_dir $t; done | sha256sum | cut -c1-12)
 bin="$cache/tools/bin-$all"
 if [ ! -d "$bin" ]; then
   mkdir -p "$bin.tmp"
-  for t in etcd:etcd registry:registry kwok:kwok buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler; do
+  for t in etcd:etcd registry:registry kwok:kwok buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler actionlint:actionlint; do
     ln -sf "$(tool_dir "${t%%:*}")/${t#*:}" "$bin.tmp/${t#*:}"
   done
   ln -sfn "$kwok_dir/stages" "$bin.tmp/kwok-stages"

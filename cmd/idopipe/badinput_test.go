@@ -73,7 +73,7 @@ current-context: down
 			want: []string{"401", "rejected the token from --token-file " + wrongToken, "not expired"}},
 		{name: "no username", env: []string{"GITHUB_ACTOR="}, class: fail.Credentials,
 			want: []string{"no registry username", "--username"}, preBuild: true},
-		{name: "BuildKit unreachable", args: []string{"--buildkit-host", "unix://" + filepath.Join(dir, "no.sock")}, class: fail.Build,
+		{name: "BuildKit unreachable", args: []string{"--buildkit-host", "unix://" + filepath.Join(dir, "no.sock")}, class: fail.Daemon,
 			want: []string{"cannot reach BuildKit", "--buildkit-host"}},
 		{name: "registry unreachable", args: []string{"--registry", "127.0.0.1:1"}, class: fail.Registry,
 			want: []string{"cannot connect to registry 127.0.0.1:1"}},

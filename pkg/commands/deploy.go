@@ -26,21 +26,23 @@ func newDeployCommand(env Env, g *globalOptions) *cobra.Command {
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
-			r = g.reporter(env, cr.Token.Redact)
+			r = g.secretReporter(env, cr.Token)
 			o := pipeline.Options{
-				Build:      build.Spec{Name: img.Name},
-				Creds:      cr,
-				Image:      image,
-				Manifests:  cl.Manifests,
-				CRDs:       cl.CRDs,
-				Namespace:  cl.namespace(),
-				SecretName: cl.SecretName,
-				Pin:        cl.Pin,
-				Force:      cl.Force,
-				NoRecreate: cl.NoRecreate,
-				DryRun:     cl.DryRun,
-				Timeout:    cl.Timeout,
-				Cluster:    cl.Flags,
+				Build:       build.Spec{Name: img.Name},
+				Creds:       cr,
+				Image:       image,
+				Manifests:   cl.Manifests,
+				CRDs:        cl.CRDs,
+				Namespace:   cl.namespace(),
+				SecretName:  cl.SecretName,
+				Pin:         cl.Pin,
+				Force:       cl.Force,
+				NoRecreate:  cl.NoRecreate,
+				DryRun:      cl.DryRun,
+				Timeout:     cl.Timeout,
+				LockHolder:  lockHolder(env),
+				LockTimeout: cl.LockWait,
+				Cluster:     cl.Flags,
 			}
 			res, err := pipeline.Deploy(c.Context(), o, r)
 			summary := releaseSummary(res, o.Namespace)

@@ -1,9 +1,11 @@
 package commands
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -13,6 +15,7 @@ import (
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/manifest"
 	"github.com/idopipe/idopipe/pkg/registry"
 	"github.com/idopipe/idopipe/pkg/report"
 )
@@ -43,12 +46,38 @@ func (g *globalOptions) validate() error {
 	return nil
 }
 
-// reporter renders events on stdout in the chosen format.
+// reporter renders events on stdout in the chosen format; in a GitHub
+// Actions job (GITHUB_ACTIONS=true) each stage is also a log group and a
+// failure an error annotation.
 func (g *globalOptions) reporter(env Env, redact report.Redactor) report.Reporter {
+	r, _ := g.reporterGH(env, redact)
+	return r
+}
+
+func (g *globalOptions) reporterGH(env Env, redact report.Redactor) (report.Reporter, *report.GitHub) {
+	var r report.Reporter
+	cmds := env.Stdout
 	if g.Output == "json" {
-		return report.NewJSON(env.Stdout, redact)
+		r = report.NewJSON(env.Stdout, redact)
+		cmds = env.Stderr // keep stdout JSON lines only; the runner reads both
+	} else {
+		r = report.NewHuman(env.Stdout, redact)
 	}
-	return report.NewHuman(env.Stdout, redact)
+	if env.Getenv("GITHUB_ACTIONS") != "true" {
+		return r, nil
+	}
+	gh := report.NewGitHub(cmds, r, manifest.DocumentLine)
+	return gh, gh
+}
+
+// secretReporter is reporter for a command that holds the token: output is
+// redacted, and in GitHub Actions the token is masked before anything else.
+func (g *globalOptions) secretReporter(env Env, token creds.Secret) report.Reporter {
+	r, gh := g.reporterGH(env, token.Redact)
+	if gh != nil {
+		gh.Mask(token.Reveal())
+	}
+	return r
 }
 
 // imageOptions name the image.
@@ -64,28 +93,49 @@ func (o *imageOptions) addFlags(fs *pflag.FlagSet) {
 
 // buildOptions are the build stage's flags.
 type buildOptions struct {
-	Context    string
-	Dockerfile string
-	NoCache    bool
-	Pull       bool
-	BuildArgs  map[string]string
-	Target     string
-	Contexts   map[string]string
-	Host       string
-	Progress   string
-	Layout     string
+	Context         string
+	Dockerfile      string
+	NoCache         bool
+	Pull            bool
+	BuildArgs       map[string]string
+	Target          string
+	Contexts        map[string]string
+	Host            string
+	Progress        string
+	Layout          string
+	Platforms       []string
+	SourceDateEpoch string
+	Provenance      string
+	Labels          []string
+	Secrets         []string
+	CacheFrom       []string
+	CacheTo         []string
+	TLS             build.TLS
+	BuildkitdPath   string
 }
 
 func (o *buildOptions) addFlags(fs *pflag.FlagSet, withLayout bool) {
-	fs.StringVar(&o.Context, "source", ".", "build context directory (the IDO checkout); --context is kubectl's")
-	fs.StringVarP(&o.Dockerfile, "file", "f", "", "Dockerfile path (default SOURCE/Dockerfile)")
+	fs.StringVar(&o.Context, "source", ".", "build context: a directory (the IDO checkout) or a git URL https://…/repo.git#ref; --context is kubectl's")
+	fs.StringVarP(&o.Dockerfile, "file", "f", "", "Dockerfile path (default SOURCE/Dockerfile; inside the repository for a git --source)")
 	fs.BoolVar(&o.NoCache, "no-cache", false, "do not use BuildKit's cache")
 	fs.BoolVar(&o.Pull, "pull", false, "always resolve base images anew")
 	fs.StringToStringVar(&o.BuildArgs, "build-arg", nil, "build argument KEY=VALUE (repeatable)")
 	fs.StringVar(&o.Target, "target", "", "Dockerfile stage to build")
-	fs.StringToStringVar(&o.Contexts, "build-context", nil, "named build context NAME=oci-layout:///dir[@sha256:…] or NAME=docker-image://ref (repeatable)")
-	fs.StringVar(&o.Host, "buildkit-host", "", "buildkitd address (default $BUILDKIT_HOST, else "+build.DefaultAddress+")")
-	fs.StringVar(&o.Progress, "progress", "auto", "BuildKit progress display: auto, tty, plain, rawjson or quiet")
+	fs.StringToStringVar(&o.Contexts, "build-context", nil, "named build context NAME=oci-layout:///dir[@sha256:…], NAME=DIR or NAME=docker-image://ref (repeatable)")
+	fs.StringSliceVar(&o.Platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (more than one makes an image index; default the daemon's)")
+	fs.StringVar(&o.SourceDateEpoch, "source-date-epoch", "", "SOURCE_DATE_EPOCH for reproducible images, seconds since 1970 (default the last commit's time in a git checkout; none to turn off)")
+	fs.StringVar(&o.Provenance, "provenance", "false", "attach BuildKit's SLSA provenance attestation: min, max or false")
+	fs.StringArrayVar(&o.Labels, "label", nil, "image label KEY=VALUE (repeatable); org.opencontainers.image.{source,revision,version,created} are filled from git")
+	fs.StringArrayVar(&o.Secrets, "secret", nil, "build secret id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret (repeatable)")
+	fs.StringArrayVar(&o.CacheFrom, "cache-from", nil, "import build cache: type=registry,ref=HOST/REPO:buildcache or type=local,src=DIR (repeatable)")
+	fs.StringArrayVar(&o.CacheTo, "cache-to", nil, "export build cache: type=registry,ref=HOST/REPO:buildcache[,mode=max] or type=local,dest=DIR (repeatable)")
+	fs.StringVar(&o.Host, "buildkit-host", "", "buildkitd address: unix://, tcp://, docker-container://NAME, kube-pod://POD (default $BUILDKIT_HOST, else idopipe's own buildkitd)")
+	fs.StringVar(&o.TLS.CACert, "buildkit-tls-ca", "", "CA certificate (PEM) of a tcp:// buildkitd")
+	fs.StringVar(&o.TLS.Cert, "buildkit-tls-cert", "", "client certificate (PEM) for a tcp:// buildkitd's mTLS")
+	fs.StringVar(&o.TLS.Key, "buildkit-tls-key", "", "client key (PEM) for a tcp:// buildkitd's mTLS")
+	fs.StringVar(&o.TLS.ServerName, "buildkit-tls-server-name", "", "server name to verify a tcp:// buildkitd's certificate against (default its host)")
+	fs.StringVar(&o.BuildkitdPath, "buildkitd-path", "", "buildkitd binary for idopipe's own daemon (default buildkitd on $PATH)")
+	fs.StringVar(&o.Progress, "progress", "auto", "BuildKit progress display: auto (tty on a terminal, else plain), tty, plain, rawjson or quiet")
 	if withLayout {
 		fs.StringVar(&o.Layout, "oci-layout", "", "OCI image layout directory for the built image (default .idopipe/oci)")
 	}
@@ -93,25 +143,41 @@ func (o *buildOptions) addFlags(fs *pflag.FlagSet, withLayout bool) {
 
 func (o *buildOptions) spec(img imageOptions) build.Spec {
 	df := o.Dockerfile
-	if df == "" {
+	if df == "" && !build.IsGitURL(o.Context) {
 		df = filepath.Join(o.Context, "Dockerfile")
+	}
+	labels := map[string]string{}
+	for _, l := range o.Labels {
+		k, v, _ := strings.Cut(l, "=")
+		labels[k] = v
 	}
 	return build.Spec{
 		Context: o.Context, Dockerfile: df, Name: img.Name, Version: img.Version,
 		NoCache: o.NoCache, Pull: o.Pull, BuildArgs: o.BuildArgs, Target: o.Target,
 		Contexts: o.Contexts, Layout: o.Layout,
+		Platforms: o.Platforms, SourceDateEpoch: o.SourceDateEpoch, Provenance: o.Provenance,
+		Labels: labels, Secrets: o.Secrets, CacheFrom: o.CacheFrom, CacheTo: o.CacheTo,
 	}
 }
 
+// clientOptions say which daemon builds and how: --buildkit-host, else
+// $BUILDKIT_HOST, else idopipe's own buildkitd (started when needed).
+// Registry caches get the registry credentials from the environment.
 func (o *buildOptions) clientOptions(env Env, progress io.Writer) []build.Option {
+	opts := []build.Option{
+		build.WithProgress(progress, o.Progress),
+		build.WithTLS(o.TLS),
+		build.WithGetenv(env.Getenv),
+		build.WithCredentials(envCredentials{env: env, spec: o.spec(imageOptions{})}),
+	}
 	host := o.Host
 	if host == "" {
 		host = env.Getenv("BUILDKIT_HOST")
 	}
-	if host == "" {
-		host = build.DefaultAddress
+	if host != "" {
+		return append(opts, build.WithAddress(host))
 	}
-	return []build.Option{build.WithAddress(host), build.WithProgress(progress, o.Progress)}
+	return append(opts, build.WithDaemon(managedDaemon(env, o.BuildkitdPath, progress)))
 }
 
 // defaultLayout is where `idopipe build` writes and `idopipe push` reads.
@@ -178,6 +244,7 @@ type clusterOptions struct {
 	NoRecreate bool
 	DryRun     bool
 	Timeout    time.Duration
+	LockWait   time.Duration
 }
 
 func newClusterOptions() *clusterOptions {
@@ -208,6 +275,22 @@ func (o *clusterOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.NoRecreate, "no-recreate", false, "refuse (instead of deleting and recreating) when a Pod's spec changes")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "validate everything and show each object's change; build, push and write nothing")
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the Pods to become Ready")
+	fs.DurationVar(&o.LockWait, "lock-timeout", 5*time.Minute, "how long to wait for another release into the namespace to finish")
 }
 
 func (o *clusterOptions) namespace() string { return *o.Flags.Namespace }
+
+// lockHolder names this run in the namespace's release lock: who, where,
+// which process (and which Actions run).
+func lockHolder(env Env) string {
+	host, _ := os.Hostname()
+	who := env.Getenv("USER")
+	if who == "" {
+		who = "unknown"
+	}
+	h := fmt.Sprintf("%s@%s pid %d", who, host, os.Getpid())
+	if run := env.Getenv("GITHUB_RUN_ID"); run != "" {
+		h += " (GitHub Actions run " + run + ")"
+	}
+	return h
+}

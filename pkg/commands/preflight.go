@@ -26,7 +26,7 @@ release runs it before building.`,
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
-			r = g.reporter(env, cr.Token.Redact)
+			r = g.secretReporter(env, cr.Token)
 			var repo string
 			err = pipeline.Run(c.Context(), []pipeline.Stage{{Name: "preflight", Run: func(ctx context.Context) (string, error) {
 				tag, err := pipeline.Tag(reg.Registry, reg.owner(env), img.Name, img.Version)

@@ -29,7 +29,7 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
-			r = g.reporter(env, cr.Token.Redact)
+			r = g.secretReporter(env, cr.Token)
 			var ref string
 			err = pipeline.Run(c.Context(), []pipeline.Stage{{Name: "push", Run: func(ctx context.Context) (string, error) {
 				tag, err := pipeline.Tag(reg.Registry, reg.owner(env), img.Name, img.Version)

@@ -28,7 +28,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
-			r = g.reporter(env, cr.Token.Redact)
+			r = g.secretReporter(env, cr.Token)
 			o := pipeline.Options{
 				Build:        b.spec(img),
 				BuildOptions: b.clientOptions(env, env.Stderr),
@@ -46,10 +46,15 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 				NoRecreate:   cl.NoRecreate,
 				DryRun:       cl.DryRun,
 				Timeout:      cl.Timeout,
+				LockHolder:   lockHolder(env),
+				LockTimeout:  cl.LockWait,
 				Cluster:      cl.Flags,
 				Progress:     env.Stderr,
 			}
 			res, err := pipeline.Release(c.Context(), o, r)
+			if gerr := writeGitHubResult(env, res, o.Namespace, err); gerr != nil && err == nil {
+				err = gerr
+			}
 			summary := releaseSummary(res, o.Namespace)
 			if o.DryRun {
 				summary = "dry run: nothing was built, pushed or changed"

@@ -38,6 +38,7 @@ Each stage is also a command of its own.`,
 	root.AddCommand(
 		newReleaseCommand(env, g),
 		newBuildCommand(env, g),
+		newBuildKitCommand(env, g),
 		newPushCommand(env, g),
 		newVerifyCommand(env, g),
 		newPreflightCommand(env, g),
@@ -102,7 +103,7 @@ var classHelp = map[fail.Class]string{
 	fail.Usage:       "bad flags, arguments or option values",
 	fail.Credentials: "registry token or username missing, unreadable or rejected (401/403)",
 	fail.Manifest:    "manifest unreadable, invalid, or rejected by the API server's validation",
-	fail.Build:       "BuildKit unreachable, build context or Dockerfile missing, or the build failed",
+	fail.Build:       "build context or Dockerfile missing, Dockerfile error, or a build step failed",
 	fail.Registry:    "registry unreachable, TLS failure, rate limit, or push refused",
 	fail.Verify:      "the image resolves to another digest than the expected one",
 	fail.Cluster:     "API server unreachable, or an object could not be written",
@@ -110,6 +111,7 @@ var classHelp = map[fail.Class]string{
 	fail.NotFound:    "the image, tag or a manifest is not in the registry",
 	fail.Platform:    "the image has no manifest for a platform the cluster's nodes run",
 	fail.Corrupt:     "a blob is missing or its size or sha256 is wrong (verify-pull --full)",
+	fail.Daemon:      "BuildKit cannot be reached, or no buildkitd can be started",
 	fail.Interrupted: "interrupted (Ctrl-C or SIGTERM); a rerun converges",
 }
 

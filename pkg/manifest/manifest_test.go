@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -235,4 +236,16 @@ func FuzzDecodeTransform(f *testing.F) {
 		}
 		_, _ = Transform(objs, Options{Namespace: "ido", Images: map[string]string{"planner": "ghcr.io/o/planner:1"}, PullSecret: "s", Scoper: scope})
 	})
+}
+
+func TestDocumentLine(t *testing.T) {
+	p := t.TempDir() + "/m.yaml"
+	if err := os.WriteFile(p, []byte("a: 1\n---\nb: 2\nc: 3\n---\n\nd: 4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for doc, want := range map[int]int{1: 1, 2: 3, 3: 6} {
+		if got := DocumentLine(p, doc); got != want {
+			t.Errorf("document %d starts at line %d, want %d", doc, got, want)
+		}
+	}
 }

@@ -45,7 +45,13 @@ type Options struct {
 	DryRun     bool // validate and show the plan; build, push and write nothing
 
 	Timeout time.Duration // for the Pods to become Ready
-	Cluster genericclioptions.RESTClientGetter
+
+	// LockHolder names this run in the namespace's release Lease, which the
+	// cluster stages hold so that two releases cannot interleave; a second
+	// one waits up to LockTimeout.
+	LockHolder  string
+	LockTimeout time.Duration
+	Cluster     genericclioptions.RESTClientGetter
 
 	Progress io.Writer // push progress lines; nil for none
 
@@ -110,7 +116,15 @@ type release struct {
 	built   build.Result
 	nsMade  bool
 
-	deployOnly bool // Deploy: no build, o.Image is the image
+	deployOnly bool   // Deploy: no build, o.Image is the image
+	unlock     func() // releases the namespace's release lock
+}
+
+// done releases what the run holds.
+func (rel *release) done() {
+	if rel.unlock != nil {
+		rel.unlock()
+	}
 }
 
 // Release runs the whole pipeline.
@@ -139,6 +153,7 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 		stages = []Stage{{"validate", rel.validate}, {"plan", rel.secret}}
 	}
 	err := Run(ctx, stages, r, rel.res.Stages)
+	rel.done()
 	return rel.res, err
 }
 
@@ -156,6 +171,7 @@ func Deploy(ctx context.Context, o Options, r report.Reporter) (Result, error) {
 		stages = []Stage{{"validate", rel.validate}, {"plan", rel.secret}}
 	}
 	err := Run(ctx, stages, r, rel.res.Stages)
+	rel.done()
 	return rel.res, err
 }
 
@@ -307,6 +323,9 @@ func (rel *release) secret(ctx context.Context) (summary string, err error) {
 		}
 	} else {
 		if rel.nsMade, err = kube.EnsureNamespace(ctx, o.Namespace); err != nil {
+			return "", err
+		}
+		if rel.unlock, err = kube.Lock(ctx, o.Namespace, o.LockHolder, o.LockTimeout, rel.announce("secret")); err != nil {
 			return "", err
 		}
 		defer func() {

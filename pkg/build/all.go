@@ -1,0 +1,91 @@
+package build
+
+import (
+	"context"
+	"errors"
+
+	bkclient "github.com/moby/buildkit/client"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// BuildAll builds every spec concurrently on one BuildKit client (one
+// connection to one daemon) and returns their results in the order given.
+// Each image has its own build session, since BuildKit's Dockerfile
+// frontend names every build's context "context" within its session;
+// specs may share an OCI layout directory. Every spec is validated before
+// any build starts; the first failure cancels the other builds, and its
+// error is returned.
+func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, error) {
+	o := newOptions(opts)
+	if len(specs) == 0 {
+		return nil, fail.New(fail.Usage, "name at least one image to build", "nothing to build")
+	}
+	seen := map[string]bool{}
+	for _, s := range specs {
+		if err := s.Validate(); err != nil {
+			return nil, err
+		}
+		key := s.Layout + "\x00" + s.Name + ":" + s.Version
+		if seen[key] {
+			return nil, fail.New(fail.Usage, "give each image its own name or version", "%s:%s is built twice into %s", s.Name, s.Version, s.Layout)
+		}
+		seen[key] = true
+	}
+	var stores layoutStores
+	plans := make([]*plan, len(specs))
+	for i, s := range specs {
+		store, err := stores.get(s.Layout)
+		if err != nil {
+			return nil, err
+		}
+		if plans[i], err = s.plan(ctx, o, store); err != nil {
+			return nil, err
+		}
+	}
+	c, err := o.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	disp, err := startDisplay(ctx, o.progress, o.mode)
+	if err != nil {
+		return nil, err
+	}
+
+	results := make([]Result, len(plans))
+	errs := make([]error, len(plans))
+	eg, ectx := errgroup.WithContext(ctx)
+	fwd := errgroup.Group{}
+	for i, p := range plans {
+		rec := newRecorder()
+		ch := make(chan *bkclient.SolveStatus)
+		fwd.Go(func() error { rec.forward(ch, disp.ch); return nil })
+		eg.Go(func() error {
+			resp, err := c.Solve(ectx, nil, p.solve, ch) // closes ch
+			if err != nil {
+				errs[i] = explain(ectx, p.spec, rec, err)
+				return errs[i]
+			}
+			results[i], errs[i] = p.result(resp, rec)
+			return errs[i]
+		})
+	}
+	err = eg.Wait()
+	_ = fwd.Wait()
+	_ = disp.close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// The first real failure, not a build cancelled because of it.
+		for _, e := range errs {
+			if e != nil && !errors.Is(e, context.Canceled) {
+				return nil, e
+			}
+		}
+		return nil, err
+	}
+	return results, nil
+}

@@ -1,0 +1,92 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/buildkit/client/ociindex"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+type descriptor = ocispecs.Descriptor
+
+// layoutStore is the OCI layout images are exported to. Builds into the
+// same directory share one store, so that concurrent exports of a shared
+// layer wait for each other instead of failing on the store's lock, and
+// index.json is updated by one build at a time.
+type layoutStore struct {
+	content.Store
+	dir string
+	mu  sync.Mutex // index.json
+}
+
+// layoutStores hands out one store per layout directory.
+type layoutStores struct {
+	mu sync.Mutex
+	m  map[string]*layoutStore
+}
+
+func (ls *layoutStores) get(dir string) (*layoutStore, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fail.Wrap(fail.Usage, err, "", "bad OCI layout directory %s", dir)
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if s, ok := ls.m[abs]; ok {
+		return s, nil
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fail.Wrap(fail.Build, err, "pass --oci-layout a writable directory", "cannot create OCI layout %s", dir)
+	}
+	cs, err := contentlocal.NewStore(abs)
+	if err != nil {
+		return nil, fail.Wrap(fail.Build, err, "pass --oci-layout a writable directory", "cannot open OCI layout %s", dir)
+	}
+	s := &layoutStore{Store: cs, dir: abs}
+	if ls.m == nil {
+		ls.m = map[string]*layoutStore{}
+	}
+	ls.m[abs] = s
+	return s, nil
+}
+
+// Writer waits while another export writes the same blob.
+func (s *layoutStore) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	delay := 5 * time.Millisecond
+	for {
+		w, err := s.Store.Writer(ctx, opts...)
+		if err == nil || !errors.Is(err, cerrdefs.ErrUnavailable) {
+			return w, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+}
+
+// put records the exported image in index.json under names.
+func (s *layoutStore) put(desc descriptor, names []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := make([]ociindex.NameOrTag, len(names))
+	for i, n := range names {
+		ns[i] = ociindex.Name(n)
+	}
+	if err := ociindex.NewStoreIndex(s.dir).Put(desc, ns...); err != nil {
+		return fail.Wrap(fail.Build, err, "make sure no other build writes to the same --oci-layout", "cannot record the image in %s/index.json", s.dir)
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+package build
+
+import (
+	"io"
+	"os"
+)
+
+// Option configures Build and BuildAll.
+type Option func(*options)
+
+type options struct {
+	address  string
+	daemon   Daemon
+	tls      TLS
+	progress io.Writer
+	mode     string
+	creds    Credentials
+	vcs      VCS
+	getenv   func(string) string
+}
+
+func newOptions(opts []Option) options {
+	o := options{progress: io.Discard, mode: "plain", vcs: Git{}, getenv: os.Getenv}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithAddress sets the buildkitd address (unix://, tcp://,
+// docker-container://, kube-pod://). Without it (and without WithDaemon)
+// DefaultAddress is used.
+func WithAddress(addr string) Option { return func(o *options) { o.address = addr } }
+
+// WithDaemon asks d for the address when WithAddress gives none, e.g. a
+// buildkitd that idopipe starts and manages itself (pkg/buildkitd).
+func WithDaemon(d Daemon) Option { return func(o *options) { o.daemon = d } }
+
+// WithTLS sets the client certificates and CA for a tcp:// daemon (mTLS).
+func WithTLS(t TLS) Option { return func(o *options) { o.tls = t } }
+
+// WithProgress shows BuildKit's progress display on w in mode ("auto",
+// "tty", "plain", "rawjson", "quiet"); auto is tty on a terminal, else plain.
+func WithProgress(w io.Writer, mode string) Option {
+	return func(o *options) { o.progress, o.mode = w, mode }
+}
+
+// WithCredentials gives buildkitd registry credentials (registry cache,
+// private base images); the docker config is asked for other hosts.
+func WithCredentials(c Credentials) Option { return func(o *options) { o.creds = c } }
+
+// WithVCS sets how a local context's commit is found (default Git); nil
+// turns it off.
+func WithVCS(v VCS) Option { return func(o *options) { o.vcs = v } }
+
+// WithGetenv sets where --secret id=…,env=VAR reads VAR (default os.Getenv).
+func WithGetenv(getenv func(string) string) Option { return func(o *options) { o.getenv = getenv } }

@@ -1,0 +1,191 @@
+package build
+
+import (
+	"context"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/containerd/console"
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/util/progress/progressui"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// ProgressModes are the --progress values.
+var ProgressModes = []string{"auto", "tty", "plain", "rawjson", "quiet"}
+
+// DisplayMode resolves a --progress value for w: auto is tty when w is a
+// terminal and plain otherwise (a CI log, a pipe, a file).
+func DisplayMode(w io.Writer, mode string) (progressui.DisplayMode, error) {
+	switch mode {
+	case "", "auto":
+		if isTerminal(w) {
+			return progressui.TtyMode, nil
+		}
+		return progressui.PlainMode, nil
+	case "tty":
+		if !isTerminal(w) {
+			return "", fail.New(fail.Usage, "use --progress plain or auto when the output is not a terminal", "--progress tty needs a terminal")
+		}
+		return progressui.TtyMode, nil
+	case "plain", "rawjson", "quiet":
+		return progressui.DisplayMode(mode), nil
+	}
+	return "", fail.New(fail.Usage, "use --progress "+strings.Join(ProgressModes, ", "), "unknown progress mode %q", mode)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(console.File)
+	if !ok {
+		return false
+	}
+	_, err := console.ConsoleFromFile(f)
+	return err == nil
+}
+
+// display shows the status of one or more solves on one BuildKit progress
+// display.
+type display struct {
+	ch   chan *bkclient.SolveStatus
+	done chan error
+}
+
+func startDisplay(ctx context.Context, w io.Writer, mode string) (*display, error) {
+	m, err := DisplayMode(w, mode)
+	if err != nil {
+		return nil, err
+	}
+	d, err := progressui.NewDisplay(w, m)
+	if err != nil {
+		return nil, fail.Wrap(fail.Usage, err, "use --progress plain", "cannot show BuildKit's progress")
+	}
+	disp := &display{ch: make(chan *bkclient.SolveStatus), done: make(chan error, 1)}
+	go func() {
+		// The display must drain until the solves end, even when ctx is
+		// cancelled, or they block on it.
+		_, err := d.UpdateFrom(context.WithoutCancel(ctx), disp.ch)
+		disp.done <- err
+	}()
+	return disp, nil
+}
+
+// close ends the display after every solve has stopped sending.
+func (d *display) close() error {
+	close(d.ch)
+	return <-d.done
+}
+
+// keepLines is how many output lines of each step are kept for the error
+// of a failing step.
+const keepLines = 6
+
+// recorder follows one solve's status: the steps, which were cached, and
+// the last output lines of each, for the error of a failing step.
+type recorder struct {
+	mu     sync.Mutex
+	names  map[digest.Digest]string
+	cached map[digest.Digest]bool
+	failed map[digest.Digest]string
+	logs   map[digest.Digest][]string
+	part   map[digest.Digest]string // an unfinished last line
+}
+
+func newRecorder() *recorder {
+	return &recorder{
+		names: map[digest.Digest]string{}, cached: map[digest.Digest]bool{},
+		failed: map[digest.Digest]string{}, logs: map[digest.Digest][]string{},
+		part: map[digest.Digest]string{},
+	}
+}
+
+// forward records every status from in and passes it on to out (nil: none).
+func (r *recorder) forward(in <-chan *bkclient.SolveStatus, out chan<- *bkclient.SolveStatus) {
+	for s := range in {
+		r.record(s)
+		if out != nil {
+			out <- s
+		}
+	}
+}
+
+func (r *recorder) record(s *bkclient.SolveStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, v := range s.Vertexes {
+		r.names[v.Digest] = v.Name
+		if v.Cached {
+			r.cached[v.Digest] = true
+		}
+		if v.Error != "" {
+			r.failed[v.Digest] = v.Error
+		}
+	}
+	for _, l := range s.Logs {
+		text := r.part[l.Vertex] + string(l.Data)
+		lines := strings.Split(text, "\n")
+		r.part[l.Vertex] = lines[len(lines)-1]
+		for _, line := range lines[:len(lines)-1] {
+			if line = strings.TrimRight(line, "\r"); line != "" {
+				r.logs[l.Vertex] = append(r.logs[l.Vertex], line)
+			}
+		}
+		if n := len(r.logs[l.Vertex]); n > keepLines {
+			r.logs[l.Vertex] = r.logs[l.Vertex][n-keepLines:]
+		}
+	}
+}
+
+// counts returns the number of build steps and of cached ones; BuildKit's
+// internal vertices ([internal] …, exporting, resolving) are not steps.
+func (r *recorder) counts() (steps, cached int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for d, name := range r.names {
+		if !isStep(name) {
+			continue
+		}
+		steps++
+		if r.cached[d] {
+			cached++
+		}
+	}
+	return steps, cached
+}
+
+// stepName matches a Dockerfile instruction's vertex: "[2/3] RUN …",
+// "[build 2/3] COPY …", "[linux/arm64 stage-1 1/1] COPY …".
+var stepName = regexp.MustCompile(`^\[(?:[^\]]* )?\d+/\d+\] `)
+
+// isStep tells a Dockerfile instruction's vertex from BuildKit's
+// bookkeeping ([internal] …, [context NAME] …, exporting, cache import).
+func isStep(name string) bool { return stepName.MatchString(name) }
+
+// step returns the name and last output lines of vertex d.
+func (r *recorder) step(d digest.Digest) (name string, lines []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lines = append([]string(nil), r.logs[d]...)
+	if p := strings.TrimSpace(r.part[d]); p != "" {
+		lines = append(lines, p)
+		if len(lines) > keepLines {
+			lines = lines[len(lines)-keepLines:]
+		}
+	}
+	return r.names[d], lines
+}
+
+// failedStep returns a step that BuildKit reported as failed, if any.
+func (r *recorder) failedStep() (digest.Digest, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for d := range r.failed {
+		if isStep(r.names[d]) {
+			return d, true
+		}
+	}
+	return "", false
+}

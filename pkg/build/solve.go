@@ -1,0 +1,184 @@
+package build
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/content"
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	"github.com/moby/buildkit/session"
+	"github.com/tonistiigi/fsutil"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// Build builds s and exports it into s.Layout.
+func Build(ctx context.Context, s Spec, opts ...Option) (Result, error) {
+	res, err := BuildAll(ctx, []Spec{s}, opts...)
+	if err != nil {
+		return Result{}, err
+	}
+	return res[0], nil
+}
+
+// plan is one spec made ready for BuildKit.
+type plan struct {
+	spec   Spec
+	solve  bkclient.SolveOpt
+	epoch  string
+	layout *layoutStore
+}
+
+// plan turns s into a SolveOpt for the Dockerfile frontend, exporting to
+// the OCI layout through store.
+func (s Spec) plan(ctx context.Context, o options, store *layoutStore) (*plan, error) {
+	platforms, err := ParsePlatforms(s.Platforms)
+	if err != nil {
+		return nil, err
+	}
+	rev := describeContext(ctx, o.vcs, s)
+	epoch := sourceDateEpoch(s, rev)
+
+	attrs := map[string]string{}
+	locals := map[string]fsutil.FS{}
+	if IsGitURL(s.Context) {
+		// BuildKit fetches the repository itself; the Dockerfile is read
+		// from it.
+		attrs["context"] = s.Context
+		attrs["filename"] = s.Dockerfile
+		if s.Dockerfile == "" {
+			attrs["filename"] = "Dockerfile"
+		}
+	} else {
+		ctxFS, err := fsutil.NewFS(s.Context)
+		if err != nil {
+			return nil, fail.Wrap(fail.Build, err, "", "cannot read build context %s", s.Context)
+		}
+		dfDir, dfName := filepath.Split(s.Dockerfile)
+		if dfDir == "" {
+			dfDir = "."
+		}
+		dfFS, err := fsutil.NewFS(dfDir)
+		if err != nil {
+			return nil, fail.Wrap(fail.Build, err, "", "cannot read Dockerfile directory %s", dfDir)
+		}
+		locals["context"], locals["dockerfile"] = ctxFS, dfFS
+		attrs["filename"] = dfName
+	}
+	if s.NoCache {
+		attrs["no-cache"] = ""
+	}
+	if s.Pull {
+		attrs["image-resolve-mode"] = "pull"
+	}
+	if s.Target != "" {
+		attrs["target"] = s.Target
+	}
+	if len(platforms) > 0 {
+		attrs["platform"] = strings.Join(platforms, ",")
+	}
+	for k, v := range s.BuildArgs {
+		attrs["build-arg:"+k] = v
+	}
+	labelAttrs(imageLabels(s, rev, epoch), attrs)
+	prov, err := provenanceAttrs(s.Provenance)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range prov {
+		attrs[k] = v
+	}
+	stores := map[string]content.Store{}
+	for name, src := range s.Contexts {
+		v, store, err := namedContext(name, src)
+		if err != nil {
+			return nil, err
+		}
+		if store != nil {
+			stores[name] = store
+		} else if dir, ok := localDir(src); ok {
+			fs, err := fsutil.NewFS(dir)
+			if err != nil {
+				return nil, fail.Wrap(fail.Build, err, "", "cannot read build context %s=%s", name, src)
+			}
+			key := "named-" + name
+			locals[key] = fs
+			v = "local:" + key
+		}
+		attrs["context:"+name] = v
+	}
+
+	exp := map[string]string{"name": s.Name + ":" + s.Version, "tar": "false", "oci-mediatypes": "true"}
+	reproducibleAttrs(epoch, attrs, exp)
+
+	var attach []session.Attachable
+	sec, err := secretsAttachable(s.Secrets, o.getenv)
+	if err != nil {
+		return nil, err
+	}
+	if sec != nil {
+		attach = append(attach, sec)
+	}
+	attach = append(attach, authAttachable(o.creds))
+	from, err := parseCacheEntries(s.CacheFrom, true)
+	if err != nil {
+		return nil, err
+	}
+	to, err := parseCacheEntries(s.CacheTo, false)
+	if err != nil {
+		return nil, err
+	}
+
+	opt := bkclient.SolveOpt{
+		Frontend:      "dockerfile.v0",
+		FrontendAttrs: attrs,
+		LocalMounts:   locals,
+		Exports: []bkclient.ExportEntry{{
+			Type:        bkclient.ExporterOCI,
+			Attrs:       exp,
+			OutputStore: store,
+		}},
+		Session:      attach,
+		CacheImports: from,
+		CacheExports: to,
+	}
+	if len(stores) > 0 {
+		opt.OCIStores = stores
+	}
+	return &plan{spec: s, solve: opt, epoch: epoch, layout: store}, nil
+}
+
+// result reads what the exporter reported and wrote.
+func (p *plan) result(resp *bkclient.SolveResponse, rec *recorder) (Result, error) {
+	s := p.spec
+	dgst := resp.ExporterResponse[exptypes.ExporterImageDigestKey]
+	descB64 := resp.ExporterResponse[exptypes.ExporterImageDescriptorKey]
+	if dgst == "" || descB64 == "" {
+		return Result{}, fail.New(fail.Build, "", "BuildKit reported no image digest for %s:%s", s.Name, s.Version)
+	}
+	raw, err := base64.StdEncoding.DecodeString(descB64)
+	if err != nil {
+		return Result{}, fail.Wrap(fail.Build, err, "", "BuildKit reported a bad image descriptor for %s:%s", s.Name, s.Version)
+	}
+	var desc descriptor
+	if err := json.Unmarshal(raw, &desc); err != nil {
+		return Result{}, fail.Wrap(fail.Build, err, "", "BuildKit reported a bad image descriptor for %s:%s", s.Name, s.Version)
+	}
+	names := []string{s.Name + ":" + s.Version}
+	if n := resp.ExporterResponse[exptypes.ExporterImageNameKey]; n != "" {
+		names = strings.Split(n, ",")
+	}
+	if err := p.layout.put(desc, names); err != nil {
+		return Result{}, err
+	}
+	r := Result{Layout: s.Layout, Digest: dgst, Ref: s.Name + ":" + s.Version, SourceDateEpoch: p.epoch}
+	r.Steps, r.Cached = rec.counts()
+	if err := describeLayout(&r); err != nil {
+		return Result{}, err
+	}
+	return r, nil
+}
