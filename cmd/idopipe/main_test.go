@@ -166,3 +166,5 @@ func releaseWith(ns, manifest string, extra ...string) []string {
 	}
 	return args
 }
+
+func getenv(k string) string { return os.Getenv(k) }

@@ -79,9 +79,17 @@ type Stage struct {
 
 // Run runs stages in order, reporting each; it stops at the first error.
 func Run(ctx context.Context, stages []Stage, r report.Reporter, times map[string]float64) error {
+	var done []string
+	interrupted := func(where string) error {
+		did := "nothing done yet"
+		if len(done) > 0 {
+			did = "done: " + strings.Join(done, ", ")
+		}
+		return fail.Wrap(fail.Interrupted, nil, "rerun; it converges", "interrupted %s (%s)", where, did)
+	}
 	for _, s := range stages {
 		if err := ctx.Err(); err != nil {
-			return fail.Wrap(fail.Interrupted, nil, "rerun the release; it converges", "interrupted before stage %s", s.Name)
+			return interrupted("before stage " + s.Name)
 		}
 		start := time.Now()
 		r.Report(report.Event{Time: start, Kind: report.StageStart, Stage: s.Name})
@@ -92,12 +100,13 @@ func Run(ctx context.Context, stages []Stage, r report.Reporter, times map[strin
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				err = fail.Wrap(fail.Interrupted, nil, "rerun the release; it converges", "interrupted during stage %s", s.Name)
+				err = interrupted("during stage " + s.Name)
 			}
 			r.Report(report.Event{Time: time.Now(), Kind: report.StageFail, Stage: s.Name, Duration: d, Message: err.Error()})
 			return err
 		}
 		r.Report(report.Event{Time: time.Now(), Kind: report.StageDone, Stage: s.Name, Duration: d, Message: summary})
+		done = append(done, s.Name)
 	}
 	return nil
 }

@@ -164,7 +164,7 @@ func showProgress(w io.Writer, tag name.Tag, updates <-chan v1.Update, done chan
 		}
 	}
 	if last.Total > 0 {
-		fmt.Fprintf(w, "pushed %s: %s in %s (%s/s)\n", tag, human(last.Total), time.Since(start).Round(time.Millisecond), human(rate(last.Complete, start)))
+		fmt.Fprintf(w, "pushed %s: %s in %s (%s/s)\n", tag, human(last.Total), time.Since(start).Round(time.Millisecond), human(rate(last.Total, start)))
 	}
 }
 

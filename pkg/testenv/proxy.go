@@ -74,7 +74,8 @@ func (r *Registry) StartProxy(dir string, inject Inject) (*Proxy, error) {
 					return
 				}
 			}
-			req.Host = target.Host
+			// req.Host stays the proxy's: the registry builds upload
+			// Location URLs from it, and they must lead back here.
 			rp.ServeHTTP(w, req)
 		}),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/testenv"
+)
+
+// TestReleaseLock: a live holder of the namespace's release Lease makes a
+// release wait and then fail naming the holder; two releases at once into
+// one namespace both end consistent; two into different namespaces both
+// succeed.
+func TestReleaseLock(t *testing.T) {
+	ctx := context.Background()
+	const ns = "locked"
+	kube := stack.Cluster.Client
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	holder, now, secs := "someone@elsewhere pid 42", metav1.NewMicroTime(time.Now()), int32(300)
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "idopipe-release", Namespace: ns},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, AcquireTime: &now, RenewTime: &now, LeaseDurationSeconds: &secs}}
+	if _, err := kube.CoordinationV1().Leases(ns).Create(ctx, lease, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := idopipe(t, nil, releaseArgs(ns, "--lock-timeout", "2s")...)
+	if r.code != int(fail.Cluster) || !strings.Contains(r.stderr, "holds the lock: "+holder) || !strings.Contains(r.stdout, "waiting for the release lock") {
+		t.Fatalf("release against a held lock:\n%s", r)
+	}
+	if err := kube.CoordinationV1().Leases(ns).Delete(ctx, "idopipe-release", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two at once into one namespace, and one into another.
+	var wg sync.WaitGroup
+	results := make([]result, 3)
+	for i, n := range []string{"together", "together", "apart"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = idopipe(t, nil, releaseArgs(n)...)
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("release %d failed:\n%s", i, r)
+		}
+	}
+	l, err := kube.CoordinationV1().Leases("together").Get(ctx, "idopipe-release", metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "" {
+		t.Errorf("the lock was not released: %v %v", l, err)
+	}
+}
+
+// TestInterrupt: SIGINT during the wait stage stops the release cleanly,
+// names the stage, and a rerun converges.
+func TestInterrupt(t *testing.T) {
+	const ns = "interrupted"
+	manifest := upstreamWith(t, map[string]string{"  labels:\n    name: planner\n": "  labels:\n    name: planner\n    " + testenv.FaultLabel + ": ErrImagePull\n  annotations:\n    " + testenv.FaultMessage + ": \"429 Too Many Requests\"\n"})
+	cmd := exec.Command(binary, releaseWith(ns, manifest, "--timeout", "5m")...)
+	cmd.Env = mergeEnv([]string{"PATH=" + getenv("PATH"), "HOME=" + getenv("HOME")}, stack.Env())
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "==> wait") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	if code != int(fail.Interrupted) || !strings.Contains(errb.String(), "interrupted during stage wait (done: validate, build, push, verify-pull, secret, apply)") {
+		t.Fatalf("SIGINT in the wait stage: exit %d (%v)\nstdout:\n%s\nstderr:\n%s", code, err, out.String(), errb.String())
+	}
+	assertNoToken(t, "stdout", out.String())
+	// The rerun (without the fault) converges: the planner Pod is recreated.
+	r := idopipe(t, nil, releaseArgs(ns)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "2/2 Pods Ready") {
+		t.Fatalf("rerun after the interrupt:\n%s", r)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
