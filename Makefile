@@ -21,7 +21,7 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/idopipe/idopipe/pkg/version.Version=$(VERSION)
 
-.PHONY: all build deps tools test demo vet lint clean dist
+.PHONY: all build deps tools test demo vet lint clean bench dist
 
 all: build
 
@@ -62,6 +62,12 @@ dist:
 
 demo: tools build
 	IDOPIPE_TOOLS_BIN=$$(build/tools/build.sh) $(GO) run ./cmd/localstack -- build/demo.sh
+
+# idopipe side by side with crane, skopeo, buildctl and kubectl on a fresh
+# local stack; writes build/bench/results/bench.{md,json} (see build/bench).
+BENCH_FLAGS ?=
+bench: tools build
+	build/bench/bench.sh $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin dist .idopipe

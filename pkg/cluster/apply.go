@@ -106,7 +106,7 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // refreshes the discovery cache so that their kinds resolve.
 func (c *Client) WaitEstablished(ctx context.Context, names []string, timeout time.Duration) error {
 	for _, n := range names {
-		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 			u, err := c.Dynamic.Resource(crdGVR).Get(ctx, n, metav1.GetOptions{})
 			if err != nil {
 				return false, nil //nolint:nilerr // keep polling until the deadline

@@ -53,8 +53,11 @@ type WaitOptions struct {
 // ones, and a NotReady error naming them.
 func (c *Client) Wait(ctx context.Context, ns string, pods []string, o WaitOptions) ([]PodState, error) {
 	if o.Interval == 0 {
-		o.Interval = 500 * time.Millisecond
+		o.Interval = time.Second
 	}
+	// Poll fast at first (Pods on a warm node are Ready within a second of
+	// the apply), then back off to o.Interval.
+	interval := 50 * time.Millisecond
 	deadline := time.Now().Add(o.Timeout)
 	lastReady := -1
 	for {
@@ -91,8 +94,9 @@ func (c *Client) Wait(ctx context.Context, ns string, pods []string, o WaitOptio
 		select {
 		case <-ctx.Done():
 			return states, ctx.Err()
-		case <-time.After(o.Interval):
+		case <-time.After(interval):
 		}
+		interval = min(interval*2, o.Interval)
 	}
 }
 

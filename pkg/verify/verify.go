@@ -2,8 +2,6 @@ package verify
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -11,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/registry"
@@ -128,36 +127,40 @@ func pull(ctx context.Context, ref name.Reference, expected string, access regis
 	return r, nil
 }
 
-// checkLayers downloads every layer of img and checks its size and sha256
-// against the manifest.
+// checkLayers downloads every layer of img, four at a time, and checks its
+// size and sha256 against the manifest (go-containerregistry's reader
+// verifies both while streaming; nothing is written to disk).
 func checkLayers(img v1.Image, ref name.Reference, access registry.Access) error {
 	m, err := img.Manifest()
 	if err != nil {
 		return access.Explain(err, "pull", ref)
 	}
+	var eg errgroup.Group
+	eg.SetLimit(4)
 	for _, d := range m.Layers {
-		l, err := img.LayerByDigest(d.Digest)
-		if err != nil {
-			return access.Explain(err, "pull", ref)
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return access.Explain(err, "pull", ref)
-		}
-		h := sha256.New()
-		n, err := io.Copy(h, rc)
-		rc.Close()
-		got := "sha256:" + hex.EncodeToString(h.Sum(nil))
-		switch {
-		case err != nil && !strings.Contains(err.Error(), "checksum"):
-			return access.Explain(err, "pull", ref)
-		case n != d.Size:
-			return fail.New(fail.Corrupt, "push the image again", "%s: layer %s is %d bytes, the manifest says %d", ref, d.Digest, n, d.Size)
-		case got != d.Digest.String() || err != nil:
-			return fail.New(fail.Corrupt, "push the image again", "%s: layer %s has sha256 %s", ref, d.Digest, got)
-		}
+		eg.Go(func() error {
+			l, err := img.LayerByDigest(d.Digest)
+			if err != nil {
+				return access.Explain(err, "pull", ref)
+			}
+			rc, err := l.Compressed()
+			if err != nil {
+				return access.Explain(err, "pull", ref)
+			}
+			defer rc.Close()
+			n, err := io.Copy(io.Discard, rc)
+			switch {
+			case err != nil && (strings.Contains(err.Error(), "checksum") || strings.Contains(err.Error(), "size")):
+				return fail.New(fail.Corrupt, "push the image again", "%s: layer %s does not match its digest or size (%d bytes read, %d expected)", ref, d.Digest, n, d.Size)
+			case err != nil:
+				return access.Explain(err, "pull", ref)
+			case n != d.Size:
+				return fail.New(fail.Corrupt, "push the image again", "%s: layer %s is %d bytes, the manifest says %d", ref, d.Digest, n, d.Size)
+			}
+			return nil
+		})
 	}
-	return nil
+	return eg.Wait()
 }
 
 func hasPlatform(have []string, want string) bool {
