@@ -9,13 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/registry"
 )
 
 // TestReleaseBadInput: each bad input fails with one line naming the cause
@@ -42,6 +47,15 @@ func TestReleaseBadInput(t *testing.T) {
 	dupPod := write("dup1.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: planner}]}\n")
 	dupPod2 := write("dup2.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: planner}]}\n")
 	badPort := write("badport.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 99999}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: planner}]}\n")
+	spacedToken := write("spaced-token", stack.Registry.Password+" \n")
+	badImage := write("badimage.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: 'UPPER/Case:'}]}\n")
+	huge := write("huge.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata: {k: \""+strings.Repeat("x", 9<<20)+"\"}\n")
+	latin1 := write("latin1.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: caf\xe9}\n")
+	boolName := write("boolname.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: no}\n")
+	genName := write("genname.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: planner-}\n")
+	badDockerfile := write("Dockerfile.bad", "FROM busybox AS build\nNOTANINSTRUCTION foo\n")
+	terminating, opaqueNS := "bad-terminating", "bad-opaque-secret"
+	prepareNamespaces(t, terminating, opaqueNS)
 	noPlanner := write("noplanner.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: mongo:6}]}\n")
 	badKubeconfig := write("kubeconfig", `apiVersion: v1
 kind: Config
@@ -59,10 +73,46 @@ current-context: down
 		want     []string // substrings of the one-line error
 		preBuild bool     // must fail before the build stage starts
 		drop     []string // flags of the default release to leave out
+		ns       string   // an existing namespace prepared for the case
+		pushes   bool     // fails after the push (the registry holds the image)
 	}{
 		// First: other cases apply the IDO CRDs again.
 		{name: "custom resource without its CRD", args: []string{"--manifest", intent}, class: fail.Manifest,
 			want: []string{intent + "#1: the cluster does not serve kind Intent", "--crds"}, preBuild: true, drop: []string{"--crds"}},
+		{name: "token with trailing whitespace", env: []string{"GITHUB_TOKEN=" + stack.Registry.Password + " "}, class: fail.Credentials,
+			want: []string{"$GITHUB_TOKEN holds whitespace"}, preBuild: true},
+		{name: "token file with a trailing space", args: []string{"--token-file", spacedToken}, class: fail.Credentials,
+			want: []string{spacedToken + " holds whitespace"}, preBuild: true},
+		{name: "token file is a directory", args: []string{"--token-file", dir}, class: fail.Credentials,
+			want: []string{dir + " is a directory"}, preBuild: true},
+		{name: "invalid image reference in the manifest", args: []string{"--manifest", badImage}, class: fail.Manifest,
+			want: []string{`invalid image "UPPER/Case:"`}, preBuild: true},
+		{name: "wrong kube context", args: []string{"--context", "no-such-context"}, class: fail.Cluster,
+			want: []string{"no-such-context", "--context"}, preBuild: true},
+		{name: "oversized manifest", args: []string{"--manifest", huge}, class: fail.Manifest,
+			want: []string{"larger than 8 MiB"}, preBuild: true},
+		{name: "non-UTF-8 manifest", args: []string{"--manifest", latin1}, class: fail.Manifest,
+			want: []string{"is not valid UTF-8"}, preBuild: true},
+		{name: "name YAML reads as a boolean", args: []string{"--manifest", boolName}, class: fail.Manifest,
+			want: []string{"metadata.name that is not a string", "quote it"}, preBuild: true},
+		{name: "generateName", args: []string{"--manifest", genName}, class: fail.Manifest,
+			want: []string{"uses generateName"}, preBuild: true},
+		{name: "--crds file holding a Pod", args: []string{"--crds", noPlanner}, class: fail.Manifest,
+			want: []string{"--crds file", "holds a Pod"}, preBuild: true, drop: []string{"--crds"}},
+		{name: "unknown output format", args: []string{"-o", "yaml"}, class: fail.Usage,
+			want: []string{`unknown output format "yaml"`}, preBuild: true},
+		{name: "invalid version", args: []string{"--version", "0.4/0"}, class: fail.Usage,
+			want: []string{`invalid image version "0.4/0"`}, preBuild: true},
+		{name: "missing registry CA file", args: []string{"--registry-ca", filepath.Join(dir, "no-ca.pem")}, class: fail.Usage,
+			want: []string{"cannot read registry CA", "--registry-ca"}, preBuild: true},
+		{name: "Dockerfile syntax error", args: []string{"--file", badDockerfile}, class: fail.Build,
+			want: []string{badDockerfile + ":2"}},
+		{name: "unknown platform", args: []string{"--platform", "linux/nonsense-arch"}, class: fail.Usage,
+			want: []string{"linux/nonsense-arch"}, preBuild: true},
+		{name: "namespace terminating", ns: terminating, class: fail.Cluster,
+			want: []string{"namespace " + terminating + " is being deleted", "-n"}, preBuild: true},
+		{name: "Secret of another type named ghcr-secret", ns: opaqueNS, class: fail.Cluster,
+			want: []string{"Secret " + opaqueNS + "/ghcr-secret exists with type Opaque", "--secret-name"}, preBuild: true},
 		{name: "no token", env: []string{"GITHUB_TOKEN="}, class: fail.Credentials,
 			want: []string{"no registry token found", "GITHUB_TOKEN"}, preBuild: true},
 		{name: "empty token file", args: []string{"--token-file", emptyToken}, class: fail.Credentials,
@@ -101,7 +151,10 @@ current-context: down
 			want: []string{`no container in the manifest runs an image named "planner"`}, preBuild: true},
 		{name: "duplicate object across manifests", args: []string{"--manifest", dupPod, "--manifest", dupPod2}, class: fail.Manifest,
 			want: []string{dupPod2 + "#1 declares Pod/planner again (first at " + dupPod + "#1)"}, preBuild: true},
-		{name: "object the API server rejects", args: []string{"--manifest", badPort}, class: fail.Manifest,
+		// The server's validation of namespaced objects needs the namespace,
+		// which a release creates after its push: the image is pushed, the
+		// cluster is left untouched.
+		{name: "object the API server rejects", args: []string{"--manifest", badPort}, class: fail.Manifest, pushes: true,
 			want: []string{"the API server rejected Service/", "/s: spec.ports[0].port: Invalid value: 99999", "fix " + badPort + "#1"}},
 	}
 	// "custom resource without its CRD" needs the IDO CRDs absent; another
@@ -109,8 +162,12 @@ current-context: down
 	removeCRD(t, "intents.ido.intel.com")
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := "bad-" + strings.ToLower(strings.ReplaceAll(strings.Fields(tc.name)[0], " ", "")) + "-" + itoa(i)
-			args := releaseArgs(ns, tc.args...)
+			ns := "bad-" + strings.ToLower(strings.Trim(strings.Fields(tc.name)[0], "-")) + "-" + itoa(i)
+			if tc.ns != "" {
+				ns = tc.ns
+			}
+			owner := "bad" + itoa(i)
+			args := releaseArgs(ns, append([]string{"--owner", owner}, tc.args...)...)
 			drop := tc.drop
 			if slices.Contains(tc.args, "--manifest") { // replace the upstream manifest
 				drop = append(drop, "--manifest")
@@ -139,11 +196,74 @@ current-context: down
 			}
 			// A namespace the release made is deleted again; the test stack
 			// has no namespace controller, so it stays Terminating.
-			if n, err := stack.Cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) && (err != nil || n.DeletionTimestamp == nil) {
-				t.Errorf("namespace %s exists after a failed release (err %v)", ns, err)
+			if tc.ns == "" {
+				if n, err := stack.Cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) && (err != nil || n.DeletionTimestamp == nil) {
+					t.Errorf("namespace %s exists after a failed release (err %v)", ns, err)
+				}
+			} else if objs := namespaceObjects(t, ns); objs != 1 {
+				t.Errorf("namespace %s holds %d objects after the failed release, want only the one prepared", ns, objs)
+			}
+			// Nothing was pushed for a release that failed before its push.
+			if tag, _ := name.NewTag(stack.Registry.Host + "/" + owner + "/planner:0.4.0"); tc.class != fail.Build && !tc.pushes {
+				c := creds.Credentials{Username: stack.Registry.Username, Token: creds.NewSecret(stack.Registry.Password)}
+				opts, _ := registry.Access{Creds: &c, CAFile: stack.Registry.CAFile}.Options(ctx)
+				if _, err := remote.Head(tag, opts...); err == nil {
+					t.Errorf("%s was pushed by a release that failed", tag)
+				}
 			}
 		})
 	}
+}
+
+// prepareNamespaces makes a namespace stuck Terminating (a finalizer that
+// nothing removes) and one holding an Opaque Secret named ghcr-secret.
+func prepareNamespaces(t *testing.T, terminating, opaque string) {
+	t.Helper()
+	ctx := context.Background()
+	core := stack.Cluster.Client.CoreV1()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: terminating, Finalizers: []string{"idopipe.test/hold"}},
+		Spec: corev1.NamespaceSpec{Finalizers: []corev1.FinalizerName{"kubernetes"}}}
+	if _, err := core.Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.ConfigMaps(terminating).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "prepared"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := core.Namespaces().Delete(ctx, terminating, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opaque}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ghcr-secret"}, Type: corev1.SecretTypeOpaque, StringData: map[string]string{"k": "v"}}
+	if _, err := core.Secrets(opaque).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// namespaceObjects counts ConfigMaps, Secrets, ServiceAccounts, Services
+// and Pods in ns.
+func namespaceObjects(t *testing.T, ns string) int {
+	t.Helper()
+	ctx := context.Background()
+	core := stack.Cluster.Client.CoreV1()
+	n := 0
+	if l, err := core.ConfigMaps(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		n += len(l.Items)
+	}
+	if l, err := core.Secrets(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		n += len(l.Items)
+	}
+	if l, err := core.ServiceAccounts(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		n += len(l.Items)
+	}
+	if l, err := core.Services(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		n += len(l.Items)
+	}
+	if l, err := core.Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		n += len(l.Items)
+	}
+	return n
 }
 
 func removeCRD(t *testing.T, name string) {

@@ -163,3 +163,29 @@ func (c *Client) SecretAction(ctx context.Context, p PullSecret) (Action, error)
 	}
 	return Update, nil
 }
+
+// CheckTarget finds, before any build work, what would stop the cluster
+// stages: the namespace being deleted, or a Secret of another type under
+// the pull Secret's name.
+func (c *Client) CheckTarget(ctx context.Context, ns, secret string) error {
+	n, err := c.Core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return c.explain(ctx, err, "read namespace "+ns)
+	case n.Status.Phase == corev1.NamespaceTerminating || n.DeletionTimestamp != nil:
+		return fail.New(fail.Cluster, "wait until it is gone, or release into another namespace with -n", "namespace %s is being deleted", ns)
+	}
+	s, err := c.Core.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return c.explain(ctx, err, "read Secret "+ns+"/"+secret)
+	case s.Type != corev1.SecretTypeDockerConfigJson:
+		return fail.New(fail.Cluster, "delete it (kubectl delete secret "+secret+" -n "+ns+") or pass --secret-name",
+			"Secret %s/%s exists with type %s, not %s", ns, secret, s.Type, corev1.SecretTypeDockerConfigJson)
+	}
+	return nil
+}

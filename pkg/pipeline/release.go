@@ -247,6 +247,9 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 	if _, err := rel.transform(rel.tag.String()); err != nil {
 		return "", err
 	}
+	if err := kube.CheckTarget(ctx, o.Namespace, o.SecretName); err != nil {
+		return "", err
+	}
 	return fmt.Sprintf("%d objects, %d CRDs, image %s, cluster %s", len(rel.objs), len(rel.crds), tag, kube.Host), nil
 }
 
