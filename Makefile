@@ -21,7 +21,7 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/idopipe/idopipe/pkg/version.Version=$(VERSION)
 
-.PHONY: all build deps tools test demo vet lint clean bench dist
+.PHONY: all build deps tools test demo vet lint clean bench dist fuzz
 
 all: build
 
@@ -49,6 +49,14 @@ lint: tools
 
 test: tools vet lint
 	IDOPIPE_TOOLS_BIN=$$(build/tools/build.sh) $(GO) test $(TEST_FLAGS) ./...
+
+# Each fuzz target for FUZZTIME (their seed corpora also run in make test).
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ./pkg/manifest:FuzzDecodeTransform ./pkg/registry:FuzzRepository ./pkg/cluster:FuzzDockerConfigJSON
+fuzz:
+	for t in $(FUZZ_TARGETS); do \
+	  $(GO) test -run XXX -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*} || exit 1; \
+	done
 
 # Static release binaries of idopipe itself, with SHA-256 checksums.
 DIST_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64

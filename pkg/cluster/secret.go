@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strings"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,8 +32,13 @@ type dockerConfigEntry struct {
 }
 
 // DockerConfigJSON returns the .dockerconfigjson bytes for one registry.
+// Every part must be valid UTF-8: JSON would replace invalid bytes, and the
+// entry would no longer match the registry or the token.
 func DockerConfigJSON(registry string, c creds.Credentials) ([]byte, error) {
 	tok := c.Token.Reveal()
+	if !utf8.ValidString(registry) || !utf8.ValidString(c.Username) || !utf8.ValidString(tok) {
+		return nil, fail.New(fail.Credentials, "use a registry host, username and token of valid UTF-8 text", "cannot write a pull Secret for registry %q: not valid UTF-8", strings.ToValidUTF8(registry, "?"))
+	}
 	return json.Marshal(dockerConfig{Auths: map[string]dockerConfigEntry{registry: {
 		Username: c.Username,
 		Password: tok,

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -155,12 +156,23 @@ func Repository(registry, owner, image string) (name.Repository, error) {
 		return name.Repository{}, fail.New(fail.Usage, "pass --registry", "no registry")
 	}
 	repo, err := name.NewRepository(registry+"/"+path, name.StrictValidation)
+	if err == nil {
+		for _, c := range strings.Split(path, "/") {
+			if !pathComponent.MatchString(c) {
+				err = fmt.Errorf("path component %q must be lowercase letters and digits joined by '.', '_', '__' or '-'", c)
+				break
+			}
+		}
+	}
 	if err != nil {
 		return name.Repository{}, fail.New(fail.Usage, "use lowercase letters, digits, '.', '_' and '-' in --owner and --image-name",
 			"%s/%s is not a valid repository: %v", registry, path, err)
 	}
 	return repo, nil
 }
+
+// pathComponent is the OCI distribution spec's rule for one path component.
+var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
 
 // Describe is the image reference and digest as users copy them:
 // ghcr.io/owner/planner:0.4.0@sha256:….
