@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
 	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
@@ -168,3 +170,7 @@ func releaseWith(ns, manifest string, extra ...string) []string {
 }
 
 func getenv(k string) string { return os.Getenv(k) }
+
+func runtimeFromUnstructured(obj map[string]any, into any) error {
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(obj, into)
+}
