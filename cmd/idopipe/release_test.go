@@ -265,3 +265,15 @@ func assertTokenOnlyInSecret(t *testing.T, ctx context.Context, ns string) {
 		t.Fatalf("checked only %d objects", checked)
 	}
 }
+
+// jsonField decodes result.<field> of the final JSON object into v.
+func jsonField(r result, field string, v any) error {
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var obj struct {
+		Result map[string]json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &obj); err != nil {
+		return err
+	}
+	return json.Unmarshal(obj.Result[field], v)
+}

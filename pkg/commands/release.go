@@ -2,10 +2,13 @@ package commands
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/idopipe/idopipe/pkg/build"
+	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 )
 
@@ -14,6 +17,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 	var b buildOptions
 	var reg registryOptions
 	var po pushOptions
+	var extras []string
 	cl := newClusterOptions()
 	cmd := &cobra.Command{
 		Use:   "release",
@@ -29,8 +33,14 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 				return finish(env, g, r, "", nil, err)
 			}
 			r = g.secretReporter(env, cr.Token)
+			main := b.spec(img)
+			extra, err := parseExtraImages(extras, main)
+			if err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
 			o := pipeline.Options{
-				Build:        b.spec(img),
+				Extra:        extra,
+				Build:        main,
 				BuildOptions: b.clientOptions(env, env.Stderr),
 				Registry:     reg.Registry,
 				Owner:        reg.owner(env),
@@ -67,7 +77,45 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 	reg.addFlags(cmd.Flags(), true)
 	po.addFlags(cmd.Flags())
 	cl.addFlags(cmd.Flags())
+	cmd.Flags().StringArrayVar(&extras, "extra-image", nil,
+		"another image to build, push and deploy in the same run: name=NAME,source=DIR[,file=DOCKERFILE][,version=V] (repeatable)")
 	return cmd
+}
+
+// parseExtraImages reads --extra-image values; each image takes the main
+// build's options (platforms, build args, labels, ...) but its own name,
+// context, Dockerfile and version, and no cache export of its own.
+func parseExtraImages(values []string, main build.Spec) ([]build.Spec, error) {
+	var out []build.Spec
+	for _, v := range values {
+		s := main
+		s.Dockerfile, s.CacheTo, s.CacheFrom = "", nil, nil
+		for _, kv := range strings.Split(v, ",") {
+			k, val, ok := strings.Cut(kv, "=")
+			switch {
+			case !ok:
+				return nil, fail.New(fail.Usage, "write --extra-image name=NAME,source=DIR[,file=PATH][,version=V]", "--extra-image %q: %q is not key=value", v, kv)
+			case k == "name":
+				s.Name = val
+			case k == "source":
+				s.Context = val
+			case k == "file":
+				s.Dockerfile = val
+			case k == "version":
+				s.Version = val
+			default:
+				return nil, fail.New(fail.Usage, "use the keys name, source, file and version", "--extra-image %q: unknown key %q", v, k)
+			}
+		}
+		if s.Name == "" || s.Name == main.Name || s.Context == main.Context && s.Dockerfile == "" {
+			return nil, fail.New(fail.Usage, "give each extra image its own name and source (or file)", "--extra-image %q needs a name of its own and a source or file", v)
+		}
+		if s.Dockerfile == "" {
+			s.Dockerfile = filepath.Join(s.Context, "Dockerfile")
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func releaseSummary(res pipeline.Result, ns string) string {

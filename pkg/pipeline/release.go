@@ -28,6 +28,11 @@ import (
 type Options struct {
 	Build        build.Spec
 	BuildOptions []build.Option
+	// Extra are more images built in the same run (the actuator plugins),
+	// concurrently on one BuildKit client, each pushed as
+	// <registry>/<owner>/<Name>:<Version> and put into the containers that
+	// run an image of that name.
+	Extra []build.Spec
 
 	Registry string // e.g. ghcr.io
 	Owner    string // lowercased for the repository path
@@ -66,9 +71,26 @@ type Result struct {
 	Digest  string             `json:"digest"` // sha256:…
 	Ref     string             `json:"ref"`    // tag@digest
 	Verify  *verify.Report     `json:"verify,omitempty"`
+	Extra   []Image            `json:"extraImages,omitempty"` // Options.Extra, pushed
 	Objects []cluster.Applied  `json:"objects,omitempty"`
 	Pods    []cluster.PodState `json:"pods,omitempty"`
 	Stages  map[string]float64 `json:"stages"` // seconds per stage
+}
+
+// Image is one more image of a release: its tag, digest and reference.
+type Image struct {
+	Name   string `json:"name"`
+	Image  string `json:"image"`
+	Digest string `json:"digest"`
+	Ref    string `json:"ref"`
+}
+
+// extra is an Options.Extra image on its way through the stages.
+type extra struct {
+	spec  build.Spec
+	tag   name.Tag
+	built build.Result
+	Image
 }
 
 // Stage is one step of the pipeline.
@@ -125,6 +147,7 @@ type release struct {
 	built   build.Result
 	nsMade  bool
 
+	extras     []*extra
 	deployOnly bool   // Deploy: no build, o.Image is the image
 	unlock     func() // releases the namespace's release lock
 }
@@ -205,6 +228,22 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 		if err := publish.Preflight(ctx, tag.Context(), rel.o.Access); err != nil {
 			return "", err
 		}
+		for _, spec := range o.Extra {
+			if spec.Layout == "" {
+				spec.Layout = o.Build.Layout
+			}
+			et, err := Tag(o.Registry, o.Owner, spec.Name, spec.Version)
+			if err != nil {
+				return "", err
+			}
+			if err := spec.Validate(); err != nil {
+				return "", err
+			}
+			if err := publish.Preflight(ctx, et.Context(), rel.o.Access); err != nil {
+				return "", err
+			}
+			rel.extras = append(rel.extras, &extra{spec: spec, tag: et, Image: Image{Name: spec.Name, Image: et.String()}})
+		}
 	}
 	tag := rel.tag
 	if len(o.Manifests) == 0 {
@@ -244,7 +283,7 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 	// digest, so that its errors (an object in another namespace, no
 	// container running the image, a kind the cluster does not serve and no
 	// --crds defines) cost no build.
-	if _, err := rel.transform(rel.tag.String()); err != nil {
+	if _, err := rel.transform(false); err != nil {
 		return "", err
 	}
 	if err := kube.CheckTarget(ctx, o.Namespace, o.SecretName); err != nil {
@@ -254,12 +293,29 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 }
 
 func (rel *release) build(ctx context.Context) (string, error) {
-	res, err := build.Build(ctx, rel.o.Build, rel.o.BuildOptions...)
+	if len(rel.extras) == 0 {
+		res, err := build.Build(ctx, rel.o.Build, rel.o.BuildOptions...)
+		if err != nil {
+			return "", err
+		}
+		rel.built = res
+		return res.Digest, nil
+	}
+	specs := []build.Spec{rel.o.Build}
+	for _, e := range rel.extras {
+		specs = append(specs, e.spec)
+	}
+	all, err := build.BuildAll(ctx, specs, rel.o.BuildOptions...)
 	if err != nil {
 		return "", err
 	}
-	rel.built = res
-	return res.Digest, nil
+	rel.built = all[0]
+	built := []string{rel.o.Build.Name + " " + all[0].Digest}
+	for i, e := range rel.extras {
+		e.built = all[i+1]
+		built = append(built, e.Name+" "+e.built.Digest)
+	}
+	return strings.Join(built, ", "), nil
 }
 
 func (rel *release) push(ctx context.Context) (string, error) {
@@ -274,7 +330,17 @@ func (rel *release) push(ctx context.Context) (string, error) {
 	rel.res.Image = rel.tag.String()
 	rel.res.Digest = d.DigestStr()
 	rel.res.Ref = registry.Describe(rel.tag, d.DigestStr())
-	return rel.res.Ref, nil
+	refs := []string{rel.res.Ref}
+	for _, e := range rel.extras {
+		d, err := publish.Push(ctx, e.built.Layout, e.built.Digest, e.tag, rel.o.Access, opts...)
+		if err != nil {
+			return "", err
+		}
+		e.Digest, e.Ref = d.DigestStr(), registry.Describe(e.tag, d.DigestStr())
+		rel.res.Extra = append(rel.res.Extra, e.Image)
+		refs = append(refs, e.Ref)
+	}
+	return strings.Join(refs, ", "), nil
 }
 
 func (rel *release) verify(ctx context.Context) (string, error) {
@@ -283,6 +349,14 @@ func (rel *release) verify(ctx context.Context) (string, error) {
 		return "", err
 	}
 	rel.res.Verify = &rep
+	for _, e := range rel.extras {
+		if _, err := verify.Pull(ctx, e.tag, e.Digest, rel.o.Access); err != nil {
+			return "", err
+		}
+	}
+	if len(rel.extras) > 0 {
+		return fmt.Sprintf("%s; and %d more images", rep.String(), len(rel.extras)), nil
+	}
 	return rep.String(), nil
 }
 
@@ -318,11 +392,7 @@ func (rel *release) secret(ctx context.Context) (summary string, err error) {
 		rel.res.Objects = append(rel.res.Objects, crdsApplied...)
 	}
 
-	image := rel.tag.String()
-	if o.Pin && rel.res.Digest != "" {
-		image = rel.res.Ref
-	}
-	objs, err := rel.transform(image)
+	objs, err := rel.transform(o.Pin)
 	if err != nil {
 		return "", err
 	}
@@ -478,10 +548,21 @@ func (rel *release) wait(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%d/%d Pods Ready in %s", len(pods), len(pods), rel.o.Namespace), nil
 }
 
-// transform applies the release's transforms with image as the planner's.
-// Kinds defined by --crds count as namespaced or not by the CRD's scope, so
-// the transform works before the CRDs are applied.
-func (rel *release) transform(image string) ([]manifest.Object, error) {
+// transform applies the release's transforms, the images by digest when
+// pin and a digest is known (else by tag). Kinds defined by --crds count as
+// namespaced or not by the CRD's scope, so the transform works before the
+// CRDs are applied.
+func (rel *release) transform(pin bool) ([]manifest.Object, error) {
+	images := map[string]string{rel.o.Build.Name: rel.tag.String()}
+	if pin && rel.res.Digest != "" {
+		images[rel.o.Build.Name] = rel.res.Ref
+	}
+	for _, e := range rel.extras {
+		images[e.Name] = e.Image.Image
+		if pin && e.Ref != "" {
+			images[e.Name] = e.Ref
+		}
+	}
 	crdScope := map[schema.GroupKind]bool{}
 	for _, c := range rel.crds {
 		g, _, _ := unstructuredString(c, "spec", "group")
@@ -497,7 +578,7 @@ func (rel *release) transform(image string) ([]manifest.Object, error) {
 	})
 	objs, err := manifest.Transform(rel.objs, manifest.Options{
 		Namespace:  rel.o.Namespace,
-		Images:     map[string]string{rel.o.Build.Name: image},
+		Images:     images,
 		PullSecret: rel.o.SecretName,
 		Scoper:     scoper,
 	})
