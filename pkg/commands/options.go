@@ -33,9 +33,11 @@ func OSEnv() Env { return Env{Getenv: os.Getenv, Stdout: os.Stdout, Stderr: os.S
 // globalOptions apply to every command.
 type globalOptions struct {
 	Output string // human or json
+	Config string // --config; "" reads ./idopipe.yaml when present
 }
 
 func (g *globalOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&g.Config, "config", "", "config file (default ./"+DefaultConfig+" when present); flags override $IDOPIPE_* which override it")
 	fs.StringVarP(&g.Output, "output", "o", "human", "output format: human or json (one JSON event per line, then a result object)")
 }
 

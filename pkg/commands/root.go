@@ -25,7 +25,14 @@ Pod: build (BuildKit) → push (GHCR) → verify-pull → pull Secret → apply 
 Each stage is also a command of its own.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
+			path := g.Config
+			if path == "" {
+				path = DefaultConfig
+			}
+			if err := applySettings(c, env, path, g.Config != ""); err != nil {
+				return err
+			}
 			return g.validate()
 		},
 	}
@@ -47,6 +54,7 @@ Each stage is also a command of its own.`,
 		newDoctorCommand(env, g),
 		newTeardownCommand(env, g),
 		newVersionCommand(env, g),
+		newInitCommand(env, g),
 		newExitCodesHelp(),
 	)
 	return root
