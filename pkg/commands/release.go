@@ -18,6 +18,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 	var reg registryOptions
 	var po pushOptions
 	var extras []string
+	var sel pipeline.Selection
 	cl := newClusterOptions()
 	cmd := &cobra.Command{
 		Use:   "release",
@@ -40,6 +41,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 			}
 			o := pipeline.Options{
 				Extra:        extra,
+				Stages:       sel,
 				Build:        main,
 				BuildOptions: b.clientOptions(env, env.Stderr),
 				Registry:     reg.Registry,
@@ -77,6 +79,9 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 	reg.addFlags(cmd.Flags(), true)
 	po.addFlags(cmd.Flags())
 	cl.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&sel.From, "from", "", "first stage to run: "+strings.Join(pipeline.StageNames, ", ")+" (validate always runs)")
+	cmd.Flags().StringVar(&sel.To, "to", "", "last stage to run")
+	cmd.Flags().StringSliceVar(&sel.Skip, "skip", nil, "stages to leave out, e.g. --skip wait")
 	cmd.Flags().StringArrayVar(&extras, "extra-image", nil,
 		"another image to build, push and deploy in the same run: name=NAME,source=DIR[,file=DOCKERFILE][,version=V] (repeatable)")
 	return cmd

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
@@ -59,6 +60,9 @@ type Options struct {
 	Cluster     genericclioptions.RESTClientGetter
 
 	Progress io.Writer // push progress lines; nil for none
+
+	// Stages selects stages by name (--from, --to, --skip).
+	Stages Selection
 
 	// Image, for Deploy only: the already pushed image (tag, or tag@digest)
 	// that replaces the manifest's image named Build.Name.
@@ -171,20 +175,27 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 		defer os.RemoveAll(dir)
 		rel.o.Build.Layout = dir
 	}
-	stages := []Stage{
-		{"validate", rel.validate},
-		{"build", rel.build},
-		{"push", rel.push},
-		{"verify-pull", rel.verify},
-		{"secret", rel.secret},
-		{"apply", rel.apply},
-		{"wait", rel.wait},
+	all := map[string]func(context.Context) (string, error){
+		"validate": rel.validate, "build": rel.build, "push": rel.push, "verify-pull": rel.verify,
+		"secret": rel.secret, "apply": rel.apply, "wait": rel.wait,
+	}
+	names, err := o.Stages.selected()
+	if err != nil {
+		return rel.res, err
+	}
+	var stages []Stage
+	for _, n := range names {
+		stages = append(stages, Stage{n, all[n]})
+		if n == "validate" && !slices.Contains(names, "build") && slices.ContainsFunc(names, func(n string) bool { return n != "validate" }) {
+			// Not building: the later stages use what the registry has.
+			stages = append(stages, Stage{"resolve", rel.resolve})
+		}
 	}
 	if o.DryRun {
 		// Nothing is built or pushed: the plan uses the tag for the image.
 		stages = []Stage{{"validate", rel.validate}, {"plan", rel.secret}}
 	}
-	err := Run(ctx, stages, r, rel.res.Stages)
+	err = Run(ctx, stages, r, rel.res.Stages)
 	rel.done()
 	return rel.res, err
 }
@@ -322,6 +333,15 @@ func (rel *release) push(ctx context.Context) (string, error) {
 	opts := []publish.Option{publish.WithTags(rel.o.Tags...)}
 	if rel.o.Progress != nil {
 		opts = append(opts, publish.WithProgress(rel.o.Progress))
+	}
+	if have, err := rel.registryDigest(ctx); err == nil && have == rel.built.Digest && len(rel.o.Tags) == 0 {
+		// A rerun after a failure later on: the image is there already.
+		rel.res.Image, rel.res.Digest = rel.tag.String(), have
+		rel.res.Ref = registry.Describe(rel.tag, have)
+		rel.announce("push")(rel.res.Ref + " is already in the registry: not pushed again")
+		if len(rel.extras) == 0 {
+			return rel.res.Ref + " (already pushed)", nil
+		}
 	}
 	d, err := publish.Push(ctx, rel.built.Layout, rel.built.Digest, rel.tag, rel.o.Access, opts...)
 	if err != nil {
@@ -586,6 +606,19 @@ func (rel *release) transform(pin bool) ([]manifest.Object, error) {
 		return nil, err
 	}
 	return objs, nil
+}
+
+// registryDigest is what the tag resolves to in the registry now.
+func (rel *release) registryDigest(ctx context.Context) (string, error) {
+	opts, err := rel.o.Access.Options(ctx)
+	if err != nil {
+		return "", err
+	}
+	d, err := remote.Head(rel.tag, opts...)
+	if err != nil {
+		return "", err
+	}
+	return d.Digest.String(), nil
 }
 
 // parseImage reads o.Image for Deploy.
