@@ -41,3 +41,27 @@ func TestStageSelection(t *testing.T) {
 		}
 	}
 }
+
+// TestQuietVersionCompletion: --quiet prints the summary line only;
+// version names the build; completion scripts come out for each shell.
+func TestQuietVersionCompletion(t *testing.T) {
+	r := idopipe(t, nil, releaseArgs("quiet", "-q")...)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 1 || !strings.HasPrefix(lines[0], "released ") || strings.TrimSpace(r.stderr) != "" {
+		t.Fatalf("release -q:\n%s", r)
+	}
+	if v := idopipe(t, nil, "version"); v.code != 0 || !strings.HasPrefix(v.stdout, "idopipe ") || !strings.Contains(v.stdout, "go1.") {
+		t.Errorf("version:\n%s", v)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if c := idopipe(t, nil, "completion", sh); c.code != 0 || !strings.Contains(c.stdout, "idopipe") {
+			t.Errorf("completion %s: exit %d", sh, c.code)
+		}
+	}
+	if h := idopipe(t, nil, "help", "exit-codes"); h.code != 0 || !strings.Contains(h.stdout, "13  buildkit-unreachable") {
+		t.Errorf("help exit-codes:\n%s", h)
+	}
+	if r := idopipe(t, nil, "version", "-q", "-v"); r.code != 2 {
+		t.Errorf("-q with -v: exit %d", r.code)
+	}
+}

@@ -38,7 +38,7 @@ func newBuildCommand(env Env, g *globalOptions) *cobra.Command {
 			var res build.Result
 			err := pipeline.Run(c.Context(), []pipeline.Stage{{Name: "build", Run: func(ctx context.Context) (string, error) {
 				var err error
-				res, err = build.Build(ctx, b.spec(img), b.clientOptions(env, env.Stderr)...)
+				res, err = build.Build(ctx, b.spec(img), b.clientOptions(env, progressOr(g, env))...)
 				return res.Digest, err
 			}}}, r, nil)
 			return finish(env, g, r, buildSummary(res), res, err)

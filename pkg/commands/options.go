@@ -32,16 +32,23 @@ func OSEnv() Env { return Env{Getenv: os.Getenv, Stdout: os.Stdout, Stderr: os.S
 
 // globalOptions apply to every command.
 type globalOptions struct {
-	Output string // human or json
-	Config string // --config; "" reads ./idopipe.yaml when present
+	Output  string // human or json
+	Quiet   bool   // only the result and errors
+	Verbose bool   // also the registry client's warnings and requests
+	Config  string // --config; "" reads ./idopipe.yaml when present
 }
 
 func (g *globalOptions) addFlags(fs *pflag.FlagSet) {
+	fs.BoolVarP(&g.Quiet, "quiet", "q", false, "print only the result (or the error); no stage lines, no progress")
+	fs.BoolVarP(&g.Verbose, "verbose", "v", false, "also log the registry client's warnings and requests to stderr")
 	fs.StringVar(&g.Config, "config", "", "config file (default ./"+DefaultConfig+" when present); flags override $IDOPIPE_* which override it")
 	fs.StringVarP(&g.Output, "output", "o", "human", "output format: human or json (one JSON event per line, then a result object)")
 }
 
 func (g *globalOptions) validate() error {
+	if g.Quiet && g.Verbose {
+		return fail.New(fail.Usage, "pass one of them", "--quiet and --verbose contradict each other")
+	}
 	if g.Output != "human" && g.Output != "json" {
 		return fail.New(fail.Usage, "use --output human or --output json", "unknown output format %q", g.Output)
 	}
@@ -64,6 +71,9 @@ func (g *globalOptions) reporterGH(env Env, redact report.Redactor) (report.Repo
 		cmds = env.Stderr // keep stdout JSON lines only; the runner reads both
 	} else {
 		r = report.NewHuman(env.Stdout, redact)
+		if g.Quiet {
+			r = quiet{r}
+		}
 	}
 	if env.Getenv("GITHUB_ACTIONS") != "true" {
 		return r, nil
@@ -295,4 +305,31 @@ func lockHolder(env Env) string {
 		h += " (GitHub Actions run " + run + ")"
 	}
 	return h
+}
+
+// quiet passes on only failures, warnings and results.
+type quiet struct{ next report.Reporter }
+
+func (q quiet) Report(e report.Event) {
+	switch e.Kind {
+	case report.StageFail, report.Warning, report.Result:
+		q.next.Report(e)
+	}
+}
+
+// progress is where long work shows progress: stderr, or nowhere with --quiet.
+func (g *globalOptions) progress(env Env) io.Writer {
+	if g.Quiet {
+		return nil
+	}
+	return env.Stderr
+}
+
+// progressOr is BuildKit's progress writer: stderr, or (with --quiet) a
+// writer that drops it.
+func progressOr(g *globalOptions, env Env) io.Writer {
+	if w := g.progress(env); w != nil {
+		return w
+	}
+	return io.Discard
 }

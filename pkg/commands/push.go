@@ -41,7 +41,7 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 						return "", err
 					}
 				}
-				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), publish.WithProgress(env.Stderr), publish.WithTags(po.Tags...))
+				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), publish.WithProgress(g.progress(env)), publish.WithTags(po.Tags...))
 				if err != nil {
 					return "", err
 				}

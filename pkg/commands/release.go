@@ -43,7 +43,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 				Extra:        extra,
 				Stages:       sel,
 				Build:        main,
-				BuildOptions: b.clientOptions(env, env.Stderr),
+				BuildOptions: b.clientOptions(env, progressOr(g, env)),
 				Registry:     reg.Registry,
 				Owner:        reg.owner(env),
 				Creds:        cr,
@@ -61,7 +61,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 				LockHolder:   lockHolder(env),
 				LockTimeout:  cl.LockWait,
 				Cluster:      cl.Flags,
-				Progress:     env.Stderr,
+				Progress:     g.progress(env),
 			}
 			res, err := pipeline.Release(c.Context(), o, r)
 			if gerr := writeGitHubResult(env, res, o.Namespace, err); gerr != nil && err == nil {

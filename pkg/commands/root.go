@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/google/go-containerregistry/pkg/logs"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -32,6 +34,12 @@ Each stage is also a command of its own.`,
 			}
 			if err := applySettings(c, env, path, g.Config != ""); err != nil {
 				return err
+			}
+			if g.Verbose {
+				// go-containerregistry's loggers; its Debug log (request
+				// dumps) stays off.
+				logs.Warn.SetOutput(env.Stderr)
+				logs.Progress.SetOutput(env.Stderr)
 			}
 			return g.validate()
 		},
@@ -97,9 +105,12 @@ func hideFlags(fs *pflag.FlagSet, names ...string) {
 }
 
 func newExitCodesHelp() *cobra.Command {
+	var table strings.Builder
+	writeExitCodes(&table)
 	return &cobra.Command{
 		Use:   "exit-codes",
 		Short: "What idopipe's exit codes mean",
+		Long:  table.String(),
 		Run: func(c *cobra.Command, _ []string) {
 			writeExitCodes(c.OutOrStdout())
 		},

@@ -30,6 +30,7 @@ func WithTags(tags ...string) Option { return func(o *options) { o.tags = append
 
 // WithProgress writes a line of progress (bytes pushed of the total) to w at
 // most once a second, and a last one when done.
+// A nil w shows nothing.
 func WithProgress(w io.Writer) Option { return func(o *options) { o.progress = w } }
 
 // Push pushes the image (or index) with the given digest from the OCI layout
