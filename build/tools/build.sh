@@ -12,33 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${IDOPIPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/idopipe}
 mkdir -p "$cache/tools"
 
-ldflags_kube() {
-  local v=$1 p=k8s.io/component-base/version
-  local minor=${v#v1.}; minor=${minor%%.*}
-  echo "-s -w -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-}
+# shellcheck source=build/tools/lib.sh
+. "$here/lib.sh"
 
-# tool_dir NAME prints the cache directory for wrapper module NAME.
-tool_dir() {
-  local h
-  h=$(cat "$here/$1/go.mod" "$here/$1/go.sum" | sha256sum | cut -c1-12)
-  echo "$cache/tools/$1-$h"
-}
-
-# build NAME OUT PKG [LDFLAGS]: builds PKG from wrapper module NAME.
-build() {
-  local name=$1 out=$2 pkg=$3 ldflags=${4:--s -w}
-  local dir; dir=$(tool_dir "$name")
-  [ -x "$dir/$out" ] && return 0
-  mkdir -p "$dir"
-  echo "building $out ($pkg) into $dir" >&2
-  local start=$SECONDS
-  (cd "$here/$name" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dir/$out.tmp" "$pkg")
-  mv "$dir/$out.tmp" "$dir/$out"
-  echo "built $out in $((SECONDS - start))s" >&2
-}
-
-mod_version() { (cd "$here/$1" && go list -m -f '{{.Version}}' "$2"); }
 bk_version=$(mod_version buildkit github.com/moby/buildkit)
 kube_version=$(mod_version kube k8s.io/kubernetes)
 

@@ -36,11 +36,11 @@ func newBuildCommand(env Env, g *globalOptions) *cobra.Command {
 			}
 			r := g.reporter(env, nil)
 			var res build.Result
-			err := pipeline.Run(c.Context(), []pipeline.Stage{{Name: "build", Run: func(ctx context.Context) (string, error) {
+			err := pipeline.RunStage(c.Context(), "build", func(ctx context.Context) (string, error) {
 				var err error
 				res, err = build.Build(ctx, b.spec(img), b.clientOptions(env, progressOr(g, env))...)
 				return res.Digest, err
-			}}}, r, nil)
+			}, r)
 			return finish(env, g, r, buildSummary(res), res, err)
 		},
 	}

@@ -21,35 +21,14 @@ func newDeployCommand(env Env, g *globalOptions) *cobra.Command {
     --manifest deploy/manifest.yaml --crds artefacts/intents_crds_v1alpha1.yaml`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			r := g.reporter(env, nil)
-			cr, err := reg.credentials(env, registryOf(image), warner(r))
+			cr, r, err := g.credentialed(env, reg, registryOf(image))
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
-			r = g.secretReporter(env, cr.Token)
-			o := pipeline.Options{
-				Build:       build.Spec{Name: img.Name},
-				Creds:       cr,
-				Image:       image,
-				Manifests:   cl.Manifests,
-				CRDs:        cl.CRDs,
-				Namespace:   cl.namespace(),
-				SecretName:  cl.SecretName,
-				Pin:         cl.Pin,
-				Force:       cl.Force,
-				NoRecreate:  cl.NoRecreate,
-				DryRun:      cl.DryRun,
-				Timeout:     cl.Timeout,
-				LockHolder:  lockHolder(env),
-				LockTimeout: cl.LockWait,
-				Cluster:     cl.Flags,
-			}
+			o := pipeline.Options{Build: build.Spec{Name: img.Name}, Creds: cr, Image: image}
+			cl.fill(&o, env)
 			res, err := pipeline.Deploy(c.Context(), o, r)
-			summary := releaseSummary(res, o.Namespace)
-			if o.DryRun {
-				summary = "dry run: nothing was built, pushed or changed"
-			}
-			return finish(env, g, r, summary, res, err)
+			return finish(env, g, r, releaseSummary(res, o), res, err)
 		},
 	}
 	img.addFlags(cmd.Flags())

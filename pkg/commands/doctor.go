@@ -28,7 +28,7 @@ each Pod's status, classified waiting reasons, events and last log lines.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			r := g.reporter(env, nil)
 			var checks []doctor.Check
-			err := pipeline.Run(c.Context(), []pipeline.Stage{{Name: "doctor", Run: func(ctx context.Context) (string, error) {
+			err := pipeline.RunStage(c.Context(), "doctor", func(ctx context.Context) (string, error) {
 				kc, err := cluster.New(ctx, kube)
 				if err != nil {
 					return "", err
@@ -42,7 +42,7 @@ each Pod's status, classified waiting reasons, events and last log lines.`,
 					return "", err
 				}
 				return fmt.Sprintf("%d checks passed", len(checks)), nil
-			}}}, r, nil)
+			}, r)
 			return finish(env, g, r, "", checks, err)
 		},
 	}

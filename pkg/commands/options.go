@@ -16,6 +16,7 @@ import (
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/manifest"
+	"github.com/idopipe/idopipe/pkg/pipeline"
 	"github.com/idopipe/idopipe/pkg/registry"
 	"github.com/idopipe/idopipe/pkg/report"
 )
@@ -291,6 +292,25 @@ func (o *clusterOptions) addFlags(fs *pflag.FlagSet) {
 }
 
 func (o *clusterOptions) namespace() string { return *o.Flags.Namespace }
+
+// fill copies the cluster settings into a release's or deploy's options.
+func (o *clusterOptions) fill(p *pipeline.Options, env Env) {
+	p.Manifests, p.CRDs, p.Cluster = o.Manifests, o.CRDs, o.Flags
+	p.Namespace, p.SecretName = o.namespace(), o.SecretName
+	p.Pin, p.Force, p.NoRecreate, p.DryRun = o.Pin, o.Force, o.NoRecreate, o.DryRun
+	p.Timeout, p.LockHolder, p.LockTimeout = o.Timeout, lockHolder(env), o.LockWait
+}
+
+// credentialed resolves the registry credentials for host and returns the
+// reporter that redacts (and in Actions masks) the token.
+func (g *globalOptions) credentialed(env Env, reg registryOptions, host string) (creds.Credentials, report.Reporter, error) {
+	r := g.reporter(env, nil)
+	cr, err := reg.credentials(env, host, warner(r))
+	if err != nil {
+		return creds.Credentials{}, r, err
+	}
+	return cr, g.secretReporter(env, cr.Token), nil
+}
 
 // lockHolder names this run in the namespace's release lock: who, where,
 // which process (and which Actions run).

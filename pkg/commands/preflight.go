@@ -21,14 +21,12 @@ can log in but lacks write:packages fails here, not after a long build.
 release runs it before building.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			r := g.reporter(env, nil)
-			cr, err := reg.credentials(env, reg.Registry, warner(r))
+			cr, r, err := g.credentialed(env, reg, reg.Registry)
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
-			r = g.secretReporter(env, cr.Token)
 			var repo string
-			err = pipeline.Run(c.Context(), []pipeline.Stage{{Name: "preflight", Run: func(ctx context.Context) (string, error) {
+			err = pipeline.RunStage(c.Context(), "preflight", func(ctx context.Context) (string, error) {
 				tag, err := pipeline.Tag(reg.Registry, reg.owner(env), img.Name, img.Version)
 				if err != nil {
 					return "", err
@@ -38,7 +36,7 @@ release runs it before building.`,
 					return "", err
 				}
 				return "the token from " + cr.Source + " may push to " + repo, nil
-			}}}, r, nil)
+			}, r)
 			return finish(env, g, r, "", map[string]string{"repository": repo, "tokenSource": cr.Source}, err)
 		},
 	}

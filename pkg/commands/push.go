@@ -24,14 +24,12 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
   idopipe push --owner my-org --token-file ~/.github-token`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			r := g.reporter(env, nil)
-			cr, err := reg.credentials(env, reg.Registry, warner(r))
+			cr, r, err := g.credentialed(env, reg, reg.Registry)
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
-			r = g.secretReporter(env, cr.Token)
 			var ref string
-			err = pipeline.Run(c.Context(), []pipeline.Stage{{Name: "push", Run: func(ctx context.Context) (string, error) {
+			err = pipeline.RunStage(c.Context(), "push", func(ctx context.Context) (string, error) {
 				tag, err := pipeline.Tag(reg.Registry, reg.owner(env), img.Name, img.Version)
 				if err != nil {
 					return "", err
@@ -47,7 +45,7 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 				}
 				ref = registry.Describe(tag, d.DigestStr())
 				return ref, nil
-			}}}, r, nil)
+			}, r)
 			return finish(env, g, r, "pushed "+ref, map[string]string{"ref": ref, "digest": digest}, err)
 		},
 	}

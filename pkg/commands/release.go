@@ -28,12 +28,10 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
     --manifest deploy/manifest.yaml --crds artefacts/intents_crds_v1alpha1.yaml`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			r := g.reporter(env, nil)
-			cr, err := reg.credentials(env, reg.Registry, warner(r))
+			cr, r, err := g.credentialed(env, reg, reg.Registry)
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
-			r = g.secretReporter(env, cr.Token)
 			main := b.spec(img)
 			extra, err := parseExtraImages(extras, main)
 			if err != nil {
@@ -49,29 +47,14 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 				Creds:        cr,
 				Access:       reg.access(nil),
 				Tags:         po.Tags,
-				Manifests:    cl.Manifests,
-				CRDs:         cl.CRDs,
-				Namespace:    cl.namespace(),
-				SecretName:   cl.SecretName,
-				Pin:          cl.Pin,
-				Force:        cl.Force,
-				NoRecreate:   cl.NoRecreate,
-				DryRun:       cl.DryRun,
-				Timeout:      cl.Timeout,
-				LockHolder:   lockHolder(env),
-				LockTimeout:  cl.LockWait,
-				Cluster:      cl.Flags,
 				Progress:     g.progress(env),
 			}
+			cl.fill(&o, env)
 			res, err := pipeline.Release(c.Context(), o, r)
 			if gerr := writeGitHubResult(env, res, o.Namespace, err); gerr != nil && err == nil {
 				err = gerr
 			}
-			summary := releaseSummary(res, o.Namespace)
-			if o.DryRun {
-				summary = "dry run: nothing was built, pushed or changed"
-			}
-			return finish(env, g, r, summary, res, err)
+			return finish(env, g, r, releaseSummary(res, o), res, err)
 		},
 	}
 	img.addFlags(cmd.Flags())
@@ -123,7 +106,12 @@ func parseExtraImages(values []string, main build.Spec) ([]build.Spec, error) {
 	return out, nil
 }
 
-func releaseSummary(res pipeline.Result, ns string) string {
+// releaseSummary is the one line a release or deploy ends with.
+func releaseSummary(res pipeline.Result, o pipeline.Options) string {
+	if o.DryRun {
+		return "dry run: nothing was built, pushed or changed"
+	}
+	ns := o.Namespace
 	ready := 0
 	var names []string
 	for _, p := range res.Pods {

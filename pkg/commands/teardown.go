@@ -27,7 +27,7 @@ did not apply are left alone.`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			r := g.reporter(env, nil)
 			var done []cluster.Applied
-			err := pipeline.Run(c.Context(), []pipeline.Stage{{Name: "teardown", Run: func(ctx context.Context) (string, error) {
+			err := pipeline.RunStage(c.Context(), "teardown", func(ctx context.Context) (string, error) {
 				kc, err := cluster.New(ctx, kube)
 				if err != nil {
 					return "", err
@@ -40,7 +40,7 @@ did not apply are left alone.`,
 					return "", err
 				}
 				return fmt.Sprintf("%d objects deleted", len(done)), nil
-			}}}, r, nil)
+			}, r)
 			return finish(env, g, r, "", done, err)
 		},
 	}

@@ -48,7 +48,7 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 				return finish(env, g, r, "", nil, fail.New(fail.Usage, "give REGISTRY/REPOSITORY:TAG or …@sha256:…, in lowercase", "invalid image reference %q: %v", args[0], err))
 			}
 			var rep verify.Report
-			err = pipeline.Run(c.Context(), []pipeline.Stage{{Name: "verify-pull", Run: func(ctx context.Context) (string, error) {
+			err = pipeline.RunStage(c.Context(), "verify-pull", func(ctx context.Context) (string, error) {
 				var cr *creds.Credentials
 				var opts []verify.Option
 				if o.full {
@@ -94,7 +94,7 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 					return "", err
 				}
 				return rep.String(), nil
-			}}}, r, nil)
+			}, r)
 			return finish(env, g, r, "", rep, err)
 		},
 	}

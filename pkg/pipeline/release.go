@@ -137,6 +137,11 @@ func Run(ctx context.Context, stages []Stage, r report.Reporter, times map[strin
 	return nil
 }
 
+// RunStage runs one stage on its own, as the single-stage commands do.
+func RunStage(ctx context.Context, name string, run func(ctx context.Context) (string, error), r report.Reporter) error {
+	return Run(ctx, []Stage{{Name: name, Run: run}}, r, nil)
+}
+
 // release carries values from stage to stage.
 type release struct {
 	o       Options
