@@ -2,13 +2,20 @@ package main
 
 import (
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // TestPushThroughRegistryFaults pushes through a loopback proxy in front of
@@ -102,5 +109,116 @@ func TestPushGivesUpAfterBoundedRetries(t *testing.T) {
 	v := idopipe(t, nil, "verify-pull", "--registry-ca", stack.Registry.CAFile, stack.Registry.Host+"/faults/planner:0.7.1")
 	if v.code != int(fail.NotFound) {
 		t.Errorf("the failed push left a tag:\n%s", v)
+	}
+}
+
+// randomLayout writes a random image of n layers of size bytes each as an
+// OCI layout and returns it with the image's digest and layer count.
+func randomLayout(t *testing.T, size int64, n int) (string, string) {
+	t.Helper()
+	img, err := random.Image(size, int64(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "oci")
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, d.String()
+}
+
+// TestPushThroughConnectionResets: every blob upload's first attempt has
+// its connection dropped halfway through the body; the push retries and
+// completes with the right digest.
+func TestPushThroughConnectionResets(t *testing.T) {
+	dir, digest := randomLayout(t, 256<<10, 3)
+	var mu sync.Mutex
+	cut := map[string]bool{}
+	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
+		if r.Method != http.MethodPatch && r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/blobs/uploads/") || r.ContentLength == 0 {
+			return 0, "", false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(cut) < 3 && !cut[r.URL.Path] {
+			cut[r.URL.Path] = true
+			return testenv.Reset, "", true
+		}
+		return 0, "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	r := idopipe(t, nil, "push", "--oci-layout", dir, "--digest", digest, "--version", "resets",
+		"--registry", proxy.Host, "--registry-ca", proxy.CAFile, "--owner", "resets")
+	if r.code != 0 || !strings.Contains(r.stdout, "@"+digest) {
+		t.Fatalf("push through connection resets:\n%s", r)
+	}
+	if len(cut) == 0 {
+		t.Fatal("no connection was reset")
+	}
+	v := idopipe(t, nil, "verify-pull", "--full", "--registry-ca", stack.Registry.CAFile, "--digest", digest, stack.Registry.Host+"/resets/planner:resets")
+	if v.code != 0 {
+		t.Fatalf("verify after resets:\n%s", v)
+	}
+}
+
+// TestPushKilledAndRerun: idopipe is SIGKILLed while a slow registry takes
+// its uploads; the rerun completes and uploads no blob the registry already
+// holds (counted at the proxy).
+func TestPushKilledAndRerun(t *testing.T) {
+	dir, digest := randomLayout(t, 128<<10, 4)
+	var slow atomic.Bool
+	slow.Store(true)
+	var committed atomic.Int64
+	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+			if slow.Load() && committed.Add(1) > 1 {
+				time.Sleep(5 * time.Second) // the second and later blobs hang
+			}
+		}
+		return 0, "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	args := []string{"push", "--oci-layout", dir, "--digest", digest, "--version", "killed", "--jobs", "1",
+		"--registry", proxy.Host, "--registry-ca", proxy.CAFile, "--owner", "killed"}
+	cmd := exec.Command(binary, args...)
+	cmd.Env = mergeEnv([]string{"PATH=" + getenv("PATH"), "HOME=" + getenv("HOME")}, stack.Env())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for committed.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	slow.Store(false)
+	uploadsBefore := proxy.Count(http.MethodPost, "/v2/killed/planner/blobs/uploads/")
+	r := idopipe(t, nil, args...)
+	if r.code != 0 || !strings.Contains(r.stdout, "@"+digest) {
+		t.Fatalf("rerun after SIGKILL:\n%s", r)
+	}
+	started := proxy.Count(http.MethodPost, "/v2/killed/planner/blobs/uploads/") - uploadsBefore
+	// 4 layers + 1 config = 5 blobs; at least the first was committed
+	// before the kill, so the rerun starts at most 4 uploads.
+	if started >= 5 {
+		t.Errorf("the rerun started %d uploads; the registry already held at least one blob", started)
+	}
+	t.Logf("rerun after SIGKILL started %d of 5 blob uploads", started)
+	if v := idopipe(t, nil, "verify-pull", "--full", "--registry-ca", stack.Registry.CAFile, "--digest", digest, stack.Registry.Host+"/killed/planner:killed"); v.code != 0 {
+		t.Fatalf("verify after the rerun:\n%s", v)
 	}
 }

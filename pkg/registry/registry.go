@@ -6,11 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -42,6 +44,7 @@ func (a Access) Options(ctx context.Context) ([]remote.Option, error) {
 		remote.WithRetryBackoff(remote.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 4}),
 		remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
 			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
+		remote.WithRetryPredicate(retryable),
 	}
 	if a.Creds != nil {
 		opts = append(opts, remote.WithAuth(a.Creds.Authenticator()))
@@ -52,6 +55,26 @@ func (a Access) Options(ctx context.Context) ([]remote.Option, error) {
 		opts = append(opts, remote.WithJobs(a.Jobs))
 	}
 	return opts, nil
+}
+
+// retryable tells the failures worth another attempt: what the registry
+// calls temporary (408, 429, 5xx), and connections dropped mid-transfer
+// (reset, EOF, broken pipe, an HTTP/2 stream reset). Without it
+// go-containerregistry does not retry blob uploads at all.
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var t interface{ Temporary() bool }
+	if errors.As(err, &t) && t.Temporary() {
+		return true
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "stream error") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
 }
 
 // Transport is the HTTP transport for the registry: the default one, with

@@ -3,6 +3,8 @@ package testenv
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -14,8 +16,13 @@ import (
 )
 
 // Inject decides, per request, whether the proxy answers itself: it returns
-// the status and body to send, or ok=false to forward the request.
+// the status and body to send, or ok=false to forward the request. The
+// status Reset drops the connection after reading half the request body
+// (a connection reset mid-upload).
 type Inject func(r *http.Request) (status int, body string, ok bool)
+
+// Reset, as an Inject status, drops the connection mid-request.
+const Reset = -1
 
 // Proxy is a TLS reverse proxy on loopback in front of the registry. It
 // forwards everything to the real registry unless its Inject answers, and
@@ -53,6 +60,7 @@ func (r *Registry) StartProxy(dir string, inject Inject) (*Proxy, error) {
 	pool.AppendCertsFromPEM(pem)
 	target := &url.URL{Scheme: "https", Host: r.Host}
 	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorLog = log.New(io.Discard, "", 0) // a client that gives up mid-request is part of the tests
 	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,6 +76,10 @@ func (r *Registry) StartProxy(dir string, inject Inject) (*Proxy, error) {
 			p.mu.Unlock()
 			if inject != nil {
 				if status, body, ok := inject(req); ok {
+					if status == Reset {
+						resetMidBody(w, req)
+						return
+					}
 					w.Header().Set("Content-Type", "application/json")
 					w.WriteHeader(status)
 					_, _ = w.Write([]byte(body))
@@ -102,3 +114,25 @@ func (p *Proxy) Count(method, pathPrefix string) int {
 
 // Close stops the proxy.
 func (p *Proxy) Close() error { return p.srv.Close() }
+
+// resetMidBody reads about half of the request body, then closes the
+// connection without answering.
+func resetMidBody(w http.ResponseWriter, req *http.Request) {
+	if req.ContentLength > 1 {
+		_, _ = io.CopyN(io.Discard, req.Body, req.ContentLength/2)
+	} else {
+		_, _ = io.CopyN(io.Discard, req.Body, 1<<16)
+	}
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			if tc, ok := conn.(*tls.Conn); ok {
+				if tcp, ok := tc.NetConn().(*net.TCPConn); ok {
+					_ = tcp.SetLinger(0) // RST, not FIN
+				}
+			}
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
