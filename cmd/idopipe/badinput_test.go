@@ -75,10 +75,11 @@ current-context: down
 		drop     []string // flags of the default release to leave out
 		ns       string   // an existing namespace prepared for the case
 		pushes   bool     // fails after the push (the registry holds the image)
+		remote   bool     // found by the checks that run alongside the build: before the push
 	}{
 		// First: other cases apply the IDO CRDs again.
 		{name: "custom resource without its CRD", args: []string{"--manifest", intent}, class: fail.Manifest,
-			want: []string{intent + "#1: the cluster does not serve kind Intent", "--crds"}, preBuild: true, drop: []string{"--crds"}},
+			want: []string{intent + "#1: the cluster does not serve kind Intent", "--crds"}, preBuild: true, remote: true, drop: []string{"--crds"}},
 		{name: "token with trailing whitespace", env: []string{"GITHUB_TOKEN=" + stack.Registry.Password + " "}, class: fail.Credentials,
 			want: []string{"$GITHUB_TOKEN holds whitespace"}, preBuild: true},
 		{name: "token file with a trailing space", args: []string{"--token-file", spacedToken}, class: fail.Credentials,
@@ -86,9 +87,9 @@ current-context: down
 		{name: "token file is a directory", args: []string{"--token-file", dir}, class: fail.Credentials,
 			want: []string{dir + " is a directory"}, preBuild: true},
 		{name: "invalid image reference in the manifest", args: []string{"--manifest", badImage}, class: fail.Manifest,
-			want: []string{`invalid image "UPPER/Case:"`}, preBuild: true},
+			want: []string{`invalid image "UPPER/Case:"`}, preBuild: true, remote: true},
 		{name: "wrong kube context", args: []string{"--context", "no-such-context"}, class: fail.Cluster,
-			want: []string{"no-such-context", "--context"}, preBuild: true},
+			want: []string{"no-such-context", "--context"}, preBuild: true, remote: true},
 		{name: "oversized manifest", args: []string{"--manifest", huge}, class: fail.Manifest,
 			want: []string{"larger than 8 MiB"}, preBuild: true},
 		{name: "non-UTF-8 manifest", args: []string{"--manifest", latin1}, class: fail.Manifest,
@@ -110,9 +111,9 @@ current-context: down
 		{name: "unknown platform", args: []string{"--platform", "linux/nonsense-arch"}, class: fail.Usage,
 			want: []string{"linux/nonsense-arch"}, preBuild: true},
 		{name: "namespace terminating", ns: terminating, class: fail.Cluster,
-			want: []string{"namespace " + terminating + " is being deleted", "-n"}, preBuild: true},
+			want: []string{"namespace " + terminating + " is being deleted", "-n"}, preBuild: true, remote: true},
 		{name: "Secret of another type named ghcr-secret", ns: opaqueNS, class: fail.Cluster,
-			want: []string{"Secret " + opaqueNS + "/ghcr-secret exists with type Opaque", "--secret-name"}, preBuild: true},
+			want: []string{"Secret " + opaqueNS + "/ghcr-secret exists with type Opaque", "--secret-name"}, preBuild: true, remote: true},
 		{name: "no token", env: []string{"GITHUB_TOKEN="}, class: fail.Credentials,
 			want: []string{"no registry token found", "GITHUB_TOKEN"}, preBuild: true},
 		{name: "empty token file", args: []string{"--token-file", emptyToken}, class: fail.Credentials,
@@ -130,7 +131,7 @@ current-context: down
 		{name: "registry CA unknown", args: []string{"--registry-ca", ""}, class: fail.Registry,
 			want: []string{"unknown authority", "--registry-ca"}},
 		{name: "API server unreachable", args: []string{"--kubeconfig", badKubeconfig}, class: fail.Cluster,
-			want: []string{"cannot reach the API server at https://127.0.0.1:1", "--kubeconfig"}, preBuild: true},
+			want: []string{"cannot reach the API server at https://127.0.0.1:1", "--kubeconfig"}, preBuild: true, remote: true},
 		{name: "missing Dockerfile", args: []string{"--file", filepath.Join(dir, "Dockerfile.nope")}, class: fail.Build,
 			want: []string{"Dockerfile " + filepath.Join(dir, "Dockerfile.nope") + " does not exist", "--file"}, preBuild: true},
 		{name: "missing build context", args: []string{"--source", filepath.Join(dir, "nosrc")}, class: fail.Build,
@@ -140,15 +141,15 @@ current-context: down
 		{name: "document without kind", args: []string{"--manifest", noKind}, class: fail.Manifest,
 			want: []string{noKind + "#1 has no kind"}, preBuild: true},
 		{name: "kind the cluster does not serve", args: []string{"--manifest", unknownKind}, class: fail.Manifest,
-			want: []string{"does not serve kind Gadget", "--crds"}, preBuild: true},
+			want: []string{"does not serve kind Gadget", "--crds"}, preBuild: true, remote: true},
 		{name: "missing manifest", args: []string{"--manifest", filepath.Join(dir, "absent.yaml")}, class: fail.Manifest,
 			want: []string{"cannot read manifest", "--manifest"}, preBuild: true},
 		{name: "owner with a space", args: []string{"--owner", "bad owner"}, class: fail.Usage,
 			want: []string{"not a valid repository", "--owner"}, preBuild: true},
 		{name: "object in another namespace", args: []string{"--manifest", otherNS}, class: fail.Manifest,
-			want: []string{`sets namespace "elsewhere"`, "-n elsewhere"}, preBuild: true},
+			want: []string{`sets namespace "elsewhere"`, "-n elsewhere"}, preBuild: true, remote: true},
 		{name: "manifest does not run the image", args: []string{"--manifest", noPlanner}, class: fail.Manifest,
-			want: []string{`no container in the manifest runs an image named "planner"`}, preBuild: true},
+			want: []string{`no container in the manifest runs an image named "planner"`}, preBuild: true, remote: true},
 		{name: "duplicate object across manifests", args: []string{"--manifest", dupPod, "--manifest", dupPod2}, class: fail.Manifest,
 			want: []string{dupPod2 + "#1 declares Pod/planner again (first at " + dupPod + "#1)"}, preBuild: true},
 		// The server's validation of namespaced objects needs the namespace,
@@ -191,7 +192,10 @@ current-context: down
 					t.Errorf("error %q does not mention %q", last, w)
 				}
 			}
-			if tc.preBuild && strings.Contains(r.stdout, "==> build") {
+			switch {
+			case tc.remote && strings.Contains(r.stdout, "==> push"):
+				t.Errorf("a failed registry or cluster check did not stop the release before the push:\n%s", r.stdout)
+			case tc.preBuild && !tc.remote && strings.Contains(r.stdout, "==> build"):
 				t.Errorf("bad input found only after the build started:\n%s", r.stdout)
 			}
 			// A namespace the release made is deleted again; the test stack

@@ -84,7 +84,7 @@ func TestInterrupt(t *testing.T) {
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	code := cmd.ProcessState.ExitCode()
-	if code != int(fail.Interrupted) || !strings.Contains(errb.String(), "interrupted during stage wait (done: validate, build, push, verify-pull, secret, apply)") {
+	if code != int(fail.Interrupted) || !strings.Contains(errb.String(), "interrupted during stage wait (done: validate, build, checks, push, verify-pull, secret, apply)") {
 		t.Fatalf("SIGINT in the wait stage: exit %d (%v)\nstdout:\n%s\nstderr:\n%s", code, err, out.String(), errb.String())
 	}
 	assertNoToken(t, "stdout", out.String())

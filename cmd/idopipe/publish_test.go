@@ -78,8 +78,8 @@ func TestPreflightFakeGHCR403(t *testing.T) {
 	if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "403") || !strings.Contains(r.stderr, "write:packages") || !strings.Contains(r.stderr, "packages: write") {
 		t.Fatalf("release against a 403ing registry:\n%s", r)
 	}
-	if strings.Contains(r.stdout, "==> build") {
-		t.Error("the 403 was found only after the build started")
+	if strings.Contains(r.stdout, "==> push") {
+		t.Error("the 403 was found only after the push started")
 	}
 }
 

@@ -157,8 +157,14 @@ type release struct {
 	nsMade  bool
 
 	extras     []*extra
-	deployOnly bool   // Deploy: no build, o.Image is the image
-	unlock     func() // releases the namespace's release lock
+	deployOnly bool // Deploy: no build, o.Image is the image
+
+	// alongside: the registry and cluster checks run during the build;
+	// checked delivers their result, checksCtx bounds them.
+	alongside bool
+	checked   chan error
+	checksCtx context.Context
+	unlock    func() // releases the namespace's release lock
 }
 
 // done releases what the run holds.
@@ -188,9 +194,16 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 	if err != nil {
 		return rel.res, err
 	}
+	rel.alongside = slices.Contains(names, "build") && !o.DryRun
+	cctx, cancelChecks := context.WithCancel(ctx)
+	defer cancelChecks()
+	rel.checksCtx = cctx
 	var stages []Stage
 	for _, n := range names {
 		stages = append(stages, Stage{n, all[n]})
+		if n == "build" && rel.alongside {
+			stages = append(stages, Stage{"checks", rel.awaitChecks})
+		}
 		if n == "validate" && !slices.Contains(names, "build") && slices.ContainsFunc(names, func(n string) bool { return n != "validate" }) {
 			// Not building: the later stages use what the registry has.
 			stages = append(stages, Stage{"resolve", rel.resolve})
@@ -225,6 +238,10 @@ func Deploy(ctx context.Context, o Options, r report.Reporter) (Result, error) {
 
 // validate checks every input that exists before the build, so that a bad
 // manifest, a missing Dockerfile or an unreachable cluster costs no build.
+// validate checks every input that can be checked here, before any build
+// work: image names, build inputs, manifests and CRDs (read, decoded, no
+// duplicates). The checks that ask the registry and the cluster (checks)
+// run alongside the build when there is one, else here.
 func (rel *release) validate(ctx context.Context) (string, error) {
 	o := rel.o
 	if rel.deployOnly {
@@ -240,10 +257,6 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 		if err := o.Build.Validate(); err != nil {
 			return "", err
 		}
-		// A token that can log in but not push is found here, not after the build.
-		if err := publish.Preflight(ctx, tag.Context(), rel.o.Access); err != nil {
-			return "", err
-		}
 		for _, spec := range o.Extra {
 			if spec.Layout == "" {
 				spec.Layout = o.Build.Layout
@@ -255,13 +268,9 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 			if err := spec.Validate(); err != nil {
 				return "", err
 			}
-			if err := publish.Preflight(ctx, et.Context(), rel.o.Access); err != nil {
-				return "", err
-			}
 			rel.extras = append(rel.extras, &extra{spec: spec, tag: et, Image: Image{Name: spec.Name, Image: et.String()}})
 		}
 	}
-	tag := rel.tag
 	if len(o.Manifests) == 0 {
 		return "", fail.New(fail.Usage, "pass --manifest FILE", "no manifest to deploy")
 	}
@@ -290,25 +299,80 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 	if o.Cluster == nil {
 		return "", fail.New(fail.Usage, "pass --kubeconfig", "no cluster configured")
 	}
+	if _, err := rel.o.Access.Transport(); err != nil { // --registry-ca readable
+		return "", err
+	}
+	summary := fmt.Sprintf("%d objects, %d CRDs, image %s", len(rel.objs), len(rel.crds), rel.tag)
+	if rel.alongside {
+		// The registry and cluster checks touch nothing: they run while
+		// BuildKit builds, and the release waits for them before the push.
+		rel.checked = make(chan error, 1)
+		go func() { _, err := rel.checks(rel.checksCtx); rel.checked <- err }()
+		return summary + "; registry and cluster checks run alongside the build", nil
+	}
+	more, err := rel.checks(ctx)
+	if err != nil {
+		return "", err
+	}
+	return summary + ", " + more, nil
+}
+
+// checks asks the registry and the cluster, changing nothing: the token
+// may push, the API server answers, every kind is served (or defined by
+// --crds), the manifest transform works (namespaces, the images run), and
+// the namespace and pull Secret name are usable.
+func (rel *release) checks(ctx context.Context) (string, error) {
+	o := rel.o
+	if !rel.deployOnly {
+		// A token that can log in but not push is found before any push.
+		repos := []name.Repository{rel.tag.Context()}
+		for _, e := range rel.extras {
+			repos = append(repos, e.tag.Context())
+		}
+		for _, repo := range repos {
+			if err := publish.Preflight(ctx, repo, o.Access); err != nil {
+				return "", err
+			}
+		}
+	}
 	kube, err := cluster.New(ctx, o.Cluster)
 	if err != nil {
 		return "", err
 	}
 	rel.kube = kube
-	// Run the manifest transform now, with the tag standing in for the
-	// digest, so that its errors (an object in another namespace, no
-	// container running the image, a kind the cluster does not serve and no
-	// --crds defines) cost no build.
 	if _, err := rel.transform(false); err != nil {
 		return "", err
 	}
 	if err := kube.CheckTarget(ctx, o.Namespace, o.SecretName); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d objects, %d CRDs, image %s, cluster %s", len(rel.objs), len(rel.crds), tag, kube.Host), nil
+	return "cluster " + kube.Host, nil
 }
 
+// awaitChecks is the stage after the build: the release goes on to the
+// push only once the checks that ran alongside the build have passed.
+func (rel *release) awaitChecks(ctx context.Context) (string, error) {
+	select {
+	case err := <-rel.checked:
+		if err != nil {
+			return "", err
+		}
+		return "registry and cluster ready, cluster " + rel.kube.Host, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// build builds the image(s). A check failing alongside does not cancel
+// it: cancelling BuildKit while it copies a base layer from a local OCI
+// layout leaves a partial ingest in the daemon that fails its later builds
+// ("failed to copy: unsupported offset"); the release stops at the checks
+// stage instead, still before any push.
 func (rel *release) build(ctx context.Context) (string, error) {
+	return rel.buildImages(ctx)
+}
+
+func (rel *release) buildImages(ctx context.Context) (string, error) {
 	if len(rel.extras) == 0 {
 		res, err := build.Build(ctx, rel.o.Build, rel.o.BuildOptions...)
 		if err != nil {
