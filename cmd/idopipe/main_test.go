@@ -174,3 +174,11 @@ func getenv(k string) string { return os.Getenv(k) }
 func runtimeFromUnstructured(obj map[string]any, into any) error {
 	return runtime.DefaultUnstructuredConverter.FromUnstructured(obj, into)
 }
+
+// command is the binary with args and the stack's environment, not started.
+func command(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = mergeEnv([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, stack.Env())
+	return cmd
+}

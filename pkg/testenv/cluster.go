@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,9 +47,17 @@ func startCluster(ctx context.Context, tools, dir string) (c *Cluster, err error
 	}()
 	c.env = &envtest.Environment{BinaryAssetsDirectory: tools, ControlPlaneStartTimeout: time.Minute}
 	api := c.env.ControlPlane.GetAPIServer()
+	// Certificates in a directory of ours: envtest keeps them (and its port)
+	// across StopAPIServer/StartAPIServer, so kubeconfigs stay valid.
+	api.CertDir = filepath.Join(dir, "apiserver")
+	if err := os.MkdirAll(api.CertDir, 0o700); err != nil {
+		return nil, err
+	}
 	// No controller-manager runs: without these the ServiceAccount admission
 	// wants a "default" ServiceAccount and new nodes keep a not-ready taint.
 	api.Configure().Set("disable-admission-plugins", "ServiceAccount,TaintNodesByCondition")
+	// Stop at once when told (StopAPIServer), as a crashed server would.
+	api.Configure().Set("shutdown-delay-duration", "0s")
 	if c.Config, err = c.env.Start(); err != nil {
 		return nil, fmt.Errorf("start kube-apiserver and etcd: %w", err)
 	}
@@ -206,6 +216,67 @@ func (c *Cluster) addNode(ctx context.Context) error {
 		}
 		return fmt.Errorf("node %s not Ready yet", c.NodeName)
 	})
+}
+
+// StopAPIServer kills kube-apiserver (SIGKILL, as a crash would), leaving
+// etcd, the scheduler and kwok running: a cluster whose API server went
+// away mid-release.
+func (c *Cluster) StopAPIServer() error {
+	api := c.env.ControlPlane.GetAPIServer()
+	pids, err := pidsWithArg("--cert-dir=" + api.CertDir)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return api.Stop() // reaps the process and resets envtest's state
+}
+
+// pidsWithArg lists the processes whose command line has arg.
+func pidsWithArg(arg string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, a := range strings.Split(string(b), "\x00") {
+			if a == arg {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids, nil
+}
+
+// StartAPIServer starts kube-apiserver again on the same port with the same
+// certificates, and waits until it serves.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	if err := c.env.ControlPlane.GetAPIServer().Start(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := c.Client.Discovery().ServerVersion(); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("kube-apiserver not serving after a restart: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Stop ends kwok, the scheduler, the API server and etcd.

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// TestAPIServerStopsMidApply stops kube-apiserver while a deploy applies a
+// large manifest, starts it again, and checks that the rerun converges to
+// the whole manifest with both Pods Ready. It runs last: other tests must
+// not see the API server go away.
+func TestAPIServerStopsMidApply(t *testing.T) {
+	ctx := context.Background()
+	ref := pushedImage(t)
+	var extra []string
+	for i := range 300 {
+		extra = append(extra, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: filler-%03d}\ndata: {i: \"%d\"}\n", i, i))
+	}
+	manifest := upstreamWith(t, nil, extra...)
+	const ns = "apiserver-restart"
+	args := []string{"deploy", "--image", ref, "-n", ns, "--manifest", manifest, "--timeout", "60s",
+		"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml")}
+	cmd := command(t, args...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "==> apply") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := stack.Cluster.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	t.Logf("deploy with the API server stopped during apply: exit %d", code)
+	if code != int(fail.Cluster) && code != 0 {
+		t.Errorf("exit %d, want %d (cluster) or 0 if the apply finished first:\n%s", code, fail.Cluster, out.String())
+	}
+	if err := stack.Cluster.StartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := idopipe(t, nil, args...)
+	if r.code != 0 || !strings.Contains(r.stdout, "2/2 Pods Ready") {
+		t.Fatalf("rerun after the API server came back:\n%s", r)
+	}
+	cms, err := stack.Cluster.Client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cms.Items); n < 303 { // 300 fillers, 2 planner ConfigMaps, the inventory
+		t.Errorf("%d ConfigMaps after the rerun, want at least 303", n)
+	}
+	// And once more: nothing left to do.
+	if again := idopipe(t, nil, args...); again.code != 0 || !strings.Contains(again.stdout, "0 created, 0 configured, 0 recreated, 0 pruned") {
+		t.Errorf("third run:\n%s", again)
+	}
+	_ = os.Remove(manifest)
+}
