@@ -124,14 +124,7 @@ func makeMTLS(caPath, certPath, keyPath, clientPath, clientKeyPath string) error
 		if err != nil {
 			return err
 		}
-		kb, err := x509.MarshalECPrivateKey(k)
-		if err != nil {
-			return err
-		}
-		if err := writePEM(cert, "CERTIFICATE", der, 0o644); err != nil {
-			return err
-		}
-		return writePEM(key, "EC PRIVATE KEY", kb, 0o600)
+		return writeCertKey(cert, key, der, k)
 	}
 	if err := issue(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")}, certPath, keyPath); err != nil {
 		return err

@@ -6,10 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"net"
-	"os"
 	"time"
 )
 
@@ -40,12 +38,18 @@ func selfSigned(certPath, keyPath string) error {
 	if err != nil {
 		return err
 	}
+	return writeCertKey(certPath, keyPath, der, key)
+}
+
+// writeCertKey writes a certificate (DER) and its EC key as PEM files; the
+// key readable by the owner only.
+func writeCertKey(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
 	kb, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return writePEM(keyPath, "EC PRIVATE KEY", kb, 0o600)
 }
