@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -82,5 +81,4 @@ func TestLeastPrivilege(t *testing.T) {
 	if r.code != int(fail.Cluster) || !strings.Contains(r.stderr, "not allowed to") || !strings.Contains(r.stderr, `cannot get resource "namespaces"`) {
 		t.Fatalf("deploy without the binding:\n%s", r)
 	}
-	_ = os.Remove(kc)
 }

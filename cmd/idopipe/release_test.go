@@ -48,7 +48,7 @@ func parseRelease(t *testing.T, r result) releaseResult {
 		}
 	}
 	var res releaseResult
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || res.Kind != "result" {
+	if err := lastJSON(r, &res); err != nil || res.Kind != "result" {
 		t.Fatalf("last stdout line is not the result object: %v\n%s", err, r)
 	}
 	return res
@@ -266,13 +266,18 @@ func assertTokenOnlyInSecret(t *testing.T, ctx context.Context, ns string) {
 	}
 }
 
+// lastJSON decodes the final line of stdout (the result object) into v.
+func lastJSON(r result, v any) error {
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	return json.Unmarshal([]byte(lines[len(lines)-1]), v)
+}
+
 // jsonField decodes result.<field> of the final JSON object into v.
 func jsonField(r result, field string, v any) error {
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	var obj struct {
 		Result map[string]json.RawMessage `json:"result"`
 	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &obj); err != nil {
+	if err := lastJSON(r, &obj); err != nil {
 		return err
 	}
 	return json.Unmarshal(obj.Result[field], v)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,5 +65,4 @@ func TestAPIServerStopsMidApply(t *testing.T) {
 	if again := idopipe(t, nil, args...); again.code != 0 || !strings.Contains(again.stdout, "0 created, 0 configured, 0 recreated, 0 pruned") {
 		t.Errorf("third run:\n%s", again)
 	}
-	_ = os.Remove(manifest)
 }

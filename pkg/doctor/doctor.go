@@ -171,7 +171,7 @@ func failed(name string, err error, fix string, class fail.Class) Check {
 func firstFailure(checks []Check) error {
 	for _, c := range checks {
 		if !c.OK {
-			return fail.New(c.Class, c.Fix, "%s: %s", strings.TrimPrefix(c.Name, ""), c.Info)
+			return fail.New(c.Class, c.Fix, "%s: %s", c.Name, c.Info)
 		}
 	}
 	return nil

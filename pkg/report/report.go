@@ -123,12 +123,6 @@ func (j *JSON) Report(e Event) {
 	_ = j.enc.Encode(e)
 }
 
-// Func adapts a function to Reporter.
-type Func func(Event)
-
-// Report implements Reporter.
-func (f Func) Report(e Event) { f(e) }
-
 func formatFields(f map[string]string) string {
 	keys := make([]string, 0, len(f))
 	for k := range f {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -123,5 +122,3 @@ func ToolsDir() (string, error) {
 	}
 	return dir, nil
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
