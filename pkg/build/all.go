@@ -3,6 +3,7 @@ package build
 import (
 	"context"
 	"errors"
+	"strings"
 
 	bkclient "github.com/moby/buildkit/client"
 	"golang.org/x/sync/errgroup"
@@ -59,11 +60,25 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 	eg, ectx := errgroup.WithContext(ctx)
 	fwd := errgroup.Group{}
 	for i, p := range plans {
-		rec := newRecorder()
-		ch := make(chan *bkclient.SolveStatus)
-		fwd.Go(func() error { rec.forward(ch, disp.ch); return nil })
 		eg.Go(func() error {
-			resp, err := c.Solve(ectx, nil, p.solve, ch) // closes ch
+			solve := func() (*bkclient.SolveResponse, *recorder, error) {
+				rec := newRecorder()
+				ch := make(chan *bkclient.SolveStatus)
+				fwd.Go(func() error { rec.forward(ch, disp.ch); return nil })
+				resp, err := c.Solve(ectx, nil, p.solve, ch) // closes ch
+				return resp, rec, err
+			}
+			resp, rec, err := solve()
+			if err != nil && partialIngest(err) && ectx.Err() == nil {
+				// An earlier build, interrupted while BuildKit copied a
+				// layer from an OCI layout, left a partial copy that
+				// BuildKit cannot resume. Its content garbage collection
+				// drops it; then the build can start over.
+				if gcErr := collectGarbage(ectx, c); gcErr == nil {
+					disp.note("[idopipe] cleared a partial layer copy left by an interrupted build; building again")
+					resp, rec, err = solve()
+				}
+			}
 			if err != nil {
 				errs[i] = explain(ectx, p.spec, rec, err)
 				return errs[i]
@@ -88,4 +103,23 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 		return nil, err
 	}
 	return results, nil
+}
+
+// partialIngest tells BuildKit's failure to resume a partial layer copy
+// from an OCI layout (its session reader cannot seek).
+func partialIngest(err error) bool {
+	return strings.Contains(err.Error(), "unsupported offset")
+}
+
+// collectGarbage runs BuildKit's content garbage collection, which removes
+// abandoned partial layer copies, without pruning any build cache: every
+// prune ends with a collection, and this one's filter matches no record.
+func collectGarbage(ctx context.Context, c *bkclient.Client) error {
+	ch := make(chan bkclient.UsageInfo)
+	go func() {
+		for range ch {
+		}
+	}()
+	defer close(ch)
+	return c.Prune(ctx, ch, bkclient.WithFilter([]string{"id==idopipe-collect-garbage-only"}))
 }

@@ -31,12 +31,13 @@ func explain(ctx context.Context, s Spec, rec *recorder, err error) error {
 			"build of %s: the registry refused the credentials", what)
 	}
 
-	if strings.Contains(msg, "unsupported offset") {
+	if partialIngest(err) {
 		// A build interrupted while BuildKit copied a layer from a local OCI
-		// layout leaves a partial ingest behind, and every later build that
-		// needs the layer fails on it.
+		// layout leaves a partial ingest behind; BuildAll clears it once
+		// (content garbage collection) and retries, so this is reached only
+		// when that did not help.
 		return fail.Wrap(fail.Daemon, errors.New(msg),
-			"an interrupted build left a partial layer copy in buildkitd: run `buildctl prune --all` or restart buildkitd (idopipe buildkit stop)",
+			"an interrupted build left a partial layer copy in buildkitd: run `buildctl prune` or restart buildkitd (idopipe buildkit stop)",
 			"build of %s: BuildKit cannot resume a layer copy", what)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/console"
 	bkclient "github.com/moby/buildkit/client"
@@ -71,6 +72,14 @@ func startDisplay(ctx context.Context, w io.Writer, mode string) (*display, erro
 		disp.done <- err
 	}()
 	return disp, nil
+}
+
+// note shows text as a finished step of its own on the display.
+func (d *display) note(text string) {
+	now := time.Now()
+	d.ch <- &bkclient.SolveStatus{Vertexes: []*bkclient.Vertex{{
+		Digest: digest.FromString(text + now.String()), Name: text, Started: &now, Completed: &now,
+	}}}
 }
 
 // close ends the display after every solve has stopped sending.
