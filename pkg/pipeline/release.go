@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -363,13 +364,35 @@ func (rel *release) awaitChecks(ctx context.Context) (string, error) {
 	}
 }
 
-// build builds the image(s). A check failing alongside does not cancel
-// it: cancelling BuildKit while it copies a base layer from a local OCI
-// layout leaves a partial ingest in the daemon that fails its later builds
-// ("failed to copy: unsupported offset"); the release stops at the checks
-// stage instead, still before any push.
+// build builds the image(s). A registry or cluster check that fails
+// alongside cancels the build: a long build is not worth finishing for a
+// release that cannot push or deploy, and the check's error is the stage's.
 func (rel *release) build(ctx context.Context) (string, error) {
-	return rel.buildImages(ctx)
+	if !rel.alongside {
+		return rel.buildImages(ctx)
+	}
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case err := <-rel.checked:
+			rel.checked <- err // for the checks stage
+			if err != nil {
+				cancel(err)
+			}
+		case <-stop:
+		}
+	}()
+	summary, err := rel.buildImages(bctx)
+	close(stop)
+	<-watched
+	if cause := context.Cause(bctx); err != nil && ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return "", cause
+	}
+	return summary, err
 }
 
 func (rel *release) buildImages(ctx context.Context) (string, error) {

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// slowSource is the fixture's build context with a build step that runs
+// for a minute, so that a test can act while BuildKit is busy.
+func slowSource(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"Dockerfile", "planner"} {
+		b, err := os.ReadFile(filepath.Join(source, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "Dockerfile" {
+			b = []byte(strings.Replace(string(b), "WORKDIR /app\n", "WORKDIR /app\nRUN busybox sleep 60\n", 1))
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// withArg replaces the value of flag in args.
+func withArg(args []string, flag, value string) []string {
+	out := append([]string(nil), args...)
+	for i := range out {
+		if out[i] == flag {
+			out[i+1] = value
+			return out
+		}
+	}
+	return append(out, flag, value)
+}
+
+// interrupt starts idopipe with args, sends SIGINT once ready says so
+// (given the output so far), and returns the run.
+func interrupt(t *testing.T, args []string, ready func(out string) bool) result {
+	t.Helper()
+	cmd := command(t, args...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for !ready(out.String()) {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("never ready to interrupt:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Wait()
+	r := result{stdout: out.String(), code: cmd.ProcessState.ExitCode(), args: args}
+	assertNoToken(t, "output", r.stdout)
+	return r
+}
+
+// TestInterruptEachStage sends SIGINT while the release is in its build,
+// push, verify-pull and apply stages (the wait stage: TestInterrupt). Each
+// run must exit 130 naming the stage and what was done; the interrupted
+// push leaves no tag; and a rerun converges to a deployed release.
+func TestInterruptEachStage(t *testing.T) {
+	// Requests to the registry through this proxy hang for 3 s each while
+	// slow holds "PATCH", "PUT" or "GET" (blob uploads, blob reads).
+	var slow atomic.Value
+	slow.Store("")
+	var seen atomic.Int64
+	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
+		if strings.Contains(r.URL.Path, "/blobs/") && r.Method == slow.Load().(string) {
+			seen.Add(1)
+			time.Sleep(3 * time.Second)
+		}
+		return 0, "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	var filler []string
+	for i := range 200 {
+		filler = append(filler, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: filler-%04d}\ndata: {i: \"%d\"}\n", i, i))
+	}
+	large := upstreamWith(t, nil, filler...)
+
+	cases := []struct {
+		stage string
+		owner string
+		args  func(base []string) []string
+		slow  string
+		ready string // output that shows the stage is under way
+		done  string
+	}{
+		{stage: "build", owner: "int-build", args: func(a []string) []string { return withArg(a, "--source", slowSource(t)) },
+			ready: "RUN busybox sleep 60", done: "validate"},
+		{stage: "push", owner: "int-push", slow: "PATCH", ready: "==> push", done: "validate, build, checks"},
+		{stage: "verify-pull", owner: "int-verify", slow: "GET", ready: "==> verify-pull", done: "validate, build, checks, push"},
+		{stage: "apply", owner: "int-apply", args: func(a []string) []string { return withArg(a, "--manifest", large) },
+			ready: "==> apply", done: "validate, build, checks, push, verify-pull, secret"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.stage, func(t *testing.T) {
+			ns := "interrupt-" + tc.stage
+			args := releaseArgs(ns, "--registry", proxy.Host, "--registry-ca", proxy.CAFile, "--owner", tc.owner)
+			if tc.args != nil {
+				args = tc.args(args)
+			}
+			slow.Store(tc.slow)
+			seen.Store(0)
+			r := interrupt(t, args, func(out string) bool {
+				return strings.Contains(out, tc.ready) && (tc.slow == "" || seen.Load() > 0)
+			})
+			slow.Store("")
+			want := fmt.Sprintf("interrupted during stage %s (done: %s)", tc.stage, tc.done)
+			if r.code != int(fail.Interrupted) || !strings.Contains(r.stdout, want) {
+				t.Fatalf("exit %d, want %d and %q:\n%s", r.code, fail.Interrupted, want, r.stdout)
+			}
+			if tc.stage == "push" {
+				// The manifest goes last: no tag points at a partial image.
+				tag := proxy.Host + "/" + tc.owner + "/planner:0.4.0"
+				if v := idopipe(t, nil, "verify-pull", "--registry-ca", proxy.CAFile, tag); v.code != int(fail.NotFound) {
+					t.Errorf("after an interrupted push the tag exists:\n%s", v)
+				}
+			}
+			rerun := args
+			if tc.stage == "build" {
+				rerun = withArg(args, "--source", source)
+			}
+			again := idopipe(t, nil, rerun...)
+			if again.code != 0 || !strings.Contains(again.stdout, "2/2 Pods Ready") {
+				t.Fatalf("rerun after the interrupt:\n%s", again)
+			}
+		})
+	}
+}
+
+// TestFailedCheckCancelsBuild: a registry check that fails alongside a
+// long build (GHCR's 403 for a token without write:packages, injected by
+// a proxy) stops the build rather than waiting a minute for it.
+func TestFailedCheckCancelsBuild(t *testing.T) {
+	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
+		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+			// Late enough that the build's long step has started.
+			time.Sleep(2 * time.Second)
+			return http.StatusForbidden, `{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}`, true
+		}
+		return 0, "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	args := withArg(releaseArgs("check-cancels", "--registry", proxy.Host, "--registry-ca", proxy.CAFile), "--source", slowSource(t))
+	start := time.Now()
+	r := idopipe(t, nil, args...)
+	t.Logf("release with a 403 and a 60 s build step: %s", time.Since(start).Round(time.Millisecond))
+	if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "write:packages") {
+		t.Fatalf("release:\n%s", r)
+	}
+	if out := r.stdout + r.stderr; !strings.Contains(out, "RUN busybox sleep 60") || strings.Contains(out, "==> push") {
+		t.Errorf("the build did not start, or the push did:\n%s", r)
+	}
+	// Not a timing assertion: a build step that ran to its end prints
+	// "#N DONE".
+	m := regexp.MustCompile(`#(\d+) \[[^\]]*\] RUN busybox sleep 60`).FindStringSubmatch(r.stdout + r.stderr)
+	if m == nil || strings.Contains(r.stdout+r.stderr, "#"+m[1]+" DONE") {
+		t.Errorf("the long build step did not start, or ran to its end:\n%s", r)
+	}
+}
