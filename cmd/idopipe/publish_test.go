@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -202,4 +204,43 @@ func corruptLayer(t *testing.T, layout, digest string) {
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRegistryHostDoesNotResolve: a registry host under the reserved
+// .invalid TLD (RFC 6761: never resolves) fails preflight, push and
+// verify-pull with a one-line error naming the host and the fix, class
+// registry, as fast as this machine's resolver says NXDOMAIN.
+func TestRegistryHostDoesNotResolve(t *testing.T) {
+	const host = "registry.idopipe.invalid"
+	start := time.Now()
+	_, lookupErr := net.DefaultResolver.LookupHost(context.Background(), host)
+	var dnsErr *net.DNSError
+	nxdomain := errors.As(lookupErr, &dnsErr) && dnsErr.IsNotFound
+	t.Logf("the resolver answers %s in %s: %v", host, time.Since(start), lookupErr)
+
+	layout, digest := randomLayout(t, 1<<10, 1)
+	for _, args := range [][]string{
+		{"preflight", "--registry", host, "--owner", "dns"},
+		{"push", "--oci-layout", layout, "--digest", digest, "--registry", host, "--owner", "dns"},
+		{"verify-pull", host + "/dns/planner:0.4.0"},
+	} {
+		start := time.Now()
+		r := idopipe(t, nil, args...)
+		took := time.Since(start)
+		t.Logf("%s failed in %s", args[0], took)
+		last := lastLine(r.stderr)
+		if r.code != int(fail.Registry) || !strings.HasPrefix(last, "error: cannot resolve registry host "+host+": no such host") ||
+			!strings.Contains(last, "--registry") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
+			t.Errorf("%s with an unresolvable registry:\n%s", args[0], r)
+		}
+		if nxdomain && took > 2*time.Second {
+			t.Errorf("%s took %s to fail on a host the resolver knows does not exist", args[0], took)
+		}
+	}
+}
+
+// lastLine is the last line of s, the error on stderr.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

@@ -151,7 +151,12 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		return fail.New(fail.Registry, "check the registry host name and DNS", "cannot resolve registry host %s", dnsErr.Name)
+		if dnsErr.IsNotFound {
+			return fail.New(fail.Registry, "check the registry host name (--registry, or the image reference) for a typo",
+				"cannot resolve registry host %s: no such host", dnsErr.Name)
+		}
+		return fail.New(fail.Registry, "check this machine's DNS (/etc/resolv.conf) and network, then rerun",
+			"cannot resolve registry host %s: the DNS lookup failed (%s)", dnsErr.Name, dnsErr.Err)
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) || strings.Contains(err.Error(), "connection refused") {

@@ -1,6 +1,9 @@
 package registry
 
 import (
+	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -40,4 +43,30 @@ func FuzzRepository(f *testing.F) {
 			t.Fatalf("repository %q is not lowercase", r.RepositoryStr())
 		}
 	})
+}
+
+// TestExplainDNS: a host that does not exist and a resolver that fails are
+// told apart, each one line naming the host and the fix.
+func TestExplainDNS(t *testing.T) {
+	ref := name.MustParseReference("registry.example.invalid/o/planner:1")
+	for _, tc := range []struct {
+		err  *net.DNSError
+		want []string
+	}{
+		{&net.DNSError{Err: "no such host", Name: "registry.example.invalid", IsNotFound: true},
+			[]string{"cannot resolve registry host registry.example.invalid: no such host", "--registry"}},
+		{&net.DNSError{Err: "i/o timeout", Name: "registry.example.invalid", IsTimeout: true},
+			[]string{"cannot resolve registry host registry.example.invalid: the DNS lookup failed (i/o timeout)", "/etc/resolv.conf"}},
+	} {
+		wrapped := fmt.Errorf("ping: %w", &url.Error{Op: "Get", URL: "https://registry.example.invalid/v2/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: tc.err}})
+		err := Access{}.Explain(wrapped, "push", ref)
+		if fail.ClassOf(err) != fail.Registry || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: class %s, want registry, one line", err, fail.ClassOf(err))
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q does not mention %q", err, w)
+			}
+		}
+	}
 }
