@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
@@ -17,8 +19,10 @@ import (
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/manifest"
 	"github.com/idopipe/idopipe/pkg/pipeline"
+	"github.com/idopipe/idopipe/pkg/publish"
 	"github.com/idopipe/idopipe/pkg/registry"
 	"github.com/idopipe/idopipe/pkg/report"
+	"github.com/idopipe/idopipe/pkg/termbar"
 )
 
 // Env is what a command reads from its surroundings; tests inject their own.
@@ -148,7 +152,7 @@ func (o *buildOptions) addFlags(fs *pflag.FlagSet, withLayout bool) {
 	fs.StringVar(&o.TLS.Key, "buildkit-tls-key", "", "client key (PEM) for a tcp:// buildkitd's mTLS")
 	fs.StringVar(&o.TLS.ServerName, "buildkit-tls-server-name", "", "server name to verify a tcp:// buildkitd's certificate against (default its host)")
 	fs.StringVar(&o.BuildkitdPath, "buildkitd-path", "", "buildkitd binary for idopipe's own daemon (default buildkitd on $PATH)")
-	fs.StringVar(&o.Progress, "progress", "auto", "BuildKit progress display: auto (tty on a terminal, else plain), tty, plain, rawjson or quiet")
+	fs.StringVar(&o.Progress, "progress", "auto", "progress display: auto (tty on a terminal, else plain), tty, plain, rawjson or quiet; BuildKit's for the build, a bar (tty) or a line a second for the push")
 	if withLayout {
 		fs.StringVar(&o.Layout, "oci-layout", "", "OCI image layout directory for the built image (default .idopipe/oci)")
 	}
@@ -239,11 +243,41 @@ func (o *registryOptions) access(c *creds.Credentials) registry.Access {
 
 // pushOptions are push's own flags, shared by push and release.
 type pushOptions struct {
-	Tags []string
+	Tags      []string
+	MountFrom []string
 }
 
 func (o *pushOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Tags, "tag", nil, "extra tag for the same image, e.g. latest (repeatable)")
+	fs.StringArrayVar(&o.MountFrom, "mount-from", nil,
+		"repository of the same registry that may hold some of the image's blobs (a base image): the registry mounts them instead of an upload; OWNER/NAME or REGISTRY/OWNER/NAME (repeatable)")
+}
+
+// mountFrom parses --mount-from against the target registry: OWNER/NAME
+// is a repository of registryHost, and a repository of another registry is
+// refused (a registry mounts only blobs it holds).
+func (o *pushOptions) mountFrom(registryHost string) ([]name.Repository, error) {
+	var out []name.Repository
+	if reg, err := name.NewRegistry(registryHost); err == nil {
+		registryHost = reg.RegistryStr() // docker.io is index.docker.io
+	}
+	for _, v := range o.MountFrom {
+		full := strings.ToLower(v)
+		if first, _, _ := strings.Cut(full, "/"); !strings.ContainsAny(first, ".:") && first != "localhost" {
+			full = registryHost + "/" + full // OWNER/NAME, as docker reads a reference
+		}
+		repo, err := name.NewRepository(full, name.StrictValidation)
+		if err != nil {
+			return nil, fail.New(fail.Usage, "write --mount-from OWNER/NAME or REGISTRY/OWNER/NAME, without a tag or digest",
+				"--mount-from %q is not a repository: %v", v, err)
+		}
+		if repo.RegistryStr() != registryHost {
+			return nil, fail.New(fail.Usage, "name a repository of "+registryHost+": a registry mounts only blobs it holds",
+				"--mount-from %q is on registry %s, not %s", v, repo.RegistryStr(), registryHost)
+		}
+		out = append(out, repo)
+	}
+	return out, nil
 }
 
 // clusterOptions are kubectl's connection flags plus the release's own.
@@ -343,6 +377,26 @@ func (g *globalOptions) progress(env Env) io.Writer {
 		return nil
 	}
 	return env.Stderr
+}
+
+// pushProgress is how a push shows its progress on stderr for a
+// --progress mode: a bar redrawn in place on a terminal (auto there, tty),
+// a line a second otherwise (plain, rawjson, auto on a pipe or a CI log),
+// nothing with quiet or -q. It returns the writer (nil for none) and the bar
+// maker (nil for lines).
+func (g *globalOptions) pushProgress(env Env, mode string) (io.Writer, publish.NewBar, error) {
+	w := g.progress(env)
+	if w == nil || mode == "quiet" {
+		return nil, nil, nil
+	}
+	m, err := build.DisplayMode(w, mode)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m != progressui.TtyMode {
+		return w, nil, nil
+	}
+	return w, func(w io.Writer, label string) publish.Bar { return termbar.New(w, label) }, nil
 }
 
 // progressOr is BuildKit's progress writer: stderr, or (with --quiet) a

@@ -16,12 +16,13 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 	var img imageOptions
 	var reg registryOptions
 	var po pushOptions
-	var layout, digest string
+	var layout, digest, progress string
 	cmd := &cobra.Command{
 		Use:   "push",
 		Short: "Tag the built image <registry>/<owner>/<name>:<version> and push it",
 		Example: `  GITHUB_TOKEN=… idopipe push --owner my-org            # ghcr.io/my-org/planner:0.4.0
-  idopipe push --owner my-org --token-file ~/.github-token`,
+  idopipe push --owner my-org --token-file ~/.github-token
+  idopipe push --owner my-org --image-name actuator --mount-from my-org/planner   # mount shared layers`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			cr, r, err := g.credentialed(env, reg, reg.Registry)
@@ -29,24 +30,38 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 				return finish(env, g, r, "", nil, err)
 			}
 			var ref string
+			var stats publish.Stats
 			err = pipeline.RunStage(c.Context(), "push", func(ctx context.Context) (string, error) {
 				tag, err := pipeline.Tag(reg.Registry, reg.owner(env), img.Name, img.Version)
 				if err != nil {
 					return "", err
+				}
+				mounts, err := po.mountFrom(tag.RegistryStr())
+				if err != nil {
+					return "", err
+				}
+				w, bar, err := g.pushProgress(env, progress)
+				if err != nil {
+					return "", err
+				}
+				show := publish.WithProgress(w)
+				if bar != nil {
+					show = publish.WithProgressBar(w, bar)
 				}
 				if digest == "" {
 					if digest, err = publish.Latest(layout, img.Name+":"+img.Version); err != nil {
 						return "", err
 					}
 				}
-				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), publish.WithProgress(g.progress(env)), publish.WithTags(po.Tags...))
+				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), show, publish.WithTags(po.Tags...),
+					publish.WithMountFrom(mounts...), publish.WithStats(&stats))
 				if err != nil {
 					return "", err
 				}
 				ref = registry.Describe(tag, d.DigestStr())
-				return ref, nil
+				return ref + " [" + stats.String() + "]", nil
 			}, r)
-			return finish(env, g, r, "pushed "+ref, map[string]string{"ref": ref, "digest": digest}, err)
+			return finish(env, g, r, "pushed "+ref, pushResult{Ref: ref, Digest: digest, Blobs: stats}, err)
 		},
 	}
 	img.addFlags(cmd.Flags())
@@ -54,7 +69,15 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 	po.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&layout, "oci-layout", defaultLayout, "OCI image layout directory written by `idopipe build`")
 	cmd.Flags().StringVar(&digest, "digest", "", "digest of the image in the layout (default: the last one built as NAME:VERSION)")
+	cmd.Flags().StringVar(&progress, "progress", "auto", "push progress on stderr: auto (tty on a terminal, else plain), tty (a bar redrawn in place), plain (a line a second) or quiet")
 	return cmd
+}
+
+// pushResult is push's result object (-o json).
+type pushResult struct {
+	Ref    string        `json:"ref"`
+	Digest string        `json:"digest"`
+	Blobs  publish.Stats `json:"blobs"` // uploaded, mounted, already present
 }
 
 // warner reports warnings (such as a token file readable by others).

@@ -37,6 +37,14 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
+			mounts, err := po.mountFrom(reg.Registry)
+			if err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			progress, bar, err := g.pushProgress(env, b.Progress)
+			if err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
 			o := pipeline.Options{
 				Extra:        extra,
 				Stages:       sel,
@@ -47,7 +55,9 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 				Creds:        cr,
 				Access:       reg.access(nil),
 				Tags:         po.Tags,
-				Progress:     g.progress(env),
+				MountFrom:    mounts,
+				Progress:     progress,
+				Bar:          bar,
 			}
 			cl.fill(&o, env)
 			res, err := pipeline.Release(c.Context(), o, r)

@@ -41,6 +41,10 @@ type Options struct {
 	Creds    creds.Credentials
 	Access   registry.Access // Creds are filled in from Creds
 	Tags     []string        // extra tags for the pushed image
+	// MountFrom are repositories of the registry that may hold blobs of the
+	// images; the images pushed earlier in the run are added for the later
+	// ones. The registry mounts what they hold instead of an upload.
+	MountFrom []name.Repository
 
 	Manifests  []string // manifest files, applied in order
 	CRDs       []string // CRD files, applied and Established first
@@ -60,7 +64,8 @@ type Options struct {
 	LockTimeout time.Duration
 	Cluster     genericclioptions.RESTClientGetter
 
-	Progress io.Writer // push progress lines; nil for none
+	Progress io.Writer      // push progress lines; nil for none
+	Bar      publish.NewBar // with Progress: a bar redrawn in place (a terminal) instead of lines
 
 	// Stages selects stages by name (--from, --to, --skip).
 	Stages Selection
@@ -422,10 +427,27 @@ func (rel *release) buildImages(ctx context.Context) (string, error) {
 }
 
 func (rel *release) push(ctx context.Context) (string, error) {
-	opts := []publish.Option{publish.WithTags(rel.o.Tags...)}
-	if rel.o.Progress != nil {
-		opts = append(opts, publish.WithProgress(rel.o.Progress))
+	// Each image may mount blobs from --mount-from and from the images
+	// pushed before it in this run (an actuator sharing the planner's base).
+	mountFrom := slices.Clone(rel.o.MountFrom)
+	pushOne := func(layout, digest string, tag name.Tag) (string, string, error) {
+		var stats publish.Stats
+		opts := []publish.Option{publish.WithTags(rel.o.Tags...), publish.WithMountFrom(mountFrom...), publish.WithStats(&stats)}
+		switch {
+		case rel.o.Progress != nil && rel.o.Bar != nil:
+			opts = append(opts, publish.WithProgressBar(rel.o.Progress, rel.o.Bar))
+		case rel.o.Progress != nil:
+			opts = append(opts, publish.WithProgress(rel.o.Progress))
+		}
+		d, err := publish.Push(ctx, layout, digest, tag, rel.o.Access, opts...)
+		if err != nil {
+			return "", "", err
+		}
+		mountFrom = append(mountFrom, tag.Context())
+		ref := registry.Describe(tag, d.DigestStr())
+		return d.DigestStr(), ref + " [" + stats.String() + "]", nil
 	}
+	var refs []string
 	if have, err := rel.registryDigest(ctx); err == nil && have == rel.built.Digest && len(rel.o.Tags) == 0 {
 		// A rerun after a failure later on: the image is there already.
 		rel.res.Image, rel.res.Digest = rel.tag.String(), have
@@ -435,22 +457,22 @@ func (rel *release) push(ctx context.Context) (string, error) {
 			return rel.res.Ref + " (already pushed)", nil
 		}
 	}
-	d, err := publish.Push(ctx, rel.built.Layout, rel.built.Digest, rel.tag, rel.o.Access, opts...)
+	d, summary, err := pushOne(rel.built.Layout, rel.built.Digest, rel.tag)
 	if err != nil {
 		return "", err
 	}
 	rel.res.Image = rel.tag.String()
-	rel.res.Digest = d.DigestStr()
-	rel.res.Ref = registry.Describe(rel.tag, d.DigestStr())
-	refs := []string{rel.res.Ref}
+	rel.res.Digest = d
+	rel.res.Ref = registry.Describe(rel.tag, d)
+	refs = append(refs, summary)
 	for _, e := range rel.extras {
-		d, err := publish.Push(ctx, e.built.Layout, e.built.Digest, e.tag, rel.o.Access, opts...)
+		d, summary, err := pushOne(e.built.Layout, e.built.Digest, e.tag)
 		if err != nil {
 			return "", err
 		}
-		e.Digest, e.Ref = d.DigestStr(), registry.Describe(e.tag, d.DigestStr())
+		e.Digest, e.Ref = d, registry.Describe(e.tag, d)
 		rel.res.Extra = append(rel.res.Extra, e.Image)
-		refs = append(refs, e.Ref)
+		refs = append(refs, summary)
 	}
 	return strings.Join(refs, ", "), nil
 }

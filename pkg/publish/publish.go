@@ -19,8 +19,11 @@ import (
 type Option func(*options)
 
 type options struct {
-	progress io.Writer
-	tags     []string
+	progress  io.Writer
+	bar       NewBar
+	tags      []string
+	mountFrom []name.Repository
+	stats     *Stats
 }
 
 // WithTags also points these tags of the same repository at the pushed
@@ -32,6 +35,25 @@ func WithTags(tags ...string) Option { return func(o *options) { o.tags = append
 // most once a second, and a last one when done.
 // A nil w shows nothing.
 func WithProgress(w io.Writer) Option { return func(o *options) { o.progress = w } }
+
+// Bar is a progress display redrawn in place on a terminal.
+type Bar interface {
+	// Set redraws it: complete bytes pushed of total (which grows as the
+	// push reaches more blobs).
+	Set(complete, total int64)
+	// Clear removes it from the terminal, before Push's last line.
+	Clear()
+}
+
+// NewBar makes the Bar for pushing the image label to the terminal w.
+type NewBar func(w io.Writer, label string) Bar
+
+// WithProgressBar shows progress on the terminal w as a bar made by newBar
+// (bytes, total, rate) instead of periodic lines, and ends with the same
+// last line as WithProgress. A nil w shows nothing.
+func WithProgressBar(w io.Writer, newBar NewBar) Option {
+	return func(o *options) { o.progress, o.bar = w, newBar }
+}
 
 // Push pushes the image (or index) with the given digest from the OCI layout
 // at dir to tag and returns the reference by digest.
@@ -48,15 +70,39 @@ func Push(ctx context.Context, dir, digest string, tag name.Tag, access registry
 	if err != nil {
 		return name.Digest{}, err
 	}
-	pushOpts := ropts
+	sizes, manifests, err := blobSizes(obj)
+	if err != nil {
+		return name.Digest{}, fail.Wrap(fail.Usage, err, "build it again", "cannot read image %s from OCI layout %s", digest, dir)
+	}
+	if cands := candidates(tag.Context(), o.mountFrom); len(cands) > 0 {
+		if from := findMounts(ctx, access, tag.Context(), cands, sizes); len(from) > 0 {
+			obj = mountable(obj, from)
+		}
+	}
+	base, err := access.Transport()
+	if err != nil {
+		return name.Digest{}, err
+	}
+	counter := newBlobCounter(base)
+	// A fresh slice: the counting transport and the progress channel
+	// (closed after the push) must not reach the later calls.
+	pushOpts := append(append([]remote.Option{}, ropts...), remote.WithTransport(counter))
 	var done chan struct{}
 	if o.progress != nil {
 		updates := make(chan v1.Update, 16)
 		done = make(chan struct{})
-		// A fresh slice: the progress channel is closed after the push and
-		// must not reach the later calls.
-		pushOpts = append(append([]remote.Option{}, ropts...), remote.WithProgress(updates))
-		go showProgress(o.progress, tag, updates, done)
+		pushOpts = append(pushOpts, remote.WithProgress(updates))
+		// The whole push's size, known before go-containerregistry reaches
+		// every blob (its totals grow blob by blob).
+		size := manifests
+		for _, n := range sizes {
+			size += n
+		}
+		p := progressLines
+		if o.bar != nil {
+			p = progressBar(o.bar)
+		}
+		go p(o.progress, tag, size, updates, done)
 	}
 	err = remote.Push(tag, obj, pushOpts...)
 	if done != nil {
@@ -64,6 +110,9 @@ func Push(ctx context.Context, dir, digest string, tag name.Tag, access registry
 	}
 	if err != nil {
 		return name.Digest{}, access.Explain(err, "push", tag)
+	}
+	if o.stats != nil {
+		*o.stats = counter.stats(sizes)
 	}
 	all := []name.Tag{tag}
 	for _, t := range o.tags {
@@ -149,7 +198,9 @@ func hasSuffixRef(full, ref string) bool {
 	return len(full) > len(ref) && full[len(full)-len(ref)-1] == '/' && full[len(full)-len(ref):] == ref
 }
 
-func showProgress(w io.Writer, tag name.Tag, updates <-chan v1.Update, done chan<- struct{}) {
+// progressLines writes a line of progress at most once a second, and the
+// last line when the push is done. size is the push's expected total.
+func progressLines(w io.Writer, tag name.Tag, size int64, updates <-chan v1.Update, done chan<- struct{}) {
 	defer close(done)
 	var last v1.Update
 	start := time.Now()
@@ -161,9 +212,33 @@ func showProgress(w io.Writer, tag name.Tag, updates <-chan v1.Update, done chan
 		last = u
 		if time.Since(shown) >= time.Second {
 			shown = time.Now()
-			fmt.Fprintf(w, "pushing %s: %s of %s (%s/s)\n", tag, human(u.Complete), human(u.Total), human(rate(u.Complete, start)))
+			fmt.Fprintf(w, "pushing %s: %s of %s (%s/s)\n", tag, human(u.Complete), human(max(u.Total, size)), human(rate(u.Complete, start)))
 		}
 	}
+	lastLine(w, tag, last, start)
+}
+
+// progressBar draws a Bar made by newBar for every update, clears it when
+// the push is done, and writes the last line.
+func progressBar(newBar NewBar) func(io.Writer, name.Tag, int64, <-chan v1.Update, chan<- struct{}) {
+	return func(w io.Writer, tag name.Tag, size int64, updates <-chan v1.Update, done chan<- struct{}) {
+		defer close(done)
+		var last v1.Update
+		start := time.Now()
+		bar := newBar(w, "pushing "+tag.String())
+		for u := range updates {
+			if u.Error != nil {
+				continue
+			}
+			last = u
+			bar.Set(u.Complete, max(u.Total, size))
+		}
+		bar.Clear()
+		lastLine(w, tag, last, start)
+	}
+}
+
+func lastLine(w io.Writer, tag name.Tag, last v1.Update, start time.Time) {
 	if last.Total > 0 {
 		fmt.Fprintf(w, "pushed %s: %s in %s (%s/s)\n", tag, human(last.Total), time.Since(start).Round(time.Millisecond), human(rate(last.Total, start)))
 	}
