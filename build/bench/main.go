@@ -109,6 +109,8 @@ var cases = []caseDef{
 	{ID: "apply-first", Title: "deploy of the upstream IDO manifest + CRDs, first apply (fresh namespace, cluster-scoped objects and CRDs deleted before)", Tools: []string{"idopipe", "kubectl script", "kubectl apply"},
 		Note: "`idopipe deploy` (validate, namespace, dry run, pull Secret, CRDs + Established, apply, wait for Pods) vs build/bench/peer-deploy.sh (the same steps with kubectl) vs one bare `kubectl apply --server-side -f crds -f manifest` into an existing namespace (no Secret, no waits)"},
 	{ID: "apply-noop", Title: "deploy again, nothing to change", Tools: []string{"idopipe", "kubectl script", "kubectl apply"}},
+	{ID: "apply-large", Title: "deploy of the IDO manifest plus 500 ConfigMaps, first apply", Tools: []string{"idopipe", "kubectl apply"},
+		Note: "`idopipe deploy` (dry run of every object, then apply, then wait) vs one bare `kubectl apply --server-side` of the same file into an existing namespace"},
 	{ID: "release-cold", Title: "whole release, cold: empty BuildKit cache, new repository, fresh namespace", Tools: []string{"idopipe", "script"},
 		Note: "`idopipe release` vs build/bench/peer-release.sh (buildctl build, crane push, crane digest check, then peer-deploy.sh)"},
 	{ID: "release-noop", Title: "whole release again, nothing to change", Tools: []string{"idopipe", "script"}},
@@ -612,7 +614,48 @@ func (b *bench) groupApply() error {
 			b.measure("apply-noop", tool, r, i, c)
 		}
 	}
+	if err := b.applyLarge(manifest); err != nil {
+		return err
+	}
 	return b.resetCluster()
+}
+
+// applyLarge deploys the manifest with 500 more ConfigMaps: the cost per
+// object, where the planner's nine objects show only fixed costs.
+func (b *bench) applyLarge(manifest []byte) error {
+	var filler bytes.Buffer
+	for i := range 500 {
+		fmt.Fprintf(&filler, "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: filler-%03d}\ndata: {i: \"%d\"}\n", i, i)
+	}
+	for r := 0; r < b.cfg.Runs; r++ {
+		for i, tool := range rotate([]string{"idopipe", "kubectl apply"}, r) {
+			if err := b.resetCluster(); err != nil {
+				return err
+			}
+			ns := fmt.Sprintf("%s-large-%s-%d", b.owner, strings.ReplaceAll(tool, " ", "-"), r)
+			f := filepath.Join(b.work, ns+".yaml")
+			var c cmd
+			switch tool {
+			case "idopipe":
+				if err := os.WriteFile(f, append(append([]byte{}, manifest...), filler.Bytes()...), 0o644); err != nil {
+					return err
+				}
+				c = cmd{json: true, argv: b.idopipe("deploy", "--image", b.planner, "--manifest", f,
+					"--crds", b.env["CRDS"], "-n", ns, "--timeout", "2m")}
+			case "kubectl apply":
+				if err := b.untimed("create-ns", []string{b.kubectl, "create", "namespace", ns}, b.peerEnv()...); err != nil {
+					return err
+				}
+				m := append(rewriteManifest(manifest, ns, b.planner, "ghcr-secret"), filler.Bytes()...)
+				if err := os.WriteFile(f, m, 0o644); err != nil {
+					return err
+				}
+				c = cmd{argv: []string{b.kubectl, "apply", "--server-side", "-n", ns, "-f", b.env["CRDS"], "-f", f}, env: b.peerEnv()}
+			}
+			b.measure("apply-large", tool, r, i, c)
+		}
+	}
+	return nil
 }
 
 // rewriteManifest does to the upstream manifest what peer-deploy.sh's sed

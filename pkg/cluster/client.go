@@ -26,6 +26,9 @@ type Client struct {
 	Host    string
 }
 
+// parallel is how many objects are planned or applied at once.
+const parallel = 8
+
 // New connects with kubectl's flags (--kubeconfig, --context, ...) and checks
 // that the API server answers.
 func New(ctx context.Context, flags genericclioptions.RESTClientGetter) (*Client, error) {
@@ -33,7 +36,11 @@ func New(ctx context.Context, flags genericclioptions.RESTClientGetter) (*Client
 	if err != nil {
 		return nil, fail.Wrap(fail.Cluster, err, "check --kubeconfig, $KUBECONFIG and --context", "cannot load the kubeconfig")
 	}
-	cfg.QPS, cfg.Burst = 50, 100
+	// A release sends a few requests per object, at most parallel at once:
+	// that bounds the load, and the API server's priority and fairness
+	// throttles; a client-side token bucket would only add waits
+	// (a negative QPS turns it off).
+	cfg.QPS = -1
 	core, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fail.Wrap(fail.Cluster, err, "check the kubeconfig", "cannot configure the Kubernetes client")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pmezard/go-difflib/difflib"
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -47,13 +48,22 @@ type Change struct {
 // object: create, update, unchanged, or (for a Pod whose spec changed, or
 // that mounts a ConfigMap that changes) recreate. It writes nothing.
 func (c *Client) Plan(ctx context.Context, objs []manifest.Object, o ApplyOptions) ([]Change, error) {
-	plan := make([]Change, 0, len(objs))
-	for _, obj := range objs {
-		ch, err := c.planOne(ctx, obj, o)
+	plan := make([]Change, len(objs))
+	errs := make([]error, len(objs))
+	var g errgroup.Group
+	g.SetLimit(parallel)
+	for i, obj := range objs {
+		g.Go(func() error {
+			plan[i], errs[i] = c.planOne(ctx, obj, o)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	// The first failure in manifest order, whichever finished first.
+	for i, err := range errs {
 		if err != nil {
-			return plan, err
+			return plan[:i], err
 		}
-		plan = append(plan, ch)
 	}
 	// Config is read at start: a Pod mounting a changed ConfigMap restarts.
 	changed := map[string]bool{}
@@ -187,42 +197,78 @@ func (c *Client) Execute(ctx context.Context, plan []Change, o ApplyOptions, ann
 				"these Pods must be recreated to change: %s", strings.Join(pods, ", "))
 		}
 	}
-	out := make([]Applied, 0, len(plan))
-	for _, ch := range plan {
-		r, _, err := c.resource(ch.Object)
-		if err != nil {
-			return out, err
+	out := make([]Applied, len(plan))
+	errs := make([]error, len(plan))
+	// Objects of one kind go to the server together, kinds one after
+	// another in plan order (a Pod after its ServiceAccount and ConfigMaps).
+	for start := 0; start < len(plan); {
+		end := start + 1
+		for end < len(plan) && plan[end].Object.GroupVersionKind() == plan[start].Object.GroupVersionKind() {
+			end++
 		}
-		status := Unchanged
-		switch ch.Action {
-		case NoChange:
-		case Recreate:
-			announce(fmt.Sprintf("recreating %s: %s", ch.Ref, ch.Why))
-			if err := c.deleteAndWait(ctx, r, ch.Ref, ch.Object.GetName()); err != nil {
-				return out, err
-			}
-			if _, err := r.Apply(ctx, ch.Object.GetName(), ch.Object.Unstructured, metav1.ApplyOptions{FieldManager: FieldManager, Force: o.ForceConflicts}); err != nil {
-				return out, c.explainObject(ctx, err, ch.Object, ch.Ref, false)
-			}
-			status = Recreated
-		case Delete:
-			if err := r.Delete(ctx, ch.Object.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return out, c.explain(ctx, err, "delete "+ch.Ref)
-			}
-			status = Pruned
-		default:
-			got, err := r.Apply(ctx, ch.Object.GetName(), ch.Object.Unstructured, metav1.ApplyOptions{FieldManager: FieldManager, Force: o.ForceConflicts})
-			if err != nil {
-				return out, c.explainObject(ctx, err, ch.Object, ch.Ref, false)
-			}
-			status = Created
-			if ch.Live != nil {
-				status = statusOf(ch.Live.GetResourceVersion(), got.GetResourceVersion(), false)
+		var g errgroup.Group
+		g.SetLimit(parallel)
+		for i := start; i < end; i++ {
+			g.Go(func() error {
+				out[i], errs[i] = c.executeOne(ctx, plan[i], o, announce)
+				return nil
+			})
+		}
+		_ = g.Wait()
+		for i := start; i < end; i++ {
+			if errs[i] != nil {
+				return compact(out[:end]), errs[i]
 			}
 		}
-		out = append(out, Applied{Ref: ch.Ref, Status: status})
+		start = end
 	}
 	return out, nil
+}
+
+// compact drops the entries of objects that were not applied.
+func compact(out []Applied) []Applied {
+	kept := out[:0]
+	for _, a := range out {
+		if a.Ref != "" {
+			kept = append(kept, a)
+		}
+	}
+	return kept
+}
+
+func (c *Client) executeOne(ctx context.Context, ch Change, o ApplyOptions, announce func(string)) (Applied, error) {
+	r, _, err := c.resource(ch.Object)
+	if err != nil {
+		return Applied{}, err
+	}
+	status := Unchanged
+	switch ch.Action {
+	case NoChange:
+	case Recreate:
+		announce(fmt.Sprintf("recreating %s: %s", ch.Ref, ch.Why))
+		if err := c.deleteAndWait(ctx, r, ch.Ref, ch.Object.GetName()); err != nil {
+			return Applied{}, err
+		}
+		if _, err := r.Apply(ctx, ch.Object.GetName(), ch.Object.Unstructured, metav1.ApplyOptions{FieldManager: FieldManager, Force: o.ForceConflicts}); err != nil {
+			return Applied{}, c.explainObject(ctx, err, ch.Object, ch.Ref, false)
+		}
+		status = Recreated
+	case Delete:
+		if err := r.Delete(ctx, ch.Object.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return Applied{}, c.explain(ctx, err, "delete "+ch.Ref)
+		}
+		status = Pruned
+	default:
+		got, err := r.Apply(ctx, ch.Object.GetName(), ch.Object.Unstructured, metav1.ApplyOptions{FieldManager: FieldManager, Force: o.ForceConflicts})
+		if err != nil {
+			return Applied{}, c.explainObject(ctx, err, ch.Object, ch.Ref, false)
+		}
+		status = Created
+		if ch.Live != nil {
+			status = statusOf(ch.Live.GetResourceVersion(), got.GetResourceVersion(), false)
+		}
+	}
+	return Applied{Ref: ch.Ref, Status: status}, nil
 }
 
 func (c *Client) deleteAndWait(ctx context.Context, r dynamic.ResourceInterface, ref, name string) error {
