@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,6 +43,12 @@ func TestReleaseSeveralImages(t *testing.T) {
 		if v := idopipe(t, nil, "verify-pull", "--registry-ca", stack.Registry.CAFile, ref); v.code != 0 {
 			t.Errorf("%s not pullable:\n%s", ref, v)
 		}
+	}
+	// A rerun pushes neither image again.
+	again := idopipe(t, nil, releaseArgs(ns, "--extra-image", "name=actuator,source="+actuator,
+		"--manifest", filepath.Join(actuator, "manifest.yaml"))...)
+	if again.code != 0 || strings.Count(again.stdout, "is already in the registry: not pushed again") != 2 {
+		t.Errorf("rerun of the two-image release:\n%s", again)
 	}
 	pod, err := stack.Cluster.Client.CoreV1().Pods(ns).Get(context.Background(), "rmpod-actuator", metav1.GetOptions{})
 	if err != nil {

@@ -431,6 +431,13 @@ func (rel *release) push(ctx context.Context) (string, error) {
 	// pushed before it in this run (an actuator sharing the planner's base).
 	mountFrom := slices.Clone(rel.o.MountFrom)
 	pushOne := func(layout, digest string, tag name.Tag) (string, string, error) {
+		ref := registry.Describe(tag, digest)
+		if have, err := rel.registryDigest(ctx, tag); err == nil && have == digest && len(rel.o.Tags) == 0 {
+			// A rerun after a failure later on: the image is there already.
+			mountFrom = append(mountFrom, tag.Context())
+			rel.announce("push")(ref + " is already in the registry: not pushed again")
+			return digest, ref + " (already pushed)", nil
+		}
 		var stats publish.Stats
 		opts := []publish.Option{publish.WithTags(rel.o.Tags...), publish.WithMountFrom(mountFrom...), publish.WithStats(&stats)}
 		switch {
@@ -444,18 +451,7 @@ func (rel *release) push(ctx context.Context) (string, error) {
 			return "", "", err
 		}
 		mountFrom = append(mountFrom, tag.Context())
-		ref := registry.Describe(tag, d.DigestStr())
-		return d.DigestStr(), ref + " [" + stats.String() + "]", nil
-	}
-	var refs []string
-	if have, err := rel.registryDigest(ctx); err == nil && have == rel.built.Digest && len(rel.o.Tags) == 0 {
-		// A rerun after a failure later on: the image is there already.
-		rel.res.Image, rel.res.Digest = rel.tag.String(), have
-		rel.res.Ref = registry.Describe(rel.tag, have)
-		rel.announce("push")(rel.res.Ref + " is already in the registry: not pushed again")
-		if len(rel.extras) == 0 {
-			return rel.res.Ref + " (already pushed)", nil
-		}
+		return d.DigestStr(), registry.Describe(tag, d.DigestStr()) + " [" + stats.String() + "]", nil
 	}
 	d, summary, err := pushOne(rel.built.Layout, rel.built.Digest, rel.tag)
 	if err != nil {
@@ -464,7 +460,7 @@ func (rel *release) push(ctx context.Context) (string, error) {
 	rel.res.Image = rel.tag.String()
 	rel.res.Digest = d
 	rel.res.Ref = registry.Describe(rel.tag, d)
-	refs = append(refs, summary)
+	refs := []string{summary}
 	for _, e := range rel.extras {
 		d, summary, err := pushOne(e.built.Layout, e.built.Digest, e.tag)
 		if err != nil {
@@ -723,12 +719,12 @@ func (rel *release) transform(pin bool) ([]manifest.Object, error) {
 }
 
 // registryDigest is what the tag resolves to in the registry now.
-func (rel *release) registryDigest(ctx context.Context) (string, error) {
+func (rel *release) registryDigest(ctx context.Context, tag name.Tag) (string, error) {
 	opts, err := rel.o.Access.Options(ctx)
 	if err != nil {
 		return "", err
 	}
-	d, err := remote.Head(rel.tag, opts...)
+	d, err := remote.Head(tag, opts...)
 	if err != nil {
 		return "", err
 	}
