@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/idopipe/idopipe/pkg/fail"
 )
@@ -74,9 +78,10 @@ func interrupt(t *testing.T, args []string, ready func(out string) bool) result 
 }
 
 // TestInterruptEachStage sends SIGINT while the release is in its build,
-// push, verify-pull and apply stages (the wait stage: TestInterrupt). Each
-// run must exit 130 naming the stage and what was done; the interrupted
-// push leaves no tag; and a rerun converges to a deployed release.
+// push and verify-pull stages (apply: TestInterruptApply, wait:
+// TestInterrupt). Each run must exit 130 naming the stage and what was done;
+// the interrupted push leaves no tag; and a rerun converges to a deployed
+// release.
 func TestInterruptEachStage(t *testing.T) {
 	// Requests to the registry through this proxy hang for 3 s each while
 	// slow holds "PATCH", "PUT" or "GET" (blob uploads, blob reads).
@@ -94,12 +99,6 @@ func TestInterruptEachStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer proxy.Close()
-	var filler []string
-	for i := range 200 {
-		filler = append(filler, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: filler-%04d}\ndata: {i: \"%d\"}\n", i, i))
-	}
-	large := upstreamWith(t, nil, filler...)
-
 	cases := []struct {
 		stage string
 		owner string
@@ -112,8 +111,6 @@ func TestInterruptEachStage(t *testing.T) {
 			ready: "RUN busybox sleep 60", done: "validate"},
 		{stage: "push", owner: "int-push", slow: "PATCH", ready: "==> push", done: "validate, build, checks"},
 		{stage: "verify-pull", owner: "int-verify", slow: "GET", ready: "==> verify-pull", done: "validate, build, checks, push"},
-		{stage: "apply", owner: "int-apply", args: func(a []string) []string { return withArg(a, "--manifest", large) },
-			ready: "==> apply", done: "validate, build, checks, push, verify-pull, secret"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.stage, func(t *testing.T) {
@@ -151,14 +148,62 @@ func TestInterruptEachStage(t *testing.T) {
 	}
 }
 
+// TestInterruptApply sends SIGINT in the middle of the apply stage: after
+// a new ConfigMap was created, while the planner Pod is being recreated
+// (a finalizer holds its deletion). The run exits 130 naming the stage;
+// the inventory records the ConfigMap it created, so that a later release
+// without it prunes it; the rerun converges.
+func TestInterruptApply(t *testing.T) {
+	ctx := context.Background()
+	const ns = "interrupt-apply"
+	if r := idopipe(t, nil, releaseArgs(ns)...); r.code != 0 {
+		t.Fatalf("first release:\n%s", r)
+	}
+	pods := stack.Cluster.Client.CoreV1().Pods(ns)
+	hold := func(finalizers string) {
+		t.Helper()
+		patch := []byte(`{"metadata":{"finalizers":` + finalizers + `}}`)
+		if _, err := pods.Patch(ctx, "planner", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold(`["idopipe.test/hold"]`)
+	// A new ConfigMap (applied before Pods), and a Pod spec change that
+	// only a recreation can make.
+	changed := upstreamWith(t, map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: planner-service-account\n  hostname: held\n"},
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: added-before-interrupt}\ndata: {a: b}\n")
+	args := releaseWith(ns, changed)
+	r := interrupt(t, args, func(out string) bool { return strings.Contains(out, "recreating Pod/"+ns+"/planner") })
+	want := "interrupted during stage apply (done: validate, build, checks, push, verify-pull, secret)"
+	if r.code != int(fail.Interrupted) || !strings.Contains(r.stdout, want) {
+		t.Fatalf("exit %d, want %d and %q:\n%s", r.code, fail.Interrupted, want, r.stdout)
+	}
+	inv, err := stack.Cluster.Client.CoreV1().ConfigMaps(ns).Get(ctx, "idopipe-inventory", metav1.GetOptions{})
+	if err != nil || !strings.Contains(fmt.Sprint(inv.Data), "added-before-interrupt") {
+		t.Errorf("the inventory lacks the ConfigMap the interrupted apply created (%v): %v", err, inv.Data)
+	}
+	hold(`null`)
+	if again := idopipe(t, nil, args...); again.code != 0 || !strings.Contains(again.stdout, "2/2 Pods Ready") {
+		t.Fatalf("rerun after the interrupt:\n%s", again)
+	}
+	// Back to the upstream manifest: the ConfigMap is pruned.
+	back := idopipe(t, nil, releaseArgs(ns)...)
+	if back.code != 0 || !strings.Contains(back.stdout, "ConfigMap/"+ns+"/added-before-interrupt pruned") {
+		t.Errorf("release without the ConfigMap:\n%s", back)
+	}
+}
+
 // TestFailedCheckCancelsBuild: a registry check that fails alongside a
 // long build (GHCR's 403 for a token without write:packages, injected by
 // a proxy) stops the build rather than waiting a minute for it.
 func TestFailedCheckCancelsBuild(t *testing.T) {
+	started := make(chan struct{}) // closed once the long step runs
 	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
 		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {
-			// Late enough that the build's long step has started.
-			time.Sleep(2 * time.Second)
+			select { // the check fails only once the build's long step runs
+			case <-started:
+			case <-time.After(90 * time.Second):
+			}
 			return http.StatusForbidden, `{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}`, true
 		}
 		return 0, "", false
@@ -168,19 +213,36 @@ func TestFailedCheckCancelsBuild(t *testing.T) {
 	}
 	defer proxy.Close()
 	args := withArg(releaseArgs("check-cancels", "--registry", proxy.Host, "--registry-ca", proxy.CAFile), "--source", slowSource(t))
-	start := time.Now()
-	r := idopipe(t, nil, args...)
-	t.Logf("release with a 403 and a 60 s build step: %s", time.Since(start).Round(time.Millisecond))
-	if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "write:packages") {
-		t.Fatalf("release:\n%s", r)
+	cmd := command(t, args...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if out := r.stdout + r.stderr; !strings.Contains(out, "RUN busybox sleep 60") || strings.Contains(out, "==> push") {
-		t.Errorf("the build did not start, or the push did:\n%s", r)
+	exited := make(chan struct{})
+	go func() {
+		defer close(started)
+		for !strings.Contains(out.String(), "RUN busybox sleep 60") {
+			select {
+			case <-exited:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	start := time.Now()
+	_ = cmd.Wait()
+	close(exited)
+	r := result{stdout: out.String(), code: cmd.ProcessState.ExitCode(), args: args}
+	assertNoToken(t, "output", r.stdout)
+	t.Logf("release whose check fails during a 60 s build step: %s", time.Since(start).Round(time.Millisecond))
+	if r.code != int(fail.Credentials) || !strings.Contains(r.stdout, "write:packages") || strings.Contains(r.stdout, "==> push") {
+		t.Fatalf("release:\n%s", r)
 	}
 	// Not a timing assertion: a build step that ran to its end prints
 	// "#N DONE".
-	m := regexp.MustCompile(`#(\d+) \[[^\]]*\] RUN busybox sleep 60`).FindStringSubmatch(r.stdout + r.stderr)
-	if m == nil || strings.Contains(r.stdout+r.stderr, "#"+m[1]+" DONE") {
+	m := regexp.MustCompile(`#(\d+) \[[^\]]*\] RUN busybox sleep 60`).FindStringSubmatch(r.stdout)
+	if m == nil || strings.Contains(r.stdout, "#"+m[1]+" DONE") {
 		t.Errorf("the long build step did not start, or ran to its end:\n%s", r)
 	}
 }

@@ -289,9 +289,19 @@ func TestReleaseMountsEarlierImages(t *testing.T) {
 	}
 	rec := startRecorder(t)
 	r := idopipe(t, nil, releaseWith("mount-release", manifest, "--to", "push", "--registry", rec.Host, "--registry-ca", rec.CAFile,
-		"--owner", "mount-release", "--extra-image", "name=actuator,source="+source+",file="+actuator)...)
+		"--owner", "mount-release", "--extra-image", "name=actuator,source="+source+",file="+actuator, "-o", "json")...)
 	if r.code != 0 {
 		t.Fatalf("release:\n%s", r)
+	}
+	var planner struct{ Uploaded, Mounted int }
+	var extra []struct {
+		Blobs struct{ Uploaded, Mounted int }
+	}
+	if err := jsonField(r, "blobs", &planner); err != nil || planner.Uploaded == 0 || planner.Mounted != 0 {
+		t.Errorf("the planner's blobs in the JSON result: %+v (%v)", planner, err)
+	}
+	if err := jsonField(r, "extraImages", &extra); err != nil || len(extra) != 1 || extra[0].Blobs.Mounted == 0 {
+		t.Errorf("the actuator's blobs in the JSON result: %+v (%v)", extra, err)
 	}
 	mounts := rec.find(http.MethodPost, "/v2/mount-release/actuator/blobs/uploads/", map[string]string{"from": "mount-release/planner"})
 	if len(mounts) == 0 {

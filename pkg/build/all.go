@@ -3,6 +3,7 @@ package build
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	bkclient "github.com/moby/buildkit/client"
@@ -74,7 +75,9 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 				// layer from an OCI layout, left a partial copy that
 				// BuildKit cannot resume. Its content garbage collection
 				// drops it; then the build can start over.
-				if gcErr := collectGarbage(ectx, c); gcErr == nil {
+				if gcErr := collectGarbage(ectx, c); gcErr != nil {
+					err = fmt.Errorf("%w (clearing it by BuildKit's garbage collection failed too: %v)", err, gcErr)
+				} else {
 					disp.note("[idopipe] cleared a partial layer copy left by an interrupted build; building again")
 					resp, rec, err = solve()
 				}

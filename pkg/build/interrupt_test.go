@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -22,11 +23,12 @@ import (
 	"github.com/idopipe/idopipe/pkg/build"
 )
 
-// watcher is a progress writer that cancels when it first sees a pattern.
+// watcher is a progress writer that cancels once pattern matches what it
+// has seen.
 type watcher struct {
 	mu      sync.Mutex
 	b       strings.Builder
-	pattern string
+	pattern *regexp.Regexp
 	cancel  func()
 }
 
@@ -34,7 +36,7 @@ func (w *watcher) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.b.Write(p)
-	if w.cancel != nil && strings.Contains(w.b.String(), w.pattern) {
+	if w.cancel != nil && w.pattern.MatchString(w.b.String()) {
 		w.cancel()
 		w.cancel = nil
 	}
@@ -78,7 +80,9 @@ func TestInterruptDuringLayoutCopy(t *testing.T) {
 	s.Contexts = map[string]string{"big": "oci-layout://" + dir}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{pattern: ld.String()[:19], cancel: cancel}
+	// Cancel once BuildKit reports some, not all, bytes of the big layer
+	// copied ("sha256:… 25.17MB / 268.46MB").
+	w := &watcher{pattern: regexp.MustCompile(regexp.QuoteMeta(ld.String()) + ` [0-9.]*[1-9][0-9.]*[kMG]?B / `), cancel: cancel}
 	_, err = build.Build(ctx, s, build.WithAddress(stack.BuildKit.Address), build.WithProgress(w, "plain"))
 	t.Logf("interrupted build: %v\n%s", err, w.String())
 	if !errors.Is(err, context.Canceled) {

@@ -26,9 +26,6 @@ type Client struct {
 	Host    string
 }
 
-// parallel is how many objects are planned or applied at once.
-const parallel = 8
-
 // New connects with kubectl's flags (--kubeconfig, --context, ...) and checks
 // that the API server answers.
 func New(ctx context.Context, flags genericclioptions.RESTClientGetter) (*Client, error) {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sort"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -66,6 +67,7 @@ func (c *Client) Inventory(ctx context.Context, ns string) ([]Entry, error) {
 // WriteInventory records entries as the namespace's inventory.
 func (c *Client) WriteInventory(ctx context.Context, ns string, entries []Entry) error {
 	sort.Slice(entries, func(i, j int) bool { return entries[i].key() < entries[j].key() })
+	entries = slices.CompactFunc(entries, func(a, b Entry) bool { return a.key() == b.key() })
 	b, err := json.MarshalIndent(entries, "", " ")
 	if err != nil {
 		return fail.Wrap(fail.Internal, err, "", "cannot encode the inventory")

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -49,21 +50,12 @@ type Change struct {
 // that mounts a ConfigMap that changes) recreate. It writes nothing.
 func (c *Client) Plan(ctx context.Context, objs []manifest.Object, o ApplyOptions) ([]Change, error) {
 	plan := make([]Change, len(objs))
-	errs := make([]error, len(objs))
-	var g errgroup.Group
-	g.SetLimit(parallel)
-	for i, obj := range objs {
-		g.Go(func() error {
-			plan[i], errs[i] = c.planOne(ctx, obj, o)
-			return nil
-		})
-	}
-	_ = g.Wait()
-	// The first failure in manifest order, whichever finished first.
-	for i, err := range errs {
-		if err != nil {
-			return plan[:i], err
-		}
+	err := forEach(ctx, len(objs), func(ctx context.Context, i int) (err error) {
+		plan[i], err = c.planOne(ctx, objs[i], o)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	// Config is read at start: a Pod mounting a changed ConfigMap restarts.
 	changed := map[string]bool{}
@@ -181,9 +173,11 @@ func configMapsOf(pod *unstructured.Unstructured) []string {
 	return out
 }
 
-// Execute carries out a plan in order: applies creates and updates, deletes
+// Execute carries out a plan, kind after kind in plan order and the objects
+// of one kind at once (up to parallel): applies creates and updates, deletes
 // and recreates Pods (announcing each), and leaves unchanged objects alone:
-// a plan with nothing to do writes nothing.
+// a plan with nothing to do writes nothing. After a failure it starts no
+// more writes and returns what was applied.
 func (c *Client) Execute(ctx context.Context, plan []Change, o ApplyOptions, announce func(string)) ([]Applied, error) {
 	if o.NoRecreate {
 		var pods []string
@@ -198,7 +192,6 @@ func (c *Client) Execute(ctx context.Context, plan []Change, o ApplyOptions, ann
 		}
 	}
 	out := make([]Applied, len(plan))
-	errs := make([]error, len(plan))
 	// Objects of one kind go to the server together, kinds one after
 	// another in plan order (a Pod after its ServiceAccount and ConfigMaps).
 	for start := 0; start < len(plan); {
@@ -206,23 +199,53 @@ func (c *Client) Execute(ctx context.Context, plan []Change, o ApplyOptions, ann
 		for end < len(plan) && plan[end].Object.GroupVersionKind() == plan[start].Object.GroupVersionKind() {
 			end++
 		}
-		var g errgroup.Group
-		g.SetLimit(parallel)
-		for i := start; i < end; i++ {
-			g.Go(func() error {
-				out[i], errs[i] = c.executeOne(ctx, plan[i], o, announce)
-				return nil
-			})
-		}
-		_ = g.Wait()
-		for i := start; i < end; i++ {
-			if errs[i] != nil {
-				return compact(out[:end]), errs[i]
-			}
+		group := plan[start:end]
+		err := forEach(ctx, len(group), func(ctx context.Context, i int) (err error) {
+			out[start+i], err = c.executeOne(ctx, group[i], o, announce)
+			return err
+		})
+		if err != nil {
+			return compact(out[:end]), err
 		}
 		start = end
 	}
 	return out, nil
+}
+
+// parallel is how many objects are planned or applied at once.
+const parallel = 8
+
+// forEach runs fn for 0…n-1, parallel at a time. After a failure it starts
+// no more and cancels those running; it returns the first failure in index
+// order, not counting the runs cancelled because of it.
+func forEach(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	errs := make([]error, n)
+	for i := range n {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			errs[i] = fn(gctx, i)
+			return errs[i]
+		})
+	}
+	_ = g.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // compact drops the entries of objects that were not applied.

@@ -77,9 +77,10 @@ type Options struct {
 
 // Result is what a release produced.
 type Result struct {
-	Image   string             `json:"image"`  // tag
-	Digest  string             `json:"digest"` // sha256:…
-	Ref     string             `json:"ref"`    // tag@digest
+	Image   string             `json:"image"`           // tag
+	Digest  string             `json:"digest"`          // sha256:…
+	Ref     string             `json:"ref"`             // tag@digest
+	Blobs   *publish.Stats     `json:"blobs,omitempty"` // what the push did; none when the image was there already
 	Verify  *verify.Report     `json:"verify,omitempty"`
 	Extra   []Image            `json:"extraImages,omitempty"` // Options.Extra, pushed
 	Objects []cluster.Applied  `json:"objects,omitempty"`
@@ -93,6 +94,8 @@ type Image struct {
 	Image  string `json:"image"`
 	Digest string `json:"digest"`
 	Ref    string `json:"ref"`
+	// Blobs: what the push did; none when the image was there already.
+	Blobs *publish.Stats `json:"blobs,omitempty"`
 }
 
 // extra is an Options.Extra image on its way through the stages.
@@ -171,6 +174,8 @@ type release struct {
 	checked   chan error
 	checksCtx context.Context
 	unlock    func() // releases the namespace's release lock
+
+	inventory []cluster.Entry // what earlier releases recorded in the namespace
 }
 
 // done releases what the run holds.
@@ -394,7 +399,9 @@ func (rel *release) build(ctx context.Context) (string, error) {
 	summary, err := rel.buildImages(bctx)
 	close(stop)
 	<-watched
-	if cause := context.Cause(bctx); err != nil && ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+	// The build stopped because a check failed: that is the error to show
+	// (a build that failed by itself keeps its own).
+	if cause := context.Cause(bctx); errors.Is(err, context.Canceled) && ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		return "", cause
 	}
 	return summary, err
@@ -430,13 +437,13 @@ func (rel *release) push(ctx context.Context) (string, error) {
 	// Each image may mount blobs from --mount-from and from the images
 	// pushed before it in this run (an actuator sharing the planner's base).
 	mountFrom := slices.Clone(rel.o.MountFrom)
-	pushOne := func(layout, digest string, tag name.Tag) (string, string, error) {
+	pushOne := func(layout, digest string, tag name.Tag) (string, *publish.Stats, string, error) {
 		ref := registry.Describe(tag, digest)
 		if have, err := rel.registryDigest(ctx, tag); err == nil && have == digest && len(rel.o.Tags) == 0 {
 			// A rerun after a failure later on: the image is there already.
 			mountFrom = append(mountFrom, tag.Context())
 			rel.announce("push")(ref + " is already in the registry: not pushed again")
-			return digest, ref + " (already pushed)", nil
+			return digest, nil, ref + " (already pushed)", nil
 		}
 		var stats publish.Stats
 		opts := []publish.Option{publish.WithTags(rel.o.Tags...), publish.WithMountFrom(mountFrom...), publish.WithStats(&stats)}
@@ -448,25 +455,26 @@ func (rel *release) push(ctx context.Context) (string, error) {
 		}
 		d, err := publish.Push(ctx, layout, digest, tag, rel.o.Access, opts...)
 		if err != nil {
-			return "", "", err
+			return "", nil, "", err
 		}
 		mountFrom = append(mountFrom, tag.Context())
-		return d.DigestStr(), registry.Describe(tag, d.DigestStr()) + " [" + stats.String() + "]", nil
+		return d.DigestStr(), &stats, registry.Describe(tag, d.DigestStr()) + " [" + stats.String() + "]", nil
 	}
-	d, summary, err := pushOne(rel.built.Layout, rel.built.Digest, rel.tag)
+	d, stats, summary, err := pushOne(rel.built.Layout, rel.built.Digest, rel.tag)
 	if err != nil {
 		return "", err
 	}
 	rel.res.Image = rel.tag.String()
 	rel.res.Digest = d
 	rel.res.Ref = registry.Describe(rel.tag, d)
+	rel.res.Blobs = stats
 	refs := []string{summary}
 	for _, e := range rel.extras {
-		d, summary, err := pushOne(e.built.Layout, e.built.Digest, e.tag)
+		d, stats, summary, err := pushOne(e.built.Layout, e.built.Digest, e.tag)
 		if err != nil {
 			return "", err
 		}
-		e.Digest, e.Ref = d, registry.Describe(e.tag, d)
+		e.Digest, e.Ref, e.Blobs = d, registry.Describe(e.tag, d), stats
 		rel.res.Extra = append(rel.res.Extra, e.Image)
 		refs = append(refs, summary)
 	}
@@ -562,6 +570,7 @@ func (rel *release) secret(ctx context.Context) (summary string, err error) {
 	if err != nil {
 		return "", err
 	}
+	rel.inventory = old
 	prune, err := kube.PrunePlan(ctx, old, append(slices.Clone(rel.applied), ps.Object()))
 	if err != nil {
 		return "", err
@@ -603,6 +612,7 @@ func (rel *release) apply(ctx context.Context) (string, error) {
 		rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "apply", Message: a.Ref + " " + string(a.Status)})
 	}
 	if err != nil {
+		rel.recordPartial(ctx, applied)
 		return "", err
 	}
 	entries := []cluster.Entry{cluster.EntryOf(cluster.PullSecret{Namespace: rel.o.Namespace, Name: rel.o.SecretName}.Object())}
@@ -614,6 +624,28 @@ func (rel *release) apply(ctx context.Context) (string, error) {
 	}
 	return fmt.Sprintf("%d created, %d configured, %d recreated, %d pruned, %d unchanged",
 		counts[cluster.Created], counts[cluster.Configured], counts[cluster.Recreated], counts[cluster.Pruned], counts[cluster.Unchanged]), nil
+}
+
+// recordPartial adds what an apply that failed or was interrupted did
+// write to the inventory, so that a later release whose manifest drops
+// those objects prunes them. It runs even when ctx is cancelled.
+func (rel *release) recordPartial(ctx context.Context, applied []cluster.Applied) {
+	objects := map[string]manifest.Object{}
+	for _, ch := range rel.plan {
+		objects[ch.Ref] = ch.Object
+	}
+	entries := slices.Clone(rel.inventory)
+	for _, a := range applied {
+		if obj, ok := objects[a.Ref]; ok && a.Status != cluster.Pruned && a.Status != cluster.Unchanged {
+			entries = append(entries, cluster.EntryOf(obj))
+		}
+	}
+	if len(entries) == len(rel.inventory) {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = rel.kube.WriteInventory(wctx, rel.o.Namespace, entries) // the apply's own error is the one to report
 }
 
 func (rel *release) announce(stage string) func(string) {
