@@ -130,7 +130,7 @@ current-context: down
 		{name: "registry unreachable", args: []string{"--registry", "127.0.0.1:1"}, class: fail.Registry,
 			want: []string{"cannot connect to registry 127.0.0.1:1"}},
 		{name: "registry host does not resolve", args: []string{"--registry", "registry.idopipe.invalid"}, class: fail.Registry,
-			want: []string{"cannot resolve registry host registry.idopipe.invalid: no such host", "--registry"}, preBuild: true, remote: true},
+			want: []string{"cannot resolve registry host registry.idopipe.invalid: "}, preBuild: true, remote: true},
 		{name: "registry CA unknown", args: []string{"--registry-ca", ""}, class: fail.Registry,
 			want: []string{"unknown authority", "--registry-ca"}},
 		{name: "API server unreachable", args: []string{"--kubeconfig", badKubeconfig}, class: fail.Cluster,

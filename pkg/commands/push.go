@@ -69,7 +69,7 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 	po.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&layout, "oci-layout", defaultLayout, "OCI image layout directory written by `idopipe build`")
 	cmd.Flags().StringVar(&digest, "digest", "", "digest of the image in the layout (default: the last one built as NAME:VERSION)")
-	cmd.Flags().StringVar(&progress, "progress", "auto", "push progress on stderr: auto (tty on a terminal, else plain), tty (a bar redrawn in place), plain (a line a second) or quiet")
+	cmd.Flags().StringVar(&progress, "progress", "auto", "push progress on stderr: auto (tty on a terminal, else plain), tty (a bar redrawn in place), plain (a line a second; rawjson counts as plain) or quiet")
 	return cmd
 }
 

@@ -136,7 +136,7 @@ func blobSizes(obj remote.Taggable) (map[v1.Hash]int64, int64, error) {
 
 // findMounts returns, for the blobs target lacks, the first candidate that
 // holds each. Failures to ask count as "not there": the blob is uploaded.
-func findMounts(ctx context.Context, access registry.Access, target name.Repository, cands []name.Repository, blobs map[v1.Hash]int64) map[v1.Hash]name.Repository {
+func findMounts(ctx context.Context, access registry.Access, base http.RoundTripper, target name.Repository, cands []name.Repository, blobs map[v1.Hash]int64) map[v1.Hash]name.Repository {
 	ctx, cancel := context.WithTimeout(ctx, MountTimeout)
 	defer cancel()
 	jobs := access.Jobs
@@ -148,13 +148,13 @@ func findMounts(ctx context.Context, access registry.Access, target name.Reposit
 		missing = append(missing, h)
 	}
 	// First the target: what it holds needs no mount (and asks no candidate).
-	missing = lacking(ctx, access, target, transport.PushScope, missing, jobs)
+	missing = lacking(ctx, access, base, target, transport.PushScope, missing, jobs)
 	found := map[v1.Hash]name.Repository{}
 	for _, c := range cands {
 		if len(missing) == 0 || ctx.Err() != nil {
 			break
 		}
-		still := lacking(ctx, access, c, transport.PullScope, missing, jobs)
+		still := lacking(ctx, access, base, c, transport.PullScope, missing, jobs)
 		gone := map[v1.Hash]bool{}
 		for _, h := range still {
 			gone[h] = true
@@ -169,13 +169,9 @@ func findMounts(ctx context.Context, access registry.Access, target name.Reposit
 	return found
 }
 
-// lacking asks repo for each blob (HEAD, jobs at a time) and returns those
-// it does not answer 200 for.
-func lacking(ctx context.Context, access registry.Access, repo name.Repository, scope string, blobs []v1.Hash, jobs int) []v1.Hash {
-	base, err := access.Transport()
-	if err != nil {
-		return blobs
-	}
+// lacking asks repo for each blob (HEAD, jobs at a time, through base) and
+// returns those it does not answer 200 for.
+func lacking(ctx context.Context, access registry.Access, base http.RoundTripper, repo name.Repository, scope string, blobs []v1.Hash, jobs int) []v1.Hash {
 	auth := authn.Anonymous
 	if access.Creds != nil {
 		auth = access.Creds.Authenticator()

@@ -70,18 +70,21 @@ func Push(ctx context.Context, dir, digest string, tag name.Tag, access registry
 	if err != nil {
 		return name.Digest{}, err
 	}
+	// One connection pool for every request of this push: the mount
+	// checks, the upload, the tags and the read-back.
+	base, err := access.Transport()
+	if err != nil {
+		return name.Digest{}, err
+	}
+	ropts = append(ropts, remote.WithTransport(base))
 	sizes, manifests, err := blobSizes(obj)
 	if err != nil {
 		return name.Digest{}, fail.Wrap(fail.Usage, err, "build it again", "cannot read image %s from OCI layout %s", digest, dir)
 	}
 	if cands := candidates(tag.Context(), o.mountFrom); len(cands) > 0 {
-		if from := findMounts(ctx, access, tag.Context(), cands, sizes); len(from) > 0 {
+		if from := findMounts(ctx, access, base, tag.Context(), cands, sizes); len(from) > 0 {
 			obj = mountable(obj, from)
 		}
-	}
-	base, err := access.Transport()
-	if err != nil {
-		return name.Digest{}, err
 	}
 	counter := newBlobCounter(base)
 	// A fresh slice: the counting transport and the progress channel
