@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	bkclient "github.com/moby/buildkit/client"
 	"golang.org/x/sync/errgroup"
@@ -65,7 +66,7 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 			solve := func() (*bkclient.SolveResponse, *recorder, error) {
 				rec := newRecorder()
 				ch := make(chan *bkclient.SolveStatus)
-				fwd.Go(func() error { rec.forward(ch, disp.ch); return nil })
+				fwd.Go(func() error { rec.forward(ch, disp); return nil })
 				resp, err := c.Solve(ectx, nil, p.solve, ch) // closes ch
 				return resp, rec, err
 			}
@@ -89,6 +90,13 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 			results[i], errs[i] = p.result(resp, rec)
 			return errs[i]
 		})
+	}
+	if !waitSolves(ctx, eg) {
+		// Cancelled, and BuildKit's client still closing its session:
+		// leave it to finish in the background (the deferred Close of
+		// the connection speeds that up) and stop showing its progress.
+		_ = disp.close()
+		return nil, ctx.Err()
 	}
 	err = eg.Wait()
 	_ = fwd.Wait()
@@ -125,4 +133,29 @@ func collectGarbage(ctx context.Context, c *bkclient.Client) error {
 	}()
 	defer close(ch)
 	return c.Prune(ctx, ch, bkclient.WithFilter([]string{"id==idopipe-collect-garbage-only"}))
+}
+
+// cancelGrace is how long cancelled solves may take to return before
+// BuildAll stops waiting for them.
+const cancelGrace = 200 * time.Millisecond
+
+// waitSolves waits for the solves and says whether they returned. Once ctx
+// is cancelled it waits cancelGrace more: BuildKit's client may keep a
+// cancelled solve's status stream open for up to 5 s without a message, and
+// its session's HTTP/2 shutdown waits up to 1 s for the daemon, so a failed
+// registry check or a Ctrl-C would wait seconds for nothing.
+func waitSolves(ctx context.Context, eg *errgroup.Group) bool {
+	waited := make(chan struct{})
+	go func() { _ = eg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		return true
+	case <-ctx.Done():
+	}
+	select {
+	case <-waited:
+		return true
+	case <-time.After(cancelGrace):
+		return false
+	}
 }

@@ -51,8 +51,10 @@ func isTerminal(w io.Writer) bool {
 // display shows the status of one or more solves on one BuildKit progress
 // display.
 type display struct {
-	ch   chan *bkclient.SolveStatus
-	done chan error
+	ch     chan *bkclient.SolveStatus
+	done   chan error
+	mu     sync.RWMutex // held to send, and to close ch
+	closed bool
 }
 
 func startDisplay(ctx context.Context, w io.Writer, mode string) (*display, error) {
@@ -74,17 +76,32 @@ func startDisplay(ctx context.Context, w io.Writer, mode string) (*display, erro
 	return disp, nil
 }
 
+// send shows s, unless the display is closed (a solve that BuildAll no
+// longer waits for may still report).
+func (d *display) send(s *bkclient.SolveStatus) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if !d.closed {
+		d.ch <- s // the display reads until closed
+	}
+}
+
 // note shows text as a finished step of its own on the display.
 func (d *display) note(text string) {
 	now := time.Now()
-	d.ch <- &bkclient.SolveStatus{Vertexes: []*bkclient.Vertex{{
+	d.send(&bkclient.SolveStatus{Vertexes: []*bkclient.Vertex{{
 		Digest: digest.FromString(text + now.String()), Name: text, Started: &now, Completed: &now,
-	}}}
+	}}})
 }
 
-// close ends the display after every solve has stopped sending.
+// close ends the display; later statuses are dropped.
 func (d *display) close() error {
-	close(d.ch)
+	d.mu.Lock()
+	if !d.closed {
+		d.closed = true
+		close(d.ch)
+	}
+	d.mu.Unlock()
 	return <-d.done
 }
 
@@ -111,12 +128,12 @@ func newRecorder() *recorder {
 	}
 }
 
-// forward records every status from in and passes it on to out (nil: none).
-func (r *recorder) forward(in <-chan *bkclient.SolveStatus, out chan<- *bkclient.SolveStatus) {
+// forward records every status from in and shows it on d (nil: none).
+func (r *recorder) forward(in <-chan *bkclient.SolveStatus, d *display) {
 	for s := range in {
 		r.record(s)
-		if out != nil {
-			out <- s
+		if d != nil {
+			d.send(s)
 		}
 	}
 }
