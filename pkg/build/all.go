@@ -126,13 +126,7 @@ func partialIngest(err error) bool {
 // abandoned partial layer copies, without pruning any build cache: every
 // prune ends with a collection, and this one's filter matches no record.
 func collectGarbage(ctx context.Context, c *bkclient.Client) error {
-	ch := make(chan bkclient.UsageInfo)
-	go func() {
-		for range ch {
-		}
-	}()
-	defer close(ch)
-	return c.Prune(ctx, ch, bkclient.WithFilter([]string{"id==idopipe-collect-garbage-only"}))
+	return c.Prune(ctx, nil, bkclient.WithFilter([]string{"id==idopipe-collect-garbage-only"}))
 }
 
 // cancelGrace is how long cancelled solves may take to return before

@@ -262,11 +262,8 @@ func (o *pushOptions) mountFrom(registryHost string) ([]name.Repository, error) 
 		registryHost = reg.RegistryStr() // docker.io is index.docker.io
 	}
 	for _, v := range o.MountFrom {
-		full := strings.ToLower(v)
-		if first, _, _ := strings.Cut(full, "/"); !strings.ContainsAny(first, ".:") && first != "localhost" {
-			full = registryHost + "/" + full // OWNER/NAME, as docker reads a reference
-		}
-		repo, err := name.NewRepository(full, name.StrictValidation)
+		// OWNER/NAME is on the target registry, as docker reads a reference.
+		repo, err := name.NewRepository(strings.ToLower(v), name.WithDefaultRegistry(registryHost))
 		if err != nil {
 			return nil, fail.New(fail.Usage, "write --mount-from OWNER/NAME or REGISTRY/OWNER/NAME, without a tag or digest",
 				"--mount-from %q is not a repository: %v", v, err)

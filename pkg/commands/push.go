@@ -44,16 +44,12 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 				if err != nil {
 					return "", err
 				}
-				show := publish.WithProgress(w)
-				if bar != nil {
-					show = publish.WithProgressBar(w, bar)
-				}
 				if digest == "" {
 					if digest, err = publish.Latest(layout, img.Name+":"+img.Version); err != nil {
 						return "", err
 					}
 				}
-				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), show, publish.WithTags(po.Tags...),
+				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), publish.WithProgressBar(w, bar), publish.WithTags(po.Tags...),
 					publish.WithMountFrom(mounts...), publish.WithStats(&stats))
 				if err != nil {
 					return "", err

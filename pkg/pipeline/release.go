@@ -169,11 +169,13 @@ type release struct {
 	deployOnly bool // Deploy: no build, o.Image is the image
 
 	// alongside: the registry and cluster checks run during the build;
-	// checked delivers their result, checksCtx bounds them.
-	alongside bool
-	checked   chan error
-	checksCtx context.Context
-	unlock    func() // releases the namespace's release lock
+	// checksDone is closed once checksErr holds their result; checksCtx
+	// bounds them.
+	alongside  bool
+	checksDone chan struct{}
+	checksErr  error
+	checksCtx  context.Context
+	unlock     func() // releases the namespace's release lock
 
 	inventory []cluster.Entry // what earlier releases recorded in the namespace
 }
@@ -247,8 +249,6 @@ func Deploy(ctx context.Context, o Options, r report.Reporter) (Result, error) {
 	return rel.res, err
 }
 
-// validate checks every input that exists before the build, so that a bad
-// manifest, a missing Dockerfile or an unreachable cluster costs no build.
 // validate checks every input that can be checked here, before any build
 // work: image names, build inputs, manifests and CRDs (read, decoded, no
 // duplicates). The checks that ask the registry and the cluster (checks)
@@ -317,8 +317,11 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 	if rel.alongside {
 		// The registry and cluster checks touch nothing: they run while
 		// BuildKit builds, and the release waits for them before the push.
-		rel.checked = make(chan error, 1)
-		go func() { _, err := rel.checks(rel.checksCtx); rel.checked <- err }()
+		rel.checksDone = make(chan struct{})
+		go func() {
+			defer close(rel.checksDone)
+			_, rel.checksErr = rel.checks(rel.checksCtx)
+		}()
 		return summary + "; registry and cluster checks run alongside the build", nil
 	}
 	more, err := rel.checks(ctx)
@@ -364,9 +367,9 @@ func (rel *release) checks(ctx context.Context) (string, error) {
 // push only once the checks that ran alongside the build have passed.
 func (rel *release) awaitChecks(ctx context.Context) (string, error) {
 	select {
-	case err := <-rel.checked:
-		if err != nil {
-			return "", err
+	case <-rel.checksDone:
+		if rel.checksErr != nil {
+			return "", rel.checksErr
 		}
 		return "registry and cluster ready, cluster " + rel.kube.Host, nil
 	case <-ctx.Done():
@@ -383,22 +386,16 @@ func (rel *release) build(ctx context.Context) (string, error) {
 	}
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stop := make(chan struct{})
-	watched := make(chan struct{})
 	go func() {
-		defer close(watched)
 		select {
-		case err := <-rel.checked:
-			rel.checked <- err // for the checks stage
-			if err != nil {
-				cancel(err)
+		case <-rel.checksDone:
+			if rel.checksErr != nil {
+				cancel(rel.checksErr)
 			}
-		case <-stop:
+		case <-bctx.Done(): // the build ended first
 		}
 	}()
 	summary, err := rel.buildImages(bctx)
-	close(stop)
-	<-watched
 	// The build stopped because a check failed: that is the error to show
 	// (a build that failed by itself keeps its own).
 	if cause := context.Cause(bctx); errors.Is(err, context.Canceled) && ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
@@ -447,12 +444,7 @@ func (rel *release) push(ctx context.Context) (string, error) {
 		}
 		var stats publish.Stats
 		opts := []publish.Option{publish.WithTags(rel.o.Tags...), publish.WithMountFrom(mountFrom...), publish.WithStats(&stats)}
-		switch {
-		case rel.o.Progress != nil && rel.o.Bar != nil:
-			opts = append(opts, publish.WithProgressBar(rel.o.Progress, rel.o.Bar))
-		case rel.o.Progress != nil:
-			opts = append(opts, publish.WithProgress(rel.o.Progress))
-		}
+		opts = append(opts, publish.WithProgressBar(rel.o.Progress, rel.o.Bar))
 		d, err := publish.Push(ctx, layout, digest, tag, rel.o.Access, opts...)
 		if err != nil {
 			return "", nil, "", err

@@ -50,7 +50,8 @@ type NewBar func(w io.Writer, label string) Bar
 
 // WithProgressBar shows progress on the terminal w as a bar made by newBar
 // (bytes, total, rate) instead of periodic lines, and ends with the same
-// last line as WithProgress. A nil w shows nothing.
+// last line as WithProgress. A nil w shows nothing; a nil newBar shows
+// WithProgress's lines.
 func WithProgressBar(w io.Writer, newBar NewBar) Option {
 	return func(o *options) { o.progress, o.bar = w, newBar }
 }
