@@ -282,9 +282,26 @@ func removeCRD(t *testing.T, name string) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
+	// Gone as an object, and from discovery, which idopipe reads and which
+	// lags behind the deletion.
+	resource, group, _ := strings.Cut(name, ".")
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := crds.Get(ctx, name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), nil
+		if _, err := crds.Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		_, lists, err := stack.Cluster.Client.Discovery().ServerGroupsAndResources()
+		if err != nil {
+			return false, nil
+		}
+		for _, l := range lists {
+			gv, _ := schema.ParseGroupVersion(l.GroupVersion)
+			for _, r := range l.APIResources {
+				if gv.Group == group && r.Name == resource {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
 	})
 	if err != nil {
 		t.Fatalf("CRD %s not gone: %v", name, err)

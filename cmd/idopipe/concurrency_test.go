@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -69,29 +67,20 @@ func TestReleaseLock(t *testing.T) {
 func TestInterrupt(t *testing.T) {
 	const ns = "interrupted"
 	manifest := upstreamWith(t, map[string]string{"  labels:\n    name: planner\n": "  labels:\n    name: planner\n    " + testenv.FaultLabel + ": ErrImagePull\n  annotations:\n    " + testenv.FaultMessage + ": \"429 Too Many Requests\"\n"})
-	cmd := exec.Command(binary, releaseWith(ns, manifest, "--timeout", "5m")...)
-	cmd.Env = mergeEnv([]string{"PATH=" + getenv("PATH"), "HOME=" + getenv("HOME")}, stack.Env())
-	var out, errb syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	var waiting time.Time // when the wait stage started
+	r := interrupt(t, releaseWith(ns, manifest, "--timeout", "5m"), func(out string) bool {
+		if waiting.IsZero() && strings.Contains(out, "==> wait") {
+			waiting = time.Now()
+		}
+		return !waiting.IsZero() && time.Since(waiting) > 500*time.Millisecond
+	})
+	if r.code != int(fail.Interrupted) || !strings.Contains(r.stdout, "interrupted during stage wait (done: validate, build, checks, push, verify-pull, secret, apply)") {
+		t.Fatalf("SIGINT in the wait stage:\n%s", r)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(out.String(), "==> wait") && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond)
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
-	code := cmd.ProcessState.ExitCode()
-	if code != int(fail.Interrupted) || !strings.Contains(errb.String(), "interrupted during stage wait (done: validate, build, checks, push, verify-pull, secret, apply)") {
-		t.Fatalf("SIGINT in the wait stage: exit %d (%v)\nstdout:\n%s\nstderr:\n%s", code, err, out.String(), errb.String())
-	}
-	assertNoToken(t, "stdout", out.String())
 	// The rerun (without the fault) converges: the planner Pod is recreated.
-	r := idopipe(t, nil, releaseArgs(ns)...)
-	if r.code != 0 || !strings.Contains(r.stdout, "2/2 Pods Ready") {
-		t.Fatalf("rerun after the interrupt:\n%s", r)
+	again := idopipe(t, nil, releaseArgs(ns)...)
+	if again.code != 0 || !strings.Contains(again.stdout, "2/2 Pods Ready") {
+		t.Fatalf("rerun after the interrupt:\n%s", again)
 	}
 }
 

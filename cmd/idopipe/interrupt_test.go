@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -51,9 +53,10 @@ func withArg(args []string, flag, value string) []string {
 	return append(out, flag, value)
 }
 
-// interrupt starts idopipe with args, sends SIGINT once ready says so
-// (given the output so far), and returns the run.
-func interrupt(t *testing.T, args []string, ready func(out string) bool) result {
+// runUntil starts idopipe with args and, once ready says so (given the
+// output so far), calls act; it returns the finished run. A run that ends
+// before it is ready is returned as it is.
+func runUntil(t *testing.T, args []string, ready func(out string) bool, act func(*exec.Cmd)) result {
 	t.Helper()
 	cmd := command(t, args...)
 	var out syncBuffer
@@ -61,20 +64,36 @@ func interrupt(t *testing.T, args []string, ready func(out string) bool) result 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(90 * time.Second)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.After(90 * time.Second)
+poll:
 	for !ready(out.String()) {
-		if time.Now().After(deadline) {
+		select {
+		case <-exited:
+			break poll
+		case <-deadline:
 			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("never ready to interrupt:\n%s", out.String())
+			<-exited
+			t.Fatalf("never ready:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	_ = cmd.Wait()
+	select {
+	case <-exited:
+	default:
+		act(cmd)
+		<-exited
+	}
 	r := result{stdout: out.String(), code: cmd.ProcessState.ExitCode(), args: args}
 	assertNoToken(t, "output", r.stdout)
 	return r
+}
+
+// interrupt is runUntil sending SIGINT.
+func interrupt(t *testing.T, args []string, ready func(out string) bool) result {
+	t.Helper()
+	return runUntil(t, args, ready, func(cmd *exec.Cmd) { _ = cmd.Process.Signal(syscall.SIGINT) })
 }
 
 // TestInterruptEachStage sends SIGINT while the release is in its build,
@@ -159,19 +178,10 @@ func TestInterruptApply(t *testing.T) {
 	if r := idopipe(t, nil, releaseArgs(ns)...); r.code != 0 {
 		t.Fatalf("first release:\n%s", r)
 	}
-	pods := stack.Cluster.Client.CoreV1().Pods(ns)
-	hold := func(finalizers string) {
-		t.Helper()
-		patch := []byte(`{"metadata":{"finalizers":` + finalizers + `}}`)
-		if _, err := pods.Patch(ctx, "planner", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hold(`["idopipe.test/hold"]`)
+	holdPlanner(t, ns, true)
 	// A new ConfigMap (applied before Pods), and a Pod spec change that
 	// only a recreation can make.
-	changed := upstreamWith(t, map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: planner-service-account\n  hostname: held\n"},
-		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: added-before-interrupt}\ndata: {a: b}\n")
+	changed := upstreamWith(t, recreatePlanner, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: added-before-interrupt}\ndata: {a: b}\n")
 	args := releaseWith(ns, changed)
 	r := interrupt(t, args, func(out string) bool { return strings.Contains(out, "recreating Pod/"+ns+"/planner") })
 	want := "interrupted during stage apply (done: validate, build, checks, push, verify-pull, secret)"
@@ -182,7 +192,7 @@ func TestInterruptApply(t *testing.T) {
 	if err != nil || !strings.Contains(fmt.Sprint(inv.Data), "added-before-interrupt") {
 		t.Errorf("the inventory lacks the ConfigMap the interrupted apply created (%v): %v", err, inv.Data)
 	}
-	hold(`null`)
+	holdPlanner(t, ns, false)
 	if again := idopipe(t, nil, args...); again.code != 0 || !strings.Contains(again.stdout, "2/2 Pods Ready") {
 		t.Fatalf("rerun after the interrupt:\n%s", again)
 	}
@@ -190,6 +200,24 @@ func TestInterruptApply(t *testing.T) {
 	back := idopipe(t, nil, releaseArgs(ns)...)
 	if back.code != 0 || !strings.Contains(back.stdout, "ConfigMap/"+ns+"/added-before-interrupt pruned") {
 		t.Errorf("release without the ConfigMap:\n%s", back)
+	}
+}
+
+// recreatePlanner changes the upstream planner Pod's spec (upstreamWith)
+// so that applying it recreates the Pod.
+var recreatePlanner = map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: planner-service-account\n  hostname: held\n"}
+
+// holdPlanner puts a finalizer on the planner Pod in ns (hold) or takes it
+// away: while held, a deletion waits, so a recreation stays in the apply.
+func holdPlanner(t *testing.T, ns string, hold bool) {
+	t.Helper()
+	finalizers := "null"
+	if hold {
+		finalizers = `["idopipe.test/hold"]`
+	}
+	patch := []byte(`{"metadata":{"finalizers":` + finalizers + `}}`)
+	if _, err := stack.Cluster.Client.CoreV1().Pods(ns).Patch(context.Background(), "planner", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -213,28 +241,10 @@ func TestFailedCheckCancelsBuild(t *testing.T) {
 	}
 	defer proxy.Close()
 	args := withArg(releaseArgs("check-cancels", "--registry", proxy.Host, "--registry-ca", proxy.CAFile), "--source", slowSource(t))
-	cmd := command(t, args...)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		defer close(started)
-		for !strings.Contains(out.String(), "RUN busybox sleep 60") {
-			select {
-			case <-exited:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
+	release := sync.OnceFunc(func() { close(started) })
+	defer release()
 	start := time.Now()
-	_ = cmd.Wait()
-	close(exited)
-	r := result{stdout: out.String(), code: cmd.ProcessState.ExitCode(), args: args}
-	assertNoToken(t, "output", r.stdout)
+	r := runUntil(t, args, func(out string) bool { return strings.Contains(out, "RUN busybox sleep 60") }, func(*exec.Cmd) { release() })
 	t.Logf("release whose check fails during a 60 s build step: %s", time.Since(start).Round(time.Millisecond))
 	if r.code != int(fail.Credentials) || !strings.Contains(r.stdout, "write:packages") || strings.Contains(r.stdout, "==> push") {
 		t.Fatalf("release:\n%s", r)

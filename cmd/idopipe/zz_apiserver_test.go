@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -28,24 +28,15 @@ func TestAPIServerStopsMidApply(t *testing.T) {
 	const ns = "apiserver-restart"
 	args := []string{"deploy", "--image", ref, "-n", ns, "--manifest", manifest, "--timeout", "60s",
 		"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml")}
-	cmd := command(t, args...)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(out.String(), "==> apply") && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := stack.Cluster.StopAPIServer(); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	code := cmd.ProcessState.ExitCode()
+	stopped := runUntil(t, args, func(out string) bool { return strings.Contains(out, "==> apply") }, func(*exec.Cmd) {
+		if err := stack.Cluster.StopAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	code := stopped.code
 	t.Logf("deploy with the API server stopped during apply: exit %d", code)
 	if code != int(fail.Cluster) && code != 0 {
-		t.Errorf("exit %d, want %d (cluster) or 0 if the apply finished first:\n%s", code, fail.Cluster, out.String())
+		t.Errorf("exit %d, want %d (cluster) or 0 if the apply finished first:\n%s", code, fail.Cluster, stopped.stdout)
 	}
 	if err := stack.Cluster.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)

@@ -58,7 +58,11 @@ func TestInterruptDuringLayoutCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := bl.Image(mustDigest(t, busybox))
+	h, err := v1.NewHash(busyboxDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := bl.Image(h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +71,7 @@ func TestInterruptDuringLayoutCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "big")
-	lp, err := layout.Write(dir, emptyIndex())
+	lp, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,25 +114,6 @@ func TestInterruptDuringLayoutCopy(t *testing.T) {
 		t.Errorf("the rebuilt image lacks the big base layer %s", ld)
 	}
 }
-
-func mustDigest(t *testing.T, dir string) v1.Hash {
-	t.Helper()
-	lp, err := layout.FromPath(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := lp.ImageIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil || len(m.Manifests) == 0 {
-		t.Fatalf("layout %s: %v", dir, err)
-	}
-	return m.Manifests[0].Digest
-}
-
-func emptyIndex() v1.ImageIndex { return empty.Index }
 
 // bigLayer is an uncompressed layer holding one file of n random bytes.
 func bigLayer(t *testing.T, n int64) v1.Layer {

@@ -21,8 +21,9 @@ import (
 // The tests build against a real buildkitd (and, for the registry cache,
 // the stack's TLS+htpasswd registry), started once for the package.
 var (
-	stack   *testenv.Stack
-	busybox string // OCI layout of a busybox base image
+	stack         *testenv.Stack
+	busybox       string // OCI layout of a busybox base image
+	busyboxDigest string // its image's digest
 )
 
 func TestMain(m *testing.M) {
@@ -43,7 +44,7 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	busybox = filepath.Join(dir, "busybox")
-	if _, err := testenv.BusyboxLayout(busybox); err != nil {
+	if busyboxDigest, err = testenv.BusyboxLayout(busybox); err != nil {
 		return 1, err
 	}
 	start := time.Now()
