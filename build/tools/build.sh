@@ -25,6 +25,8 @@ build buildkit buildkitd github.com/moby/buildkit/cmd/buildkitd "-s -w -X github
 build buildkit buildctl github.com/moby/buildkit/cmd/buildctl "-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
 build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$(ldflags_kube "$kube_version")"
 build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$(ldflags_kube "$kube_version")"
+build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$(ldflags_kube "$kube_version")"
+build kube kubelet k8s.io/kubernetes/cmd/kubelet "$(ldflags_kube "$kube_version")"
 build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint
 
 # kwok needs its stage definitions (node heartbeat, pod ready, ...): they ship
@@ -45,7 +47,7 @@ all=$(for t in etcd registry kwok buildkit kube actionlint; do tool_dir $t; done
 bin="$cache/tools/bin-$all"
 if [ ! -d "$bin" ]; then
   mkdir -p "$bin.tmp"
-  for t in etcd:etcd registry:registry kwok:kwok buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler actionlint:actionlint; do
+  for t in etcd:etcd registry:registry kwok:kwok buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler kube:kube-controller-manager kube:kubelet actionlint:actionlint; do
     ln -sf "$(tool_dir "${t%%:*}")/${t#*:}" "$bin.tmp/${t#*:}"
   done
   ln -sfn "$kwok_dir/stages" "$bin.tmp/kwok-stages"
