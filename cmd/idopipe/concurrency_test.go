@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/idopipe/idopipe/pkg/fail"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // TestReleaseLock: a live holder of the namespace's release Lease makes a
@@ -66,7 +65,9 @@ func TestReleaseLock(t *testing.T) {
 // names the stage, and a rerun converges.
 func TestInterrupt(t *testing.T) {
 	const ns = "interrupted"
-	manifest := upstreamWith(t, map[string]string{"  labels:\n    name: planner\n": "  labels:\n    name: planner\n    " + testenv.FaultLabel + ": ErrImagePull\n  annotations:\n    " + testenv.FaultMessage + ": \"429 Too Many Requests\"\n"})
+	// The planner runs but never passes its readiness probe: the wait
+	// stage waits.
+	manifest := upstreamWith(t, map[string]string{"      imagePullPolicy: Always\n": "      imagePullPolicy: Always\n      readinessProbe: {tcpSocket: {port: 4444}, periodSeconds: 1}\n"})
 	var waiting time.Time // when the wait stage started
 	r := interrupt(t, releaseWith(ns, manifest, "--timeout", "5m"), func(out string) bool {
 		if waiting.IsZero() && strings.Contains(out, "==> wait") {
@@ -77,7 +78,7 @@ func TestInterrupt(t *testing.T) {
 	if r.code != int(fail.Interrupted) || !strings.Contains(r.stdout, "interrupted during stage wait (done: validate, build, checks, push, verify-pull, secret, apply)") {
 		t.Fatalf("SIGINT in the wait stage:\n%s", r)
 	}
-	// The rerun (without the fault) converges: the planner Pod is recreated.
+	// The rerun (without the probe) converges: the planner Pod is recreated.
 	again := idopipe(t, nil, releaseArgs(ns)...)
 	if again.code != 0 || !strings.Contains(again.stdout, "2/2 Pods Ready") {
 		t.Fatalf("rerun after the interrupt:\n%s", again)

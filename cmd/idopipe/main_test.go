@@ -10,17 +10,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // The end-to-end tests run the idopipe binary as a user would, against the
-// real local stack (buildkitd, TLS+htpasswd registry, kube-apiserver with
-// kube-scheduler and kwok), started once for the package.
+// real local stack (buildkitd, TLS+htpasswd registry, a one-node cluster
+// whose kubelet really pulls and runs the Pods), started once for the
+// package.
 var (
 	stack    *testenv.Stack
 	binary   string // the idopipe binary under test
@@ -96,6 +100,11 @@ func idopipe(t *testing.T, env []string, args ...string) result {
 // carry the token's ::add-mask:: line.
 func idopipeRaw(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	for i, a := range args {
+		if (a == "-n" || a == "--namespace") && i+1 < len(args) {
+			cleanupNamespace(t, args[i+1])
+		}
+	}
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = mergeEnv(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, stack.Env()...), env)
@@ -112,6 +121,59 @@ func idopipeRaw(t *testing.T, env []string, args ...string) result {
 	}
 	assertNoToken(t, "argv", strings.Join(args, " "))
 	return r
+}
+
+// cleaned are the namespaces whose deletion a test has registered.
+var cleaned sync.Map
+
+// cleanupNamespace deletes ns when the test ends and waits until it is
+// gone. The real node has 2 CPUs and the upstream Pods request 1.5 of
+// them, so a release's Pods must be gone before the next test's can be
+// scheduled.
+func cleanupNamespace(t *testing.T, ns string) {
+	key := t.Name() + "\x00" + ns
+	if _, seen := cleaned.LoadOrStore(key, true); seen {
+		return
+	}
+	t.Cleanup(func() {
+		defer cleaned.Delete(key)
+		deleteNamespace(t, ns)
+	})
+}
+
+// deleteNamespace deletes ns and waits (at most 2 minutes) until the
+// namespace controller has removed it and everything in it.
+func deleteNamespace(t *testing.T, ns string) {
+	ctx := context.Background()
+	kube := stack.Cluster.Client
+	grace := int64(1)
+	// Short grace for the Pods: the namespace controller would give each
+	// its own (30 s by default).
+	if pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			_ = kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace})
+		}
+	}
+	err := kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		t.Errorf("delete namespace %s: %v", ns, err)
+		return
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("namespace %s not gone 2 minutes after its deletion", ns)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func mergeEnv(base, over []string) []string {
@@ -178,6 +240,11 @@ func runtimeFromUnstructured(obj map[string]any, into any) error {
 // command is the binary with args and the stack's environment, not started.
 func command(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
+	for i, a := range args {
+		if (a == "-n" || a == "--namespace") && i+1 < len(args) {
+			cleanupNamespace(t, args[i+1])
+		}
+	}
 	cmd := exec.Command(binary, args...)
 	cmd.Env = mergeEnv([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, stack.Env())
 	return cmd

@@ -1,52 +1,78 @@
 package main
 
 import (
+	"context"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/idopipe/idopipe/pkg/fail"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
-// TestWaitDiagnoses puts the planner Pod into the states a kubelet reports
-// (kwok plays the kubelet, see testenv.FaultLabel) or makes it
-// unschedulable, and checks that the wait stage names the cause and the fix:
-// at once for causes that waiting cannot fix, at the deadline otherwise.
+// TestWaitDiagnoses breaks a deploy in each way the guide's troubleshooting
+// section lists, for real: the node's kubelet pulls (or fails to), the
+// container runs (or exits), the scheduler places the Pod (or cannot). The
+// wait stage must name each cause and its fix within seconds of the
+// kubelet's first report, not at the deadline, and `idopipe doctor` must
+// name the same cause afterwards.
 func TestWaitDiagnoses(t *testing.T) {
 	ref := pushedImage(t)
-	fault := func(reason, message string) map[string]string {
-		return map[string]string{"  labels:\n    name: planner\n": "  labels:\n    name: planner\n    " + testenv.FaultLabel + ": " + reason +
-			"\n  annotations:\n    " + testenv.FaultMessage + ": \"" + message + "\"\n"}
+	private := pushPrivate(t, stack.Registry.Host+"/ido-test/private-base:1", "amd64")
+	pushPrivate(t, stack.Mirror.Host+"/idopipe/arm64-only:1", "arm64") // docker.io/idopipe/arm64-only:1 on the node
+	mongo := func(image string) map[string]string {
+		return map[string]string{"      image: mongo:6\n": "      image: " + image + "\n"}
 	}
 	cases := []struct {
 		name     string
 		replace  map[string]string
+		env      []string
 		timeout  string
 		want     []string
-		deadline bool // fails only at the deadline
+		doctor   string // what doctor must say too ("" skips it)
+		deadline bool   // fails only at the deadline
 	}{
-		{"pull unauthorized", fault("ErrImagePull", "failed to pull and unpack image: 401 Unauthorized"), "60s",
-			[]string{"Pod wait-0/planner: pull-unauthorized", "--as-cluster"}, false},
-		{"image not found", fault("ImagePullBackOff", "rpc error: manifest unknown"), "60s",
-			[]string{"image-not-found", "push the image"}, false},
-		{"no matching platform", fault("ErrImagePull", "no matching manifest for linux/arm64 in the manifest list entries"), "60s",
-			[]string{"no-matching-platform", "--platforms-from-cluster"}, false},
-		{"crash loop", fault("CrashLoopBackOff", "back-off 10s restarting failed container=planner"), "60s",
-			[]string{"crash-loop", "restarting failed container"}, false},
-		{"unschedulable", map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: planner-service-account\n  nodeSelector: {disktype: nvme}\n"}, "60s",
-			[]string{"unschedulable", "didn't match Pod's node affinity/selector", "node-role.kubernetes.io/control-plane"}, false},
-		{"rate limited waits until the deadline", fault("ErrImagePull", "429 Too Many Requests"), "3s",
-			[]string{"not Ready after 3s", "Pod planner Pending", "429 Too Many Requests"}, true},
+		{name: "wrong token in the Secret", env: []string{"GITHUB_TOKEN=ghp_notTheRealToken0000"},
+			want:   []string{"Pod wait-0/planner: pull-unauthorized", "401 Unauthorized", "refused the credentials in Secret ghcr-secret", "--as-cluster"},
+			doctor: "401"},
+		{name: "Secret not on the ServiceAccount", replace: mongo(private),
+			want:   []string{"Pod wait-1/planner-mongodb: pull-secret-not-on-serviceaccount", "ServiceAccount default lists none", "add imagePullSecrets"},
+			doctor: "pull-secret-not-on-serviceaccount"},
+		{name: "pull Secret missing", replace: map[string]string{
+			"      image: mongo:6\n":                      "      image: " + private + "\n",
+			"spec:\n  containers:\n    - name: mongodb\n": "spec:\n  imagePullSecrets: [{name: no-such-secret}]\n  containers:\n    - name: mongodb\n"},
+			want:   []string{"Pod wait-2/planner-mongodb: pull-secret-missing", "no-such-secret does not exist in wait-2", "create Secret no-such-secret"},
+			doctor: "pull-secret-missing"},
+		{name: "tag missing in the registry", replace: mongo("mongo:7"),
+			want: []string{"Pod wait-3/planner-mongodb: image-not-found", "docker.io/library/mongo:7", "push the image"}},
+		{name: "no manifest for the node's platform", replace: mongo("idopipe/arm64-only:1"),
+			want: []string{"Pod wait-4/planner-mongodb: no-matching-platform", "no match for platform", "--platforms-from-cluster"}},
+		{name: "container exits at once", replace: map[string]string{`      args: [ "-config", "/config/defaults.json", "-v", "2" ]` + "\n": `      args: [ "-no-such-flag" ]` + "\n"},
+			want:   []string{"Pod wait-5/planner: crash-loop", "last log lines:", "flag provided but not defined: -no-such-flag"},
+			doctor: "crash-loop"},
+		{name: "no node can take the Pod", replace: map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: planner-service-account\n  nodeSelector: {disktype: nvme}\n"},
+			want: []string{"unschedulable", "didn't match Pod's node affinity/selector", "node-role.kubernetes.io/control-plane"}},
+		{name: "never ready waits until the deadline", timeout: "8s", replace: map[string]string{"      imagePullPolicy: Always\n": "      imagePullPolicy: Always\n      readinessProbe: {tcpSocket: {port: 4444}, periodSeconds: 1}\n"},
+			want: []string{"not Ready after 8s", "Pod planner Running", "running but not ready"}, deadline: true},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := "wait-" + itoa(i)
-			start := time.Now()
-			r := idopipe(t, nil, "deploy", "--image", ref, "-n", ns, "--manifest", upstreamWith(t, tc.replace),
-				"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"), "--timeout", tc.timeout)
-			took := time.Since(start)
+			timeout := tc.timeout
+			if timeout == "" {
+				timeout = "90s"
+			}
+			r := idopipe(t, tc.env, "deploy", "--image", ref, "-n", ns, "--manifest", upstreamWith(t, tc.replace),
+				"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"), "--timeout", timeout)
 			if r.code != int(fail.NotReady) {
 				t.Fatalf("exit %d, want %d:\n%s", r.code, fail.NotReady, r)
 			}
@@ -57,22 +83,71 @@ func TestWaitDiagnoses(t *testing.T) {
 					t.Errorf("error %q lacks %q", last, w)
 				}
 			}
-			// Not a timing assertion: a fatal cause must not have waited out
-			// the 60s deadline.
+			// Not a timing assertion: a cause that waiting cannot fix must
+			// not have waited out the deadline.
 			if !tc.deadline && strings.Contains(last, "not Ready after") {
-				t.Errorf("a non-transient cause waited for the deadline (%s)", took)
+				t.Errorf("a non-transient cause waited for the deadline:\n%s", r)
+			}
+			if tc.doctor != "" {
+				d := idopipe(t, nil, "doctor", "-n", ns, "--registry-ca", stack.Registry.CAFile)
+				if d.code == 0 || !strings.Contains(d.stdout, tc.doctor) {
+					t.Errorf("doctor does not name %q:\n%s", tc.doctor, d)
+				}
 			}
 		})
 	}
 }
 
-// pushedImage releases the fixture once (namespace wait-setup) and returns
-// the pushed reference with its digest.
+// pushPrivate pushes a small image for one platform (in an index, as
+// multi-platform images come) to ref, with the stack's registry
+// credentials, and returns ref.
+func pushPrivate(t *testing.T, ref, arch string) string {
+	t.Helper()
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := stack.Registry.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(ref, stack.Mirror.Host) {
+		if client, err = stack.Mirror.HTTPClient(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	auth := authn.FromConfig(authn.AuthConfig{Username: stack.Registry.Username, Password: stack.Registry.Password})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := remote.WriteIndex(tag, idx, remote.WithContext(ctx), remote.WithAuth(auth), remote.WithTransport(client.Transport.(*http.Transport))); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// pushedImage releases the fixture once (namespace wait-setup, deleted
+// again at once: the node fits one release's Pods) and returns the pushed
+// reference with its digest.
 func pushedImage(t *testing.T) string {
 	t.Helper()
 	r := idopipe(t, nil, releaseArgs("wait-setup", "-o", "json")...)
 	if r.code != 0 {
 		t.Fatalf("release:\n%s", r)
 	}
+	deleteNamespace(t, "wait-setup")
 	return parseRelease(t, r).Result.Ref
 }

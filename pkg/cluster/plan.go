@@ -32,6 +32,9 @@ const (
 	Recreate  Action = "recreate" // a Pod whose spec changed: delete, wait, create
 	Delete    Action = "delete"   // pruned: applied by an earlier release, gone from the manifest
 	Unchecked Action = "create (not validated: namespace does not exist yet)"
+	// Deferred: admission needs another object of the manifest to exist
+	// first (a Pod's ServiceAccount); validated once that one is created.
+	Deferred Action = "create (validated after what it needs is created)"
 )
 
 // Change is the plan for one object: its live state, what the server's dry
@@ -43,6 +46,8 @@ type Change struct {
 	Why     string // why a Pod is recreated
 	Live    *unstructured.Unstructured
 	Desired *unstructured.Unstructured
+	Needs   string // for Deferred: the object admission needs first ("ServiceAccount/ns/name")
+	Done    bool   // applied already (a dependency created before the others were validated)
 }
 
 // Plan validates every object by a server-side dry run and decides per
@@ -57,6 +62,9 @@ func (c *Client) Plan(ctx context.Context, objs []manifest.Object, o ApplyOption
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkNeeds(ctx, plan, o); err != nil {
+		return nil, err
+	}
 	// Config is read at start: a Pod mounting a changed ConfigMap restarts.
 	changed := map[string]bool{}
 	for _, ch := range plan {
@@ -65,7 +73,7 @@ func (c *Client) Plan(ctx context.Context, objs []manifest.Object, o ApplyOption
 		}
 	}
 	for i, ch := range plan {
-		if ch.Object.GetKind() != "Pod" || ch.Action == Create || ch.Action == Recreate || ch.Action == Unchecked {
+		if ch.Object.GetKind() != "Pod" || ch.Action == Create || ch.Action == Recreate || ch.Action == Unchecked || ch.Action == Deferred {
 			continue
 		}
 		for _, cm := range configMapsOf(ch.Object.Unstructured) {
@@ -114,6 +122,10 @@ func (c *Client) planOne(ctx context.Context, obj manifest.Object, o ApplyOption
 	if err != nil {
 		if obj.GetKind() == "Pod" && ch.Live != nil && apierrors.IsInvalid(err) && strings.Contains(err.Error(), "may not change fields") {
 			ch.Action, ch.Why = Recreate, "its spec changes and Pods are immutable"
+			return ch, nil
+		}
+		if needs := missingDependency(obj, err); needs != "" && ch.Live == nil {
+			ch.Action, ch.Needs, ch.Why = Deferred, needs, "admission needs "+needs
 			return ch, nil
 		}
 		return ch, c.explainObject(ctx, err, obj, ref, true)
@@ -260,6 +272,9 @@ func compact(out []Applied) []Applied {
 }
 
 func (c *Client) executeOne(ctx context.Context, ch Change, o ApplyOptions, announce func(string)) (Applied, error) {
+	if ch.Done {
+		return Applied{}, nil // written before the others were validated (CreateNeeded)
+	}
 	r, _, err := c.resource(ch.Object)
 	if err != nil {
 		return Applied{}, err

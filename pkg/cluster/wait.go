@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/manifest"
 )
 
 // PodState is one Pod's readiness and, when not Ready, why.
@@ -43,61 +44,122 @@ func (p PodState) String() string {
 
 // WaitOptions tune Wait.
 type WaitOptions struct {
-	Timeout  time.Duration
-	Interval time.Duration           // poll interval; 0 means 500ms
-	OnChange func(states []PodState) // called when readiness changes
+	Timeout   time.Duration
+	Interval  time.Duration              // poll interval; 0 means 1s
+	OnChange  func(states []PodState)    // called when readiness changes
+	OnObjects func(states []ObjectState) // called when a watched object's status changes
 }
 
-// Wait polls until every named Pod in ns is Ready. At the deadline it
-// returns the state of every Pod, with reasons and events for the unready
-// ones, and a NotReady error naming them.
-func (c *Client) Wait(ctx context.Context, ns string, pods []string, o WaitOptions) ([]PodState, error) {
+// Waited is what Wait saw last: the bare Pods, and every other object it
+// follows by kstatus (see Watched).
+type Waited struct {
+	Pods    []PodState
+	Objects []ObjectState
+}
+
+// Wait polls until every bare Pod of objs is Ready and every other object
+// Watched follows is Current (Deployments rolled out, Jobs complete,
+// custom resources Ready), as kstatus computes it. A cause that waiting
+// cannot fix (a pull Secret the registry refuses, a crash loop, a Pod no
+// node can take, a failed rollout) ends the wait at once, for a bare Pod
+// or a workload's Pod alike; at the deadline it returns the state of
+// everything, with reasons and events for the unready Pods, and a NotReady
+// error naming them.
+func (c *Client) Wait(ctx context.Context, ns string, objs []manifest.Object, o WaitOptions) (Waited, error) {
 	if o.Interval == 0 {
 		o.Interval = time.Second
+	}
+	pods := manifest.Pods(objs)
+	var watched []manifest.Object
+	for _, obj := range objs {
+		if obj.GetKind() != "Pod" && Watched(obj) {
+			watched = append(watched, obj)
+		}
 	}
 	// Poll fast at first (Pods on a warm node are Ready within a second of
 	// the apply), then back off to o.Interval.
 	interval := 50 * time.Millisecond
 	deadline := time.Now().Add(o.Timeout)
-	lastReady := -1
+	lastReady, lastObjects := -1, ""
 	for {
-		states, err := c.podStates(ctx, ns, pods)
-		if err != nil {
-			return nil, err
+		var w Waited
+		var err error
+		if w.Pods, err = c.podStates(ctx, ns, pods); err != nil {
+			return w, err
+		}
+		current := 0
+		for _, obj := range watched {
+			st, err := c.objectState(ctx, obj)
+			if err != nil {
+				return w, err
+			}
+			if st.Current() {
+				current++
+			}
+			w.Objects = append(w.Objects, st)
 		}
 		ready := 0
-		for _, s := range states {
+		for _, s := range w.Pods {
 			if s.Ready {
 				ready++
 			}
 		}
 		if ready != lastReady && o.OnChange != nil {
-			o.OnChange(states)
+			o.OnChange(w.Pods)
 		}
 		lastReady = ready
-		if ready == len(pods) {
-			return states, nil
+		if sum := objectsSummary(w.Objects); sum != lastObjects && o.OnObjects != nil && len(w.Objects) > 0 {
+			o.OnObjects(w.Objects)
+			lastObjects = sum
 		}
-		if err := c.classify(ctx, ns, states); err != nil {
-			return states, err
+		if ready == len(pods) && current == len(watched) {
+			return w, nil
 		}
-		for _, s := range states {
+		if err := c.classify(ctx, ns, w.Pods); err != nil {
+			return w, err
+		}
+		for _, s := range w.Pods {
 			for _, cause := range s.Causes {
 				if cause.Fatal {
-					return states, fail.New(fail.NotReady, cause.Fix, "Pod %s/%s: %s: %s", ns, s.Name, cause.Kind, cause.What)
+					return w, fail.New(fail.NotReady, cause.Fix, "Pod %s/%s: %s: %s", ns, s.Name, cause.Kind, cause.What)
+				}
+			}
+		}
+		for i := range w.Objects {
+			st := &w.Objects[i]
+			if cause, failed := rolloutFailure(ns, *st); failed {
+				return w, fail.New(fail.NotReady, cause.Fix, "%s: %s: %s", st.Ref, cause.Kind, cause.What)
+			}
+			if err := c.classify(ctx, ns, st.podsOf); err != nil {
+				return w, err
+			}
+			for _, p := range st.podsOf {
+				for _, cause := range p.Causes {
+					if cause.Fatal {
+						return w, fail.New(fail.NotReady, cause.Fix, "%s: Pod %s/%s: %s: %s", st.Ref, ns, p.Name, cause.Kind, cause.What)
+					}
 				}
 			}
 		}
 		if time.Now().After(deadline) {
-			return c.diagnose(ctx, ns, states, o.Timeout)
+			return c.diagnose(ctx, ns, w, o.Timeout)
 		}
 		select {
 		case <-ctx.Done():
-			return states, ctx.Err()
+			return w, ctx.Err()
 		case <-time.After(interval):
 		}
 		interval = min(interval*2, o.Interval)
 	}
+}
+
+func objectsSummary(states []ObjectState) string {
+	var b strings.Builder
+	for _, s := range states {
+		b.WriteString(s.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 func (c *Client) podStates(ctx context.Context, ns string, names []string) ([]PodState, error) {
@@ -145,8 +207,11 @@ func (c *Client) classify(ctx context.Context, ns string, states []PodState) err
 				events = c.eventMessages(ctx, ns, s.Name)
 			}
 			cause := Classify(w.Reason, w.Message, events)
+			if cause.Kind == "pull-unauthorized" {
+				cause = c.refinePull(ctx, ns, s.pod, cause)
+			}
 			if cause.Kind == "crash-loop" {
-				s.Logs = c.lastLogLines(ctx, ns, s.Name, cs.Name, 5)
+				s.Logs = c.lastLogLines(ctx, ns, s.Name, cs.Name, 10)
 				if len(s.Logs) > 0 {
 					cause.What += "; last log lines: " + strings.Join(s.Logs, " | ")
 				}
@@ -155,6 +220,47 @@ func (c *Client) classify(ctx context.Context, ns string, states []PodState) err
 		}
 	}
 	return nil
+}
+
+// Diagnose classifies why pod is not Ready, as Wait does: its state, the
+// causes of its containers' waits and, for a crash loop, its last log lines.
+func (c *Client) Diagnose(ctx context.Context, pod *corev1.Pod) PodState {
+	states := []PodState{stateOf(pod)}
+	_ = c.classify(ctx, pod.Namespace, states)
+	return states[0]
+}
+
+// refinePull tells the three reasons a registry refuses a kubelet apart,
+// from what admission left in the Pod: no imagePullSecrets at all (the
+// Secret is not on the Pod's ServiceAccount), a named Secret that does not
+// exist, or Secrets whose credentials the registry refused.
+func (c *Client) refinePull(ctx context.Context, ns string, pod *corev1.Pod, cause Cause) Cause {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	if len(pod.Spec.ImagePullSecrets) == 0 {
+		cause.Kind = "pull-secret-not-on-serviceaccount"
+		cause.What += "; the Pod has no imagePullSecrets: its ServiceAccount " + sa + " lists none"
+		cause.Fix = "add imagePullSecrets: [{name: ghcr-secret}] to ServiceAccount " + sa + " (idopipe does for the manifest's ServiceAccounts) and recreate the Pod"
+		return cause
+	}
+	var names, missing []string
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		names = append(names, ref.Name)
+		if _, err := c.Core.CoreV1().Secrets(ns).Get(ctx, ref.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			missing = append(missing, ref.Name)
+		}
+	}
+	if len(missing) == len(names) {
+		cause.Kind = "pull-secret-missing"
+		cause.What += fmt.Sprintf("; the Pod's pull Secret %s does not exist in %s", strings.Join(missing, ", "), ns)
+		cause.Fix = fmt.Sprintf("create Secret %s in namespace %s (idopipe deploy does), or fix the name in the imagePullSecrets of ServiceAccount %s", missing[0], ns, sa)
+		return cause
+	}
+	cause.What += "; the registry refused the credentials in Secret " + strings.Join(names, ", ")
+	cause.Fix = "the Secret's token is wrong, expired or cannot read the package: deploy again with a valid token, and check with `idopipe verify-pull IMAGE --as-cluster -n " + ns + "`"
+	return cause
 }
 
 func (c *Client) eventMessages(ctx context.Context, ns, pod string) []string {
@@ -178,7 +284,13 @@ func (c *Client) lastLogLines(ctx context.Context, ns, pod, container string, n 
 	if err != nil {
 		return nil
 	}
-	return strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func stateOf(p *corev1.Pod) PodState {
@@ -216,8 +328,18 @@ func stateOf(p *corev1.Pod) PodState {
 
 // diagnose adds the recent events of every unready Pod and returns the
 // NotReady error.
-func (c *Client) diagnose(ctx context.Context, ns string, states []PodState, timeout time.Duration) ([]PodState, error) {
+func (c *Client) diagnose(ctx context.Context, ns string, w Waited, timeout time.Duration) (Waited, error) {
+	states := w.Pods
 	var unready []string
+	for _, o := range w.Objects {
+		if !o.Current() {
+			s := o.String()
+			if len(o.Pods) > 0 {
+				s += " (" + strings.Join(o.Pods, "; ") + ")"
+			}
+			unready = append(unready, s)
+		}
+	}
 	for i := range states {
 		if states[i].Ready {
 			continue
@@ -237,7 +359,7 @@ func (c *Client) diagnose(ctx context.Context, ns string, states []PodState, tim
 			states[i].Events = append(states[i].Events, fmt.Sprintf("%s %s: %s", e.Type, e.Reason, strings.TrimSpace(e.Message)))
 		}
 	}
-	return states, fail.New(fail.NotReady, fmt.Sprintf("read the Pod events above, or run kubectl describe pod -n %s", ns),
+	return w, fail.New(fail.NotReady, fmt.Sprintf("read the Pod events above, or run kubectl describe pod -n %s", ns),
 		"not Ready after %s: %s", timeout, strings.Join(unready, " | "))
 }
 

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,7 +22,9 @@ func newTeardownCommand(env Env, g *globalOptions) *cobra.Command {
 (the guide's clean-up, and the delete half of its redeploy recipe).
 Cluster-scoped objects (ClusterRole, ClusterRoleBinding) only with
 --cluster-scoped; the namespace itself only with --delete-namespace. Objects idopipe
-did not apply are left alone.`,
+did not apply are left alone. It waits (up to --timeout) until what it deleted
+is gone: the Pods stopped and, with --delete-namespace, the namespace finalized,
+so that a release right after it starts from a clean namespace.`,
 		Example: `  idopipe teardown -n ido --cluster-scoped`,
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -32,7 +35,9 @@ did not apply are left alone.`,
 				if err != nil {
 					return "", err
 				}
-				done, err = kc.Teardown(ctx, *kube.Namespace, o, func(string) {})
+				done, err = kc.Teardown(ctx, *kube.Namespace, o, func(msg string) {
+					r.Report(report.Event{Kind: report.Info, Stage: "teardown", Message: msg})
+				})
 				for _, d := range done {
 					r.Report(report.Event{Kind: report.Info, Stage: "teardown", Message: d.Ref + " deleted"})
 				}
@@ -46,6 +51,7 @@ did not apply are left alone.`,
 	}
 	cmd.Flags().BoolVar(&o.ClusterScoped, "cluster-scoped", false, "also delete the cluster-scoped objects idopipe applied")
 	cmd.Flags().BoolVar(&o.Namespace, "delete-namespace", false, "also delete the namespace")
+	cmd.Flags().DurationVar(&o.Wait, "timeout", 2*time.Minute, "how long to wait until what was deleted is gone (0: do not wait)")
 	kube.AddFlags(cmd.Flags())
 	return cmd
 }

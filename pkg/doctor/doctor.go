@@ -139,12 +139,9 @@ func podCheck(ctx context.Context, kube *cluster.Client, p corev1.Pod) Check {
 		return c
 	}
 	var why []string
-	for _, cs := range p.Status.ContainerStatuses {
-		if w := cs.State.Waiting; w != nil {
-			cause := cluster.Classify(w.Reason, w.Message, nil)
-			why = append(why, cs.Name+": "+cause.Kind+" ("+w.Reason+": "+w.Message+")")
-			c.Fix = cause.Fix
-		}
+	for _, cause := range kube.Diagnose(ctx, &p).Causes {
+		why = append(why, cause.Kind+" ("+cause.What+")")
+		c.Fix = cause.Fix
 	}
 	evs, err := kube.Core.CoreV1().Events(p.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Pod,involvedObject.name=" + p.Name})
 	if err == nil {

@@ -85,7 +85,10 @@ type Result struct {
 	Extra   []Image            `json:"extraImages,omitempty"` // Options.Extra, pushed
 	Objects []cluster.Applied  `json:"objects,omitempty"`
 	Pods    []cluster.PodState `json:"pods,omitempty"`
-	Stages  map[string]float64 `json:"stages"` // seconds per stage
+	// Rollouts are the other objects the wait followed (Deployments, Jobs,
+	// custom resources), with their kstatus.
+	Rollouts []cluster.ObjectState `json:"rollouts,omitempty"`
+	Stages   map[string]float64    `json:"stages"` // seconds per stage
 }
 
 // Image is one more image of a release: its tag, digest and reference.
@@ -590,6 +593,14 @@ func (rel *release) secret(ctx context.Context) (summary string, err error) {
 		return "", err
 	}
 	rel.res.Objects = append(rel.res.Objects, cluster.Applied{Ref: "Secret/" + o.Namespace + "/" + o.SecretName, Status: st})
+	// Objects whose admission needs others of the manifest (a Pod and its
+	// ServiceAccount) are validated once those exist.
+	needed, err := kube.CreateNeeded(ctx, rel.plan, cluster.ApplyOptions{ForceConflicts: o.Force}, rel.announce("secret"))
+	rel.res.Objects = append(rel.res.Objects, needed...)
+	if err != nil {
+		rel.recordPartial(ctx, needed)
+		return "", err
+	}
 	return fmt.Sprintf("namespace %s, Secret %s %s, %d objects valid: %s", o.Namespace, o.SecretName, st, len(rel.applied), planCounts(rel.plan)), nil
 }
 
@@ -667,7 +678,7 @@ func planCounts(plan []cluster.Change) string {
 		counts[ch.Action]++
 	}
 	return fmt.Sprintf("%d to create, %d to update, %d to recreate, %d to prune, %d unchanged",
-		counts[cluster.Create]+counts[cluster.Unchecked], counts[cluster.Update], counts[cluster.Recreate], counts[cluster.Delete], counts[cluster.NoChange])
+		counts[cluster.Create]+counts[cluster.Unchecked]+counts[cluster.Deferred], counts[cluster.Update], counts[cluster.Recreate], counts[cluster.Delete], counts[cluster.NoChange])
 }
 
 func filterRecreate(plan []cluster.Change) []cluster.Change {
@@ -682,24 +693,33 @@ func filterRecreate(plan []cluster.Change) []cluster.Change {
 
 func (rel *release) wait(ctx context.Context) (string, error) {
 	pods := manifest.Pods(rel.applied)
-	states, err := rel.kube.Wait(ctx, rel.o.Namespace, pods, cluster.WaitOptions{
+	w, err := rel.kube.Wait(ctx, rel.o.Namespace, rel.applied, cluster.WaitOptions{
 		Timeout: rel.o.Timeout,
 		OnChange: func(states []cluster.PodState) {
 			for _, s := range states {
 				rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "wait", Message: s.String()})
 			}
 		},
+		OnObjects: func(states []cluster.ObjectState) {
+			for _, s := range states {
+				rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "wait", Message: s.String()})
+			}
+		},
 	})
-	rel.res.Pods = states
+	rel.res.Pods, rel.res.Rollouts = w.Pods, w.Objects
 	if err != nil {
-		for _, s := range states {
+		for _, s := range w.Pods {
 			for _, e := range s.Events {
 				rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "wait", Message: "Pod " + s.Name + " event: " + e})
 			}
 		}
 		return "", err
 	}
-	return fmt.Sprintf("%d/%d Pods Ready in %s", len(pods), len(pods), rel.o.Namespace), nil
+	summary := fmt.Sprintf("%d/%d Pods Ready in %s", len(pods), len(pods), rel.o.Namespace)
+	if n := len(w.Objects); n > 0 {
+		summary += fmt.Sprintf(", %d/%d objects current", n, n)
+	}
+	return summary, nil
 }
 
 // transform applies the release's transforms, the images by digest when

@@ -115,7 +115,7 @@ func ToolsDir() (string, error) {
 	if dir == "" {
 		return "", errors.New("IDOPIPE_TOOLS_BIN is not set: run the tests with `make test`, which builds the stack's tools and sets it")
 	}
-	for _, b := range []string{"buildkitd", "registry", "kube-apiserver", "etcd", "kube-scheduler", "kwok"} {
+	for _, b := range []string{"buildkitd", "registry", "kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager", "kubelet"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			return "", fmt.Errorf("%s missing from IDOPIPE_TOOLS_BIN=%s: run `make tools`", b, dir)
 		}

@@ -12,18 +12,21 @@ type Stack struct {
 	Dir      string
 	Tools    string
 	Registry *Registry
+	Mirror   *Registry // the node's docker.io mirror (anonymous), with Parts.Node
 	BuildKit *BuildKit
 	Cluster  *Cluster
 	owned    bool // Dir was made by Start and is removed by Stop
 }
 
-// Parts selects what Start starts.
+// Parts selects what Start starts. Node (a real kubelet; it needs Cluster
+// and Registry) runs one per machine at a time: a second stack asking for
+// one waits until the first has stopped.
 type Parts struct {
-	Registry, BuildKit, Cluster bool
+	Registry, BuildKit, Cluster, Node bool
 }
 
 // All is every part.
-var All = Parts{Registry: true, BuildKit: true, Cluster: true}
+var All = Parts{Registry: true, BuildKit: true, Cluster: true, Node: true}
 
 // Start starts the selected parts with state under dir ("" for a new
 // temporary directory, removed by Stop).
@@ -46,7 +49,7 @@ func Start(ctx context.Context, dir string, parts Parts) (s *Stack, err error) {
 	}()
 	cas := map[string]string{}
 	if parts.Registry {
-		if s.Registry, err = startRegistry(ctx, tools, filepath.Join(dir, "registry")); err != nil {
+		if s.Registry, err = startRegistry(ctx, tools, filepath.Join(dir, "registry"), false); err != nil {
 			return s, err
 		}
 		cas[s.Registry.Host] = s.Registry.CAFile
@@ -56,8 +59,25 @@ func Start(ctx context.Context, dir string, parts Parts) (s *Stack, err error) {
 			return s, err
 		}
 	}
+	var node *nodeConfig
+	if parts.Node {
+		if !parts.Cluster || !parts.Registry {
+			return s, errors.New("testenv: a node needs the cluster and the registry")
+		}
+		if s.Mirror, err = startRegistry(ctx, tools, filepath.Join(dir, "mirror"), true); err != nil {
+			return s, err
+		}
+		if err := fillMirror(ctx, filepath.Join(dir, "mirror"), s.Mirror); err != nil {
+			return s, err
+		}
+		node = &nodeConfig{
+			tools:      tools,
+			registries: []RegistryTrust{{Host: s.Registry.Host, CAFile: s.Registry.CAFile}},
+			mirror:     RegistryTrust{Host: s.Mirror.Host, CAFile: s.Mirror.CAFile},
+		}
+	}
 	if parts.Cluster {
-		if s.Cluster, err = startCluster(ctx, tools, filepath.Join(dir, "cluster")); err != nil {
+		if s.Cluster, err = startCluster(ctx, tools, filepath.Join(dir, "cluster"), node); err != nil {
 			return s, err
 		}
 	}
@@ -71,6 +91,7 @@ func (s *Stack) Stop() error {
 	}
 	s.Cluster.Stop()
 	s.BuildKit.Stop()
+	s.Mirror.Stop()
 	s.Registry.Stop()
 	if s.owned && os.Getenv("IDOPIPE_KEEP_STACK") == "" {
 		s.owned = false
