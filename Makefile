@@ -6,7 +6,7 @@
 #   make tools      build the stack's pinned tools (cached outside the repo)
 #
 # The stack's tools (buildkitd, registry, kube-apiserver, etcd, kube-scheduler,
-# kwok) are pinned by the wrapper modules under build/tools and cached under
+# kube-controller-manager, kubelet) are pinned by the wrapper modules under build/tools and cached under
 # $(IDOPIPE_CACHE); the first build takes ~10 minutes on 2 cores, later ones
 # reuse the cache. Debian packages the stack needs are installed by `make deps`.
 
@@ -14,9 +14,11 @@ SHELL := /bin/bash
 GO ?= go
 IDOPIPE_CACHE ?= $(HOME)/.cache/idopipe
 export IDOPIPE_CACHE
-# Debian packages: runc runs BuildKit's RUN steps; busybox-static is the base
-# image of the test fixture (there is no Docker Hub here).
-DEB_PACKAGES := runc busybox-static
+# Debian packages: runc runs BuildKit's RUN steps and the node's containers;
+# busybox-static is the base image of the test fixture (there is no Docker
+# Hub here); containerd, the CNI plugins, iptables and iproute2 make the
+# local stack's real kubelet node.
+DEB_PACKAGES := runc busybox-static containerd containernetworking-plugins iptables iproute2
 TEST_FLAGS ?= -count=1 -timeout 30m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/idopipe/idopipe/pkg/version.Version=$(VERSION)

@@ -3,8 +3,10 @@
 # cmd/localstack for the variables it sets): build the planner-shaped fixture
 # with BuildKit, push it to the TLS registry with the token from
 # $GITHUB_TOKEN, pull it back, create the namespace and pull Secret, apply the
-# upstream IDO 0.4.0 manifest and CRDs, and wait for both Pods. Then release
-# again to show that a rerun converges without writes.
+# upstream IDO 0.4.0 manifest and CRDs, and wait for both Pods on the
+# stack's real node. Then release again to show that a rerun converges
+# without writes, and run the guide's checklist, which shows where each Pod
+# runs and the digest its container runs.
 set -euo pipefail
 idopipe=${IDOPIPE:-$(pwd)/bin/idopipe}
 args=(
@@ -24,3 +26,6 @@ echo "### idopipe release (again: nothing to change)"
 echo
 echo "### idopipe verify-pull"
 "$idopipe" verify-pull --registry-ca "$IDOPIPE_TEST_REGISTRY_CA" "$IDOPIPE_TEST_REGISTRY/intel-demo/planner:0.4.0"
+echo
+echo "### idopipe doctor (node $IDOPIPE_TEST_NODE: the Pods' containers really run)"
+"$idopipe" doctor -n ido --registry-ca "$IDOPIPE_TEST_REGISTRY_CA"

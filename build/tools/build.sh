@@ -20,7 +20,6 @@ kube_version=$(mod_version kube k8s.io/kubernetes)
 
 build etcd etcd go.etcd.io/etcd/server/v3
 build registry registry github.com/distribution/distribution/v3/cmd/registry
-build kwok kwok sigs.k8s.io/kwok/cmd/kwok
 build buildkit buildkitd github.com/moby/buildkit/cmd/buildkitd "-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
 build buildkit buildctl github.com/moby/buildkit/cmd/buildctl "-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
 build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$(ldflags_kube "$kube_version")"
@@ -29,28 +28,14 @@ build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kube kubelet k8s.io/kubernetes/cmd/kubelet "$(ldflags_kube "$kube_version")"
 build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint
 
-# kwok needs its stage definitions (node heartbeat, pod ready, ...): they ship
-# in its module, so they come from the module cache, not from this repository.
-kwok_dir=$(tool_dir kwok)
-if [ ! -d "$kwok_dir/stages" ]; then
-  src=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
-  mkdir -p "$kwok_dir/stages.tmp"
-  cp "$src"/kustomize/stage/node/fast/node-initialize.yaml \
-     "$src"/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
-     "$src"/kustomize/stage/pod/fast/pod-*.yaml "$kwok_dir/stages.tmp/"
-  chmod -R u+w "$kwok_dir/stages.tmp"
-  mv "$kwok_dir/stages.tmp" "$kwok_dir/stages"
-fi
-
 # One directory of links to the current builds, named after all the hashes.
-all=$(for t in etcd registry kwok buildkit kube actionlint; do tool_dir $t; done | sha256sum | cut -c1-12)
+all=$(for t in etcd registry buildkit kube actionlint; do tool_dir $t; done | sha256sum | cut -c1-12)
 bin="$cache/tools/bin-$all"
 if [ ! -d "$bin" ]; then
   mkdir -p "$bin.tmp"
-  for t in etcd:etcd registry:registry kwok:kwok buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler kube:kube-controller-manager kube:kubelet actionlint:actionlint; do
+  for t in etcd:etcd registry:registry buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler kube:kube-controller-manager kube:kubelet actionlint:actionlint; do
     ln -sf "$(tool_dir "${t%%:*}")/${t#*:}" "$bin.tmp/${t#*:}"
   done
-  ln -sfn "$kwok_dir/stages" "$bin.tmp/kwok-stages"
   rm -rf "$bin"; mv "$bin.tmp" "$bin"
 fi
 echo "$bin"

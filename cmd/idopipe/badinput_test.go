@@ -57,6 +57,9 @@ func TestReleaseBadInput(t *testing.T) {
 	badDockerfile := write("Dockerfile.bad", "FROM busybox AS build\nNOTANINSTRUCTION foo\n")
 	terminating, opaqueNS := "bad-terminating", "bad-opaque-secret"
 	prepareNamespaces(t, terminating, opaqueNS)
+	// The namespace controller empties a Terminating namespace (a finalizer
+	// keeps only the namespace itself).
+	prepared := map[string]int{terminating: 0, opaqueNS: 1}
 	noPlanner := write("noplanner.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: mongo:6}]}\n")
 	badKubeconfig := write("kubeconfig", `apiVersion: v1
 kind: Config
@@ -201,14 +204,13 @@ current-context: down
 			case tc.preBuild && !tc.remote && strings.Contains(r.stdout, "==> build"):
 				t.Errorf("bad input found only after the build started:\n%s", r.stdout)
 			}
-			// A namespace the release made is deleted again; the test stack
-			// has no namespace controller, so it stays Terminating.
+			// A namespace the release made is deleted again.
 			if tc.ns == "" {
 				if n, err := stack.Cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) && (err != nil || n.DeletionTimestamp == nil) {
 					t.Errorf("namespace %s exists after a failed release (err %v)", ns, err)
 				}
-			} else if objs := namespaceObjects(t, ns); objs != 1 {
-				t.Errorf("namespace %s holds %d objects after the failed release, want only the one prepared", ns, objs)
+			} else if objs, want := namespaceObjects(t, ns), prepared[ns]; objs != want {
+				t.Errorf("namespace %s holds %d objects after the failed release, want only the %d prepared", ns, objs, want)
 			}
 			// Nothing was pushed for a release that failed before its push.
 			if tag, _ := name.NewTag(stack.Registry.Host + "/" + owner + "/planner:0.4.0"); tc.class != fail.Build && !tc.pushes {
@@ -223,12 +225,13 @@ current-context: down
 }
 
 // prepareNamespaces makes a namespace stuck Terminating (a finalizer that
-// nothing removes) and one holding an Opaque Secret named ghcr-secret.
+// nothing but deleteNamespace removes) and one holding an Opaque Secret
+// named ghcr-secret.
 func prepareNamespaces(t *testing.T, terminating, opaque string) {
 	t.Helper()
 	ctx := context.Background()
 	core := stack.Cluster.Client.CoreV1()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: terminating, Finalizers: []string{"idopipe.test/hold"}},
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: terminating, Finalizers: []string{testFinalizer}},
 		Spec: corev1.NamespaceSpec{Finalizers: []corev1.FinalizerName{"kubernetes"}}}
 	if _, err := core.Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -249,20 +252,29 @@ func prepareNamespaces(t *testing.T, terminating, opaque string) {
 }
 
 // namespaceObjects counts ConfigMaps, Secrets, ServiceAccounts, Services
-// and Pods in ns.
+// and Pods in ns, leaving out what the controller-manager puts in every
+// namespace (the "default" ServiceAccount, the kube-root-ca.crt ConfigMap).
 func namespaceObjects(t *testing.T, ns string) int {
 	t.Helper()
 	ctx := context.Background()
 	core := stack.Cluster.Client.CoreV1()
 	n := 0
 	if l, err := core.ConfigMaps(ns).List(ctx, metav1.ListOptions{}); err == nil {
-		n += len(l.Items)
+		for _, o := range l.Items {
+			if o.Name != "kube-root-ca.crt" {
+				n++
+			}
+		}
 	}
 	if l, err := core.Secrets(ns).List(ctx, metav1.ListOptions{}); err == nil {
 		n += len(l.Items)
 	}
 	if l, err := core.ServiceAccounts(ns).List(ctx, metav1.ListOptions{}); err == nil {
-		n += len(l.Items)
+		for _, o := range l.Items {
+			if o.Name != "default" {
+				n++
+			}
+		}
 	}
 	if l, err := core.Services(ns).List(ctx, metav1.ListOptions{}); err == nil {
 		n += len(l.Items)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -123,6 +124,10 @@ func idopipeRaw(t *testing.T, env []string, args ...string) result {
 	return r
 }
 
+// testFinalizer holds a namespace Terminating until deleteNamespace
+// removes it.
+const testFinalizer = "idopipe.test/hold"
+
 // cleaned are the namespaces whose deletion a test has registered.
 var cleaned sync.Map
 
@@ -164,9 +169,14 @@ func deleteNamespace(t *testing.T, ns string) {
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		_, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		n, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return
+		}
+		if err == nil && slices.Contains(n.Finalizers, testFinalizer) {
+			// A test held the namespace Terminating: let it go.
+			n.Finalizers = slices.DeleteFunc(n.Finalizers, func(f string) bool { return f == testFinalizer })
+			_, _ = kube.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{})
 		}
 		if time.Now().After(deadline) {
 			t.Errorf("namespace %s not gone 2 minutes after its deletion", ns)

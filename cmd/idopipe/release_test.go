@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -16,7 +18,9 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/idopipe/idopipe/pkg/creds"
+	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/registry"
+	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // releaseResult is the final JSON object of `idopipe release -o json`.
@@ -172,6 +176,10 @@ func TestReleaseEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("the node pulled the pushed digest with the Secret and runs it", func(t *testing.T) {
+		assertRunsOnNode(t, ctx, ns, res.Result.Ref)
+	})
+
 	t.Run("token is stored in the Secret's data only", func(t *testing.T) {
 		assertTokenOnlyInSecret(t, ctx, ns)
 	})
@@ -192,6 +200,84 @@ func TestReleaseEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// assertRunsOnNode checks what only a real node shows: the kubelet's
+// Pulled event for ref, the Pod's pull Secret put there by the
+// ServiceAccount admission plugin, the planner answering on 33333 (through
+// the API server's pod proxy) and the mirrored mongo stand-in on 27017.
+func assertRunsOnNode(t *testing.T, ctx context.Context, ns, ref string) {
+	t.Helper()
+	kube := stack.Cluster.Client
+	p, err := kube.CoreV1().Pods(ns).Get(ctx, "planner", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Spec.NodeName != testenv.NodeName {
+		t.Errorf("planner runs on node %q, want %s", p.Spec.NodeName, testenv.NodeName)
+	}
+	if len(p.Spec.ImagePullSecrets) == 0 || p.Spec.ImagePullSecrets[0].Name != "ghcr-secret" {
+		t.Errorf("planner's imagePullSecrets %v: admission did not copy them from its ServiceAccount", p.Spec.ImagePullSecrets)
+	}
+	_, digest, _ := strings.Cut(ref, "@")
+	if cs := p.Status.ContainerStatuses; len(cs) != 1 || !strings.HasSuffix(cs[0].ImageID, digest) || cs[0].State.Running == nil {
+		t.Errorf("planner container status %+v, want running %s", cs, digest)
+	}
+	evs, err := kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=planner"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulled := false
+	for _, e := range evs.Items {
+		if e.Reason == "Pulled" && strings.Contains(e.Message, `"`+ref+`"`) && e.Source.Component == "kubelet" {
+			pulled = true
+		}
+	}
+	if !pulled {
+		t.Errorf("no kubelet Pulled event for %s among %d events", ref, len(evs.Items))
+	}
+	body, err := kube.CoreV1().Pods(ns).ProxyGet("http", "planner", "33333", "/", nil).DoRaw(ctx)
+	if err != nil || !strings.Contains(string(body), "planner 0.4.0-fixture") {
+		t.Errorf("planner on :33333 through the pod proxy: %q, %v", body, err)
+	}
+	m, err := kube.CoreV1().Pods(ns).Get(ctx, "planner-mongodb", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := m.Status.ContainerStatuses; len(cs) != 1 || !strings.HasPrefix(cs[0].ImageID, "docker.io/library/mongo@sha256:") {
+		t.Errorf("planner-mongodb container status %+v, want the mirrored docker.io/library/mongo", cs)
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(m.Status.PodIP, "27017"), 5*time.Second)
+	if err != nil {
+		t.Fatalf("mongo stand-in on %s:27017: %v", m.Status.PodIP, err)
+	}
+	defer conn.Close()
+	b := make([]byte, 64)
+	n, _ := conn.Read(b)
+	if !strings.Contains(string(b[:n]), "mongod stand-in") {
+		t.Errorf("27017 answered %q", b[:n])
+	}
+}
+
+// TestServiceAccountOutsideTheManifest: with the ServiceAccount admission
+// plugin on, a Pod whose ServiceAccount is neither in the cluster nor in
+// the manifest fails the plan naming that ServiceAccount (not as missing
+// permissions), before anything is written: the namespace this run made is
+// gone again.
+func TestServiceAccountOutsideTheManifest(t *testing.T) {
+	const ns = "sa-outside"
+	manifest := upstreamWith(t, map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: ghost\n"})
+	r := idopipe(t, nil, releaseWith(ns, manifest)...)
+	if r.code != int(fail.Cluster) || !strings.Contains(r.stderr, "Pod/sa-outside/planner needs ServiceAccount/sa-outside/ghost, which does not exist") ||
+		!strings.Contains(r.stderr, "add ServiceAccount ghost to the manifest") || strings.Contains(r.stderr, "grant the identity") {
+		t.Fatalf("release with a ServiceAccount outside the manifest:\n%s", r)
+	}
+	if _, err := stack.Cluster.Client.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); err == nil {
+		ns, _ := stack.Cluster.Client.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{})
+		if ns.DeletionTimestamp == nil {
+			t.Errorf("the namespace this run created is still there")
+		}
+	}
 }
 
 // resourceVersions maps every namespaced object in ns (of the kinds a

@@ -1,5 +1,5 @@
 // Command localstack starts idopipe's local stack (buildkitd, a TLS registry
-// with htpasswd auth, kube-apiserver + etcd + kube-scheduler + kwok), prepares
+// with htpasswd auth, a one-node cluster with a real kubelet), prepares
 // the planner-shaped build fixture, runs one command against it, and stops
 // the stack. `make demo` uses it to run a whole release.
 //
@@ -8,7 +8,8 @@
 // The command gets the stack in its environment: BUILDKIT_HOST, KUBECONFIG,
 // GITHUB_ACTOR, GITHUB_TOKEN, IDOPIPE_TEST_REGISTRY, IDOPIPE_TEST_REGISTRY_CA,
 // IDOPIPE_TEST_SOURCE (the fixture's build context), IDOPIPE_TEST_BUSYBOX (the
-// base image's OCI layout) and IDOPIPE_TEST_FIXTURES (the upstream manifests).
+// base image's OCI layout), IDOPIPE_TEST_FIXTURES (the upstream manifests)
+// and IDOPIPE_TEST_NODE (the node's name).
 package main
 
 import (
@@ -71,7 +72,7 @@ func run(ctx context.Context, keep bool, args []string) (int, error) {
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), s.Env()...)
-	cmd.Env = append(cmd.Env, "IDOPIPE_TEST_SOURCE="+src, "IDOPIPE_TEST_BUSYBOX="+busybox, "IDOPIPE_TEST_FIXTURES="+fixtures)
+	cmd.Env = append(cmd.Env, "IDOPIPE_TEST_SOURCE="+src, "IDOPIPE_TEST_BUSYBOX="+busybox, "IDOPIPE_TEST_FIXTURES="+fixtures, "IDOPIPE_TEST_NODE="+testenv.NodeName)
 	err = cmd.Run()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {

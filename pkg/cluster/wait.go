@@ -22,6 +22,7 @@ type PodState struct {
 	Name    string   `json:"name"`
 	Ready   bool     `json:"ready"`
 	Phase   string   `json:"phase"`
+	Node    string   `json:"node,omitempty"` // where it was scheduled
 	Reasons []string `json:"reasons,omitempty"` // container waiting/terminated reasons, scheduling conditions
 	Events  []string `json:"events,omitempty"`  // the Pod's recent events, newest last
 	Causes  []Cause  `json:"causes,omitempty"`  // classified reasons
@@ -33,6 +34,9 @@ type PodState struct {
 // Diagnosis is one line a person can act on.
 func (p PodState) String() string {
 	if p.Ready {
+		if p.Node != "" {
+			return fmt.Sprintf("Pod %s Ready on %s", p.Name, p.Node)
+		}
 		return fmt.Sprintf("Pod %s Ready", p.Name)
 	}
 	s := fmt.Sprintf("Pod %s %s", p.Name, p.Phase)
@@ -294,7 +298,7 @@ func (c *Client) lastLogLines(ctx context.Context, ns, pod, container string, n 
 }
 
 func stateOf(p *corev1.Pod) PodState {
-	s := PodState{Name: p.Name, Phase: string(p.Status.Phase), pod: p}
+	s := PodState{Name: p.Name, Phase: string(p.Status.Phase), Node: p.Spec.NodeName, pod: p}
 	if p.DeletionTimestamp != nil {
 		s.Reasons = append(s.Reasons, "being deleted")
 	}

@@ -136,6 +136,13 @@ func podCheck(ctx context.Context, kube *cluster.Client, p corev1.Pod) Check {
 	}
 	c := Check{Name: "Pod " + p.Name + " Ready", OK: ready, Info: string(p.Status.Phase)}
 	if ready {
+		var running []string
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.State.Running != nil {
+				running = append(running, cs.Name+" ("+cs.ImageID+") running since "+cs.State.Running.StartedAt.UTC().Format("15:04:05"))
+			}
+		}
+		c.Info += " on node " + p.Spec.NodeName + ", containers " + strings.Join(running, ", ")
 		return c
 	}
 	var why []string

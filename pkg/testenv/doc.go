@@ -1,8 +1,9 @@
 // Package testenv starts the local stack that idopipe's tests and `make demo`
 // run against: buildkitd (with runc), a distribution registry with TLS and
-// htpasswd standing in for GHCR, and a Kubernetes control plane (etcd and
-// kube-apiserver through controller-runtime's envtest, kube-scheduler, and
-// kwok playing a control-plane node so that Pods reach Running).
+// htpasswd standing in for GHCR, and a one-node Kubernetes cluster (etcd and
+// kube-apiserver through controller-runtime's envtest with the default
+// admission plugins, kube-controller-manager, kube-scheduler, and a real
+// kubelet on containerd, runc and the CNI bridge; see Node).
 //
 // The binaries come from build/tools (built by `make tools`); their directory
 // is $IDOPIPE_TOOLS_BIN. Every process listens on loopback on fresh ports and
