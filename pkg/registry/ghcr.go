@@ -99,6 +99,9 @@ func (a Access) explainStatus(te *transport.Error, op string, ref name.Reference
 		return &fail.Error{Class: c, Msg: fmt.Sprintf(format, args...), Fix: fix, Err: a.redact(te)}, true
 	}
 	switch {
+	case a.Creds == nil && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) && !strings.Contains(msg, ghcrSecondaryRateLimit):
+		return e(fail.Credentials, "pass a token with read:packages ($GITHUB_TOKEN or --token-file), or make the package public in its package settings",
+			"registry %s rejected anonymous for %s of %s (%d): package %s is private", reg, op, ref, te.StatusCode, pkg)
 	case te.StatusCode == http.StatusTooManyRequests:
 		return e(fail.RateLimit, "wait a few minutes and rerun; an authenticated token has higher limits",
 			"registry %s rate-limited the %s of %s (429), still after retries with backoff", reg, op, ref)

@@ -104,3 +104,16 @@ func TestExplainGHCR(t *testing.T) {
 		})
 	}
 }
+
+// TestExplainAnonymous: a private package refused to an anonymous pull
+// says so, and how to pull it.
+func TestExplainAnonymous(t *testing.T) {
+	ref := name.MustParseReference("ghcr.io/my-org/planner:0.4.0")
+	for _, status := range []int{401, 403} {
+		err := Access{}.Explain(registryError(t, status, `{"errors":[{"code":"DENIED","message":"denied"}]}`), "pull", ref)
+		if msg := err.Error(); fail.ClassOf(err) != fail.Credentials || !strings.Contains(msg, "rejected anonymous for pull of ghcr.io/my-org/planner:0.4.0") ||
+			!strings.Contains(msg, "package ghcr.io/my-org/planner is private") || !strings.Contains(msg, "make the package public") {
+			t.Errorf("%d: %q", status, msg)
+		}
+	}
+}
