@@ -152,7 +152,7 @@ func runAction(t *testing.T, gh, inputs map[string]string) *actionRun {
 		github: map[string]string{}, inputs: map[string]string{}, env: map[string]string{},
 		outputs: map[string]map[string]string{}, actionOutputs: map[string]string{},
 	}
-	for _, d := range []string{a.workspace, a.temp, filepath.Join(dir, "tool-cache")} {
+	for _, d := range []string{a.workspace, a.temp, filepath.Join(dir, "tool-cache"), filepath.Join(dir, "home")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -213,6 +213,13 @@ func runAction(t *testing.T, gh, inputs map[string]string) *actionRun {
 				k == "BUILDKIT_HOST" || k == "KUBECONFIG" || k == "GHCR_TOKEN" || k == "CI" {
 				continue
 			}
+			env[k] = v
+		}
+		// A runner of its own: its own HOME (so no kubectl discovery
+		// cache or docker config is shared with the other tests), with
+		// this machine's Go caches, as actions/setup-go would restore.
+		env["HOME"] = filepath.Join(dir, "home")
+		for k, v := range goCaches(t) {
 			env[k] = v
 		}
 		env["NO_PROXY"] = strings.Trim(env["NO_PROXY"]+",127.0.0.1,localhost", ",")
@@ -281,6 +288,30 @@ func runAction(t *testing.T, gh, inputs map[string]string) *actionRun {
 		}
 	}
 	return a
+}
+
+var (
+	goCachesOnce sync.Once
+	goCachesEnv  map[string]string
+)
+
+// goCaches are this machine's Go build and module caches.
+func goCaches(t *testing.T) map[string]string {
+	t.Helper()
+	goCachesOnce.Do(func() {
+		goCachesEnv = map[string]string{}
+		out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
+		if err != nil {
+			return
+		}
+		for i, v := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			goCachesEnv[[]string{"GOCACHE", "GOMODCACHE", "GOPATH"}[i]] = v
+		}
+	})
+	if len(goCachesEnv) != 3 {
+		t.Fatal("go env GOCACHE GOMODCACHE GOPATH failed")
+	}
+	return goCachesEnv
 }
 
 // readKeyValues reads a runner file command file: NAME=VALUE lines and
