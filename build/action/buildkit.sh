@@ -83,16 +83,18 @@ if [ "$(id -u)" != 0 ]; then
 	sudo="sudo -n"
 	$sudo true 2>/dev/null || fail "buildkitd runs as root and the runner user cannot sudo: pass buildkit-host"
 fi
-rm -f "$sock"
-# setsid: the daemon leaves this step's process group; its pid goes to the
-# pid file (with sudo, $! would be sudo's).
-$sudo setsid sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$state/buildkitd.pid" \
-	"$dir/bin/buildkitd" --config "$state/buildkitd.toml" </dev/null >"$state/buildkitd.log" 2>&1 &
+rm -f "$sock" "$state/buildkitd.pid"
+# setsid -f: the daemon runs in a session of its own and outlives this step
+# (and sudo, which returns at once); its pid goes to the pid file, and its
+# output straight to the log, not through sudo's terminal.
+$sudo setsid -f sh -c 'echo $$ >"$1"; log=$2; shift 2; exec "$@" </dev/null >"$log" 2>&1' sh \
+	"$state/buildkitd.pid" "$state/buildkitd.log" "$dir/bin/buildkitd" --config "$state/buildkitd.toml" </dev/null >/dev/null 2>&1
 for _ in $(seq 300); do
 	if [ -S "$sock" ] && $sudo "$dir/bin/buildctl" --addr "$addr" debug workers >/dev/null 2>&1; then
 		break
 	fi
-	if [ ! -e "/proc/$!" ]; then
+	pid=$(cat "$state/buildkitd.pid" 2>/dev/null || true)
+	if [ -n "$pid" ] && [ ! -e "/proc/$pid" ]; then
 		fail "buildkitd exited while starting: $(tail -n1 "$state/buildkitd.log")"
 	fi
 	sleep 0.1

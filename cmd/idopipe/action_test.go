@@ -728,8 +728,20 @@ func TestActionFailures(t *testing.T) {
 		t.Error("the corrupt asset was installed")
 	}
 
-	// A stage that needs a cluster, without a kubeconfig.
+	// A buildkitd that cannot start (its config is not TOML) fails the
+	// BuildKit step with its own last word.
 	fake.release(t, "idopipe/idopipe", "v0.9.0", bin, "")
+	fake.buildkitRelease(t, "v0.34.2")
+	broken := actionInputs("Action-Fail", "3.0.0")
+	broken["releases-url"] = fake.URL
+	broken["buildkitd-config"] = "[registry\n"
+	a = runAction(t, githubContext(fake, "v0.9.0"), broken)
+	stopActionBuildkitd(t, a)
+	if a.failed != "buildkit" || !strings.Contains(a.step("buildkit").stdout, "::error title=idopipe buildkit::buildkitd exited while starting: ") {
+		t.Errorf("a buildkitd that cannot start:\n%s", a)
+	}
+
+	// A stage that needs a cluster, without a kubeconfig.
 	in["stages"] = "build,push,apply"
 	a = runAction(t, githubContext(fake, "v0.9.0"), in)
 	if a.failed != "release" || !strings.Contains(a.step("release").stdout, "::error title=idopipe::stage apply needs a cluster: pass the kubeconfig input") {
