@@ -47,7 +47,7 @@ vet:
 
 # The workflows under .github must pass actionlint (pinned in build/tools).
 lint: tools
-	$$(build/tools/build.sh)/actionlint .github/workflows/*.yml
+	$$(build/tools/build.sh)/actionlint .github/workflows/*.yml docs/examples/*.yml
 
 test: tools vet lint
 	IDOPIPE_TOOLS_BIN=$$(build/tools/build.sh) $(GO) test $(TEST_FLAGS) ./...

@@ -246,7 +246,7 @@ func TestFailedCheckCancelsBuild(t *testing.T) {
 	start := time.Now()
 	r := runUntil(t, args, func(out string) bool { return strings.Contains(out, "RUN busybox sleep 60") }, func(*exec.Cmd) { release() })
 	t.Logf("release whose check fails during a 60 s build step: %s", time.Since(start).Round(time.Millisecond))
-	if r.code != int(fail.Credentials) || !strings.Contains(r.stdout, "write:packages") || strings.Contains(r.stdout, "==> push") {
+	if r.code != int(fail.Credentials) || !strings.Contains(r.stdout, "Manage Actions access") || strings.Contains(r.stdout, "==> push") {
 		t.Fatalf("release:\n%s", r)
 	}
 	// Not a timing assertion: a build step that ran to its end prints

@@ -77,7 +77,7 @@ func TestPreflightFakeGHCR403(t *testing.T) {
 	defer proxy.Close()
 	args := releaseArgs("preflight-403", "--registry", proxy.Host, "--registry-ca", proxy.CAFile)
 	r := idopipe(t, nil, args...)
-	if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "403") || !strings.Contains(r.stderr, "write:packages") || !strings.Contains(r.stderr, "packages: write") {
+	if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "403") || !strings.Contains(r.stderr, "Manage Actions access") {
 		t.Fatalf("release against a 403ing registry:\n%s", r)
 	}
 	if strings.Contains(r.stdout, "==> push") {

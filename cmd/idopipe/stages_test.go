@@ -143,7 +143,7 @@ func TestStagesOneByOne(t *testing.T) {
 		want  string
 	}{
 		{"pullable with the pushed digest", nil, []string{tag, "--digest", built.Result.Digest}, 0, "pullable"},
-		{"pullable by digest reference", nil, []string{ref}, 0, "private (needs credentials)"},
+		{"pullable by digest reference", nil, []string{ref}, 0, "private: anonymous pulls are refused, so the cluster needs the pull Secret"},
 		{"digest mismatch", nil, []string{tag, "--digest", "sha256:" + strings.Repeat("0", 64)}, fail.Verify, "not the expected sha256:000"},
 		{"tag not found", nil, []string{stack.Registry.Host + "/stages/planner:9.9.9"}, fail.NotFound, "not found"},
 		{"anonymous pull of a private image", []string{"GITHUB_TOKEN=", "GITHUB_ACTOR="}, []string{tag}, fail.Credentials, "rejected anonymous"},

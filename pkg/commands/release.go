@@ -134,6 +134,9 @@ func releaseSummary(res pipeline.Result, o pipeline.Options) string {
 	for _, s := range res.Stages {
 		total += s
 	}
+	if len(res.Pods) == 0 && len(res.Objects) == 0 {
+		return fmt.Sprintf("released %s in %.1fs; no cluster stage ran", res.Ref, total)
+	}
 	return fmt.Sprintf("released %s to namespace %s: %d/%d Pods Ready (%s) in %.1fs",
 		res.Ref, ns, ready, len(res.Pods), strings.Join(names, ", "), total)
 }

@@ -123,7 +123,7 @@ var classHelp = map[fail.Class]string{
 	fail.Credentials: "registry token or username missing, unreadable or rejected (401/403)",
 	fail.Manifest:    "manifest unreadable, invalid, or rejected by the API server's validation",
 	fail.Build:       "build context or Dockerfile missing, Dockerfile error, or a build step failed",
-	fail.Registry:    "registry unreachable, TLS failure, rate limit, or push refused",
+	fail.Registry:    "registry unreachable, TLS failure, or push refused",
 	fail.Verify:      "the image resolves to another digest than the expected one",
 	fail.Cluster:     "API server unreachable, or an object could not be written",
 	fail.NotReady:    "Pods not Ready before --timeout, or a non-transient cause found (the diagnosis is printed)",
@@ -131,6 +131,7 @@ var classHelp = map[fail.Class]string{
 	fail.Platform:    "the image has no manifest for a platform the cluster's nodes run",
 	fail.Corrupt:     "a blob is missing or its size or sha256 is wrong (verify-pull --full)",
 	fail.Daemon:      "BuildKit cannot be reached, or no buildkitd can be started",
+	fail.RateLimit:   "the registry still rate-limits after retries with backoff (429, GitHub's secondary rate limit): wait and rerun",
 	fail.Interrupted: "interrupted (Ctrl-C or SIGTERM); a rerun converges",
 }
 

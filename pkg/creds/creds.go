@@ -101,11 +101,31 @@ func Resolve(o Options) (Credentials, error) {
 			"set $GITHUB_TOKEN, or pass --token-file FILE, or create "+DefaultTokenFile+" (a token with write:packages)",
 			"no registry token found")
 	}
+	if err := checkKind(c); err != nil {
+		return Credentials{}, err
+	}
 	if c.Username == "" {
 		return Credentials{}, fail.New(fail.Credentials, "pass --username or set $GITHUB_ACTOR",
 			"no registry username")
 	}
 	return c, nil
+}
+
+// FineGrainedPrefix starts a GitHub fine-grained personal access token.
+const FineGrainedPrefix = "github_pat_"
+
+// checkKind refuses a token that GitHub's registries refuse, before any
+// request is sent: GHCR (like every GitHub Packages registry) accepts
+// classic personal access tokens (ghp_…), GITHUB_TOKEN and OAuth tokens,
+// but not fine-grained ones (github_pat_…), which get a bare permission
+// error from it long after the build.
+func checkKind(c Credentials) error {
+	if strings.HasPrefix(c.Token.Reveal(), FineGrainedPrefix) {
+		return fail.New(fail.Credentials,
+			"create a classic token (ghp_…) with write:packages, or in GitHub Actions use GITHUB_TOKEN with permissions: packages: write",
+			"the token from %s is a fine-grained personal access token (github_pat_…), which GHCR does not accept", c.Source)
+	}
+	return nil
 }
 
 func readTokenFile(path string, warn func(string)) (Secret, error) {

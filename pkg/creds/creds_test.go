@@ -140,3 +140,38 @@ func TestSecretNeverPrints(t *testing.T) {
 		t.Error("Reveal lost the token")
 	}
 }
+
+// TestFineGrainedToken: a fine-grained personal access token is refused
+// wherever it comes from, naming its source and the classic token to use
+// instead, and its value is not in the message.
+func TestFineGrainedToken(t *testing.T) {
+	const fine = FineGrainedPrefix + "11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"
+	dir := t.TempDir()
+	file := writeFile(t, dir, "token", fine+"\n", 0o600)
+	for _, o := range []Options{
+		{Getenv: env("GITHUB_TOKEN", fine, "GITHUB_ACTOR", "a")},
+		{Getenv: env("GHCR_TOKEN", fine), Username: "a"},
+		{TokenFile: file, Username: "a"},
+		{TokenFile: file}, // no username: the token's kind is the first problem
+	} {
+		_, err := Resolve(o)
+		if fail.ClassOf(err) != fail.Credentials {
+			t.Fatalf("%+v: %v, want a credentials error", o, err)
+		}
+		msg := err.Error()
+		for _, want := range []string{"fine-grained personal access token (github_pat_…)", "classic token (ghp_…) with write:packages", "packages: write"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%q does not say %q", msg, want)
+			}
+		}
+		if strings.Contains(msg, fine) || strings.Contains(msg, "\n") {
+			t.Errorf("not one line without the token: %q", msg)
+		}
+	}
+	// Classic, Actions and OAuth tokens pass.
+	for _, ok := range []string{"ghp_classic", "ghs_actions", "gho_oauth"} {
+		if _, err := Resolve(Options{Getenv: env("GITHUB_TOKEN", ok, "GITHUB_ACTOR", "a")}); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}

@@ -181,6 +181,11 @@ type release struct {
 	unlock     func() // releases the namespace's release lock
 
 	inventory []cluster.Entry // what earlier releases recorded in the namespace
+
+	// noCluster: no cluster stage (secret, apply, wait) is selected, as in
+	// a CI job without a kubeconfig: no manifests are read, no cluster is
+	// asked.
+	noCluster bool
 }
 
 // done releases what the run holds.
@@ -211,6 +216,7 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 		return rel.res, err
 	}
 	rel.alongside = slices.Contains(names, "build") && !o.DryRun
+	rel.noCluster = !o.DryRun && !slices.ContainsFunc(names, func(n string) bool { return n == "secret" || n == "apply" || n == "wait" })
 	cctx, cancelChecks := context.WithCancel(ctx)
 	defer cancelChecks()
 	rel.checksCtx = cctx
@@ -285,6 +291,9 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 			rel.extras = append(rel.extras, &extra{spec: spec, tag: et, Image: Image{Name: spec.Name, Image: et.String()}})
 		}
 	}
+	if rel.noCluster {
+		return rel.validateRegistryOnly(ctx)
+	}
 	if len(o.Manifests) == 0 {
 		return "", fail.New(fail.Usage, "pass --manifest FILE", "no manifest to deploy")
 	}
@@ -334,6 +343,38 @@ func (rel *release) validate(ctx context.Context) (string, error) {
 	return summary + ", " + more, nil
 }
 
+// validateRegistryOnly is validate for a release that stops before the
+// cluster: the registry check alone, alongside the build when there is one.
+func (rel *release) validateRegistryOnly(ctx context.Context) (string, error) {
+	if _, err := rel.o.Access.Transport(); err != nil { // --registry-ca readable
+		return "", err
+	}
+	summary := fmt.Sprintf("image %s; no cluster stage selected: no manifests read, no cluster asked", rel.tag)
+	if rel.alongside {
+		rel.checksDone = make(chan struct{})
+		go func() {
+			defer close(rel.checksDone)
+			rel.checksErr = rel.preflight(rel.checksCtx)
+		}()
+		return summary + "; the registry check runs alongside the build", nil
+	}
+	return summary, rel.preflight(ctx)
+}
+
+// preflight proves the token may push to every repository of the release.
+func (rel *release) preflight(ctx context.Context) error {
+	repos := []name.Repository{rel.tag.Context()}
+	for _, e := range rel.extras {
+		repos = append(repos, e.tag.Context())
+	}
+	for _, repo := range repos {
+		if err := publish.Preflight(ctx, repo, rel.o.Access); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checks asks the registry and the cluster, changing nothing: the token
 // may push, the API server answers, every kind is served (or defined by
 // --crds), the manifest transform works (namespaces, the images run), and
@@ -342,14 +383,8 @@ func (rel *release) checks(ctx context.Context) (string, error) {
 	o := rel.o
 	if !rel.deployOnly {
 		// A token that can log in but not push is found before any push.
-		repos := []name.Repository{rel.tag.Context()}
-		for _, e := range rel.extras {
-			repos = append(repos, e.tag.Context())
-		}
-		for _, repo := range repos {
-			if err := publish.Preflight(ctx, repo, o.Access); err != nil {
-				return "", err
-			}
+		if err := rel.preflight(ctx); err != nil {
+			return "", err
 		}
 	}
 	kube, err := cluster.New(ctx, o.Cluster)
@@ -373,6 +408,9 @@ func (rel *release) awaitChecks(ctx context.Context) (string, error) {
 	case <-rel.checksDone:
 		if rel.checksErr != nil {
 			return "", rel.checksErr
+		}
+		if rel.kube == nil { // noCluster
+			return "registry ready", nil
 		}
 		return "registry and cluster ready, cluster " + rel.kube.Host, nil
 	case <-ctx.Done():

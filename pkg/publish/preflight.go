@@ -14,9 +14,10 @@ import (
 	"github.com/idopipe/idopipe/pkg/registry"
 )
 
-// PreflightTimeout bounds the preflight: a token that may not push must be
-// found in seconds, before any build work.
-const PreflightTimeout = 10 * time.Second
+// PreflightTimeout bounds the preflight: a token that may not push is
+// found in seconds, before any build work (a refusal is not retried); the
+// bound leaves room for the retries of a rate limit (1s, 3s, 9s).
+const PreflightTimeout = 30 * time.Second
 
 // Preflight proves that access may push to repo: it exchanges the
 // credentials for a push-scoped token and starts a blob upload, which it then
@@ -25,7 +26,7 @@ const PreflightTimeout = 10 * time.Second
 func Preflight(ctx context.Context, repo name.Repository, access registry.Access) error {
 	ctx, cancel := context.WithTimeout(ctx, PreflightTimeout)
 	defer cancel()
-	base, err := access.Transport()
+	base, err := access.RetryTransport() // GitHub's secondary rate limit is retried here too
 	if err != nil {
 		return err
 	}

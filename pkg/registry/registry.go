@@ -39,11 +39,8 @@ func (a Access) Options(ctx context.Context) ([]remote.Option, error) {
 	}
 	opts := []remote.Option{
 		remote.WithContext(ctx), remote.WithTransport(t),
-		// Retry what a registry under load answers (408, 429, 5xx) and
-		// dropped connections, with backoff: 1s, 3s, 9s, then give up.
-		remote.WithRetryBackoff(remote.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 4}),
-		remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
-			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
+		remote.WithRetryBackoff(retryBackoff),
+		remote.WithRetryStatusCodes(retryStatusCodes...),
 		remote.WithRetryPredicate(retryable),
 	}
 	if a.Creds != nil {
@@ -57,13 +54,38 @@ func (a Access) Options(ctx context.Context) ([]remote.Option, error) {
 	return opts, nil
 }
 
+// Retry what a registry under load answers (408, 429, 5xx, GitHub's
+// secondary rate limit as a 403) and dropped connections, with backoff: 1s,
+// 3s, 9s, then give up.
+var (
+	retryBackoff     = remote.Backoff{Duration: time.Second, Factor: 3, Jitter: 0.1, Steps: 4}
+	retryStatusCodes = []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusForbidden,
+		http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
+)
+
+// RetryTransport is Transport retrying as the registry operations do, for
+// requests made outside go-containerregistry's operations (the preflight).
+func (a Access) RetryTransport() (http.RoundTripper, error) {
+	t, err := a.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return transport.NewRetry(t, transport.WithRetryBackoff(retryBackoff),
+		transport.WithRetryStatusCodes(retryStatusCodes...), transport.WithRetryPredicate(retryable)), nil
+}
+
 // retryable tells the failures worth another attempt: what the registry
-// calls temporary (408, 429, 5xx), and connections dropped mid-transfer
-// (reset, EOF, broken pipe, an HTTP/2 stream reset). Without it
-// go-containerregistry does not retry blob uploads at all.
+// calls temporary (408, 429, 5xx), GitHub's secondary rate limit (a 403;
+// every other 403 is a refusal, not retried), and connections dropped
+// mid-transfer (reset, EOF, broken pipe, an HTTP/2 stream reset). Without
+// it go-containerregistry does not retry blob uploads at all.
 func retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode == http.StatusForbidden {
+		return IsSecondaryRateLimit(te)
 	}
 	var t interface{ Temporary() bool }
 	if errors.As(err, &t) && t.Temporary() {
@@ -112,10 +134,6 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 		return err
 	}
 	reg := ref.Context().RegistryStr()
-	src := "anonymous"
-	if a.Creds != nil {
-		src = "the token from " + a.Creds.Source
-	}
 	// TLS first: for loopback registries go-containerregistry retries over
 	// plain HTTP, whose 400 would hide the certificate problem.
 	var ua x509.UnknownAuthorityError
@@ -130,13 +148,10 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
+		if fe, ok := a.explainStatus(te, op, ref); ok {
+			return fe
+		}
 		switch te.StatusCode {
-		case http.StatusUnauthorized:
-			return fail.New(fail.Credentials, "check that the token is valid and not expired, and the username matches it",
-				"registry %s rejected %s for %s of %s (401 unauthorized)", reg, src, op, ref)
-		case http.StatusForbidden:
-			return fail.New(fail.Credentials, "give the token write:packages (in GitHub Actions: permissions: packages: write, and link the package to the repository)",
-				"registry %s denied %s of %s with %s (403 denied)", reg, op, ref, src)
 		case http.StatusNotFound:
 			for _, d := range te.Errors {
 				if d.Code == transport.BlobUnknownErrorCode {
@@ -144,8 +159,6 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 				}
 			}
 			return fail.New(fail.NotFound, "check the reference, and that the push finished", "%s not found in registry %s", ref, reg)
-		case http.StatusTooManyRequests:
-			return fail.New(fail.Registry, "wait and rerun; an authenticated token has higher limits", "registry %s rate-limited the %s of %s (429)", reg, op, ref)
 		}
 		return fail.Wrap(fail.Registry, a.redact(te), "rerun; if it persists, check the registry's status", "registry %s refused the %s of %s", reg, op, ref)
 	}
@@ -165,12 +178,12 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 	return fail.Wrap(fail.Registry, a.redact(err), "", "%s of %s failed", op, ref)
 }
 
-// redact keeps the error's text but never the token.
+// redact keeps the error's text but never the token; err stays its cause.
 func (a Access) redact(err error) error {
 	if a.Creds == nil {
 		return err
 	}
-	return errors.New(a.Creds.Token.Redact(err.Error()))
+	return &redactedError{msg: a.Creds.Token.Redact(err.Error()), err: err}
 }
 
 // Repository returns <registry>/<owner>/<image>, lowercasing the owner as

@@ -2,13 +2,16 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -24,7 +27,18 @@ type Report struct {
 	// Anonymous is true when the image can be pulled without credentials
 	// (a public package); a cluster then needs no pull Secret.
 	Anonymous bool `json:"anonymous"`
+	// Visibility is public (anonymous pulls work), private (the registry
+	// refuses them: a new GHCR package is private until its owner changes
+	// that), or unknown (the anonymous check itself failed).
+	Visibility string `json:"visibility"`
 }
+
+// The values of Report.Visibility.
+const (
+	Public  = "public"
+	Private = "private"
+	Unknown = "unknown"
+)
 
 // Option tunes Pull.
 type Option func(*options)
@@ -60,7 +74,8 @@ func Pull(ctx context.Context, ref name.Reference, expected string, access regis
 				"%s has no image for platform %s (it has %s)", ref, want, strings.Join(r.Platforms, ", "))
 		}
 	}
-	r.Anonymous = anonymous(ctx, ref, access)
+	r.Visibility = visibility(ctx, ref, access)
+	r.Anonymous = r.Visibility == Public
 	return r, nil
 }
 
@@ -186,22 +201,40 @@ func isAttestation(d v1.Descriptor) bool {
 		(d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown")
 }
 
-func anonymous(ctx context.Context, ref name.Reference, access registry.Access) bool {
+// visibility asks for ref without credentials: an answer means public, a
+// 401 or 403 private, anything else unknown.
+func visibility(ctx context.Context, ref name.Reference, access registry.Access) string {
 	anon := access
 	anon.Creds = nil
 	opts, err := anon.Options(ctx)
 	if err != nil {
-		return false
+		return Unknown
 	}
 	_, err = remote.Head(ref, opts...)
-	return err == nil
+	var te *transport.Error
+	switch {
+	case err == nil:
+		return Public
+	case errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
+		return Private
+	}
+	return Unknown
 }
 
-// String is the one-line summary.
+// String is the one-line summary, with what the visibility means for a
+// cluster that pulls the image.
 func (r Report) String() string {
-	vis := "private (needs credentials)"
-	if r.Anonymous {
-		vis = "public (anonymous pulls work)"
+	return fmt.Sprintf("%s@%s pullable, platforms %v; %s", r.Ref, r.Digest, r.Platforms, r.VisibilityNote())
+}
+
+// VisibilityNote says whether the package can be pulled without
+// credentials and, when it cannot, what a cluster needs.
+func (r Report) VisibilityNote() string {
+	switch r.Visibility {
+	case Public:
+		return "public: anonymous pulls work, the cluster needs no pull Secret"
+	case Private:
+		return "private: anonymous pulls are refused, so the cluster needs the pull Secret (idopipe creates it), or make the package public in its package settings (Danger Zone, Change visibility)"
 	}
-	return fmt.Sprintf("%s@%s pullable, platforms %v, %s", r.Ref, r.Digest, r.Platforms, vis)
+	return "visibility unknown: the anonymous pull check failed; keep the pull Secret"
 }

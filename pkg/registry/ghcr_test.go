@@ -1,0 +1,119 @@
+package registry
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/idopipe/idopipe/pkg/creds"
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// GHCR's answers, status and body as GHCR sends them (from the reports of
+// its users in docker/build-push-action, docker/login-action and others).
+// The end-to-end tests (TestFakeGHCR*) send the same through a proxy in
+// front of the real registry.
+var ghcrAnswers = []struct {
+	name   string
+	status int
+	body   string
+	class  fail.Class
+	want   []string
+}{
+	{"GITHUB_TOKEN without packages: write", 403,
+		`{"errors":[{"code":"DENIED","message":"installation not allowed to Write organization package"}]}`,
+		fail.Credentials, []string{"GITHUB_TOKEN may not write packages", "permissions: packages: write"}},
+	{"new package, organisation forbids it", 403,
+		`{"errors":[{"code":"DENIED","message":"installation not allowed to Create organization package"}]}`,
+		fail.Credentials, []string{"GITHUB_TOKEN may not write packages", "permissions: packages: write"}},
+	{"package pushed by hand", 403,
+		`{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}`,
+		fail.Credentials, []string{"no write access", "Manage Actions access", "Write role"}},
+	{"another repository's package", 403,
+		`{"errors":[{"code":"DENIED","message":"installation not allowed to Read organization package"}]}`,
+		fail.Credentials, []string{"belongs to another repository", "Manage Actions access", "make the package public"}},
+	{"classic token without write:packages", 403,
+		`{"errors":[{"code":"DENIED","message":"permission_denied: The token provided does not match expected scopes."}]}`,
+		fail.Credentials, []string{"lacks the write:packages scope"}},
+	{"bad or expired token", 401,
+		`{"errors":[{"code":"UNAUTHORIZED","message":"unauthenticated: User cannot be authenticated with the token provided."}]}`,
+		fail.Credentials, []string{"cannot authenticate the token from $GITHUB_TOKEN", "wrong, revoked or expired", "401"}},
+	{"invalid token", 403,
+		`{"errors":[{"code":"DENIED","message":"invalid token"}]}`,
+		fail.Credentials, []string{"refused the token from $GITHUB_TOKEN as invalid", `403 "invalid token"`}},
+	{"secondary rate limit", 403,
+		`{"errors":[{"code":"DENIED","message":"permission_denied: Error from intermediary with HTTP status code 403 \"Forbidden\" - with-body: {\n  \"message\": \"You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 9055:2E795C:1F5BEB:235307:6A79DADE.\"\n}"}]}`,
+		fail.RateLimit, []string{"GitHub's secondary rate limit", `"You have exceeded a secondary rate limit."`, "not a credentials problem", "after retries"}},
+	{"429", 429,
+		`{"errors":[{"code":"TOOMANYREQUESTS","message":"retry-after: 1.889377ms, allowed: 2000/minute"}]}`,
+		fail.RateLimit, []string{"rate-limited", "429"}},
+	{"another 403", 403, `{"errors":[{"code":"DENIED","message":"denied"}]}`,
+		fail.Credentials, []string{"403 denied"}},
+}
+
+// registryError is what go-containerregistry makes of a response.
+func registryError(t *testing.T, status int, body string) error {
+	t.Helper()
+	u, _ := url.Parse("https://ghcr.io/v2/my-org/planner/blobs/uploads/")
+	resp := &http.Response{StatusCode: status, Status: http.StatusText(status), Body: io.NopCloser(strings.NewReader(body)),
+		Request: &http.Request{Method: http.MethodPost, URL: u}, Header: http.Header{"Content-Type": {"application/json"}}}
+	err := transport.CheckError(resp, http.StatusAccepted)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	return err
+}
+
+func TestExplainGHCR(t *testing.T) {
+	ref := name.MustParseReference("ghcr.io/my-org/planner:0.4.0")
+	c := &creds.Credentials{Username: "me", Token: creds.NewSecret("ghp_secretTOKEN"), Source: "$GITHUB_TOKEN"}
+	seen := map[string]string{}
+	for _, tc := range ghcrAnswers {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := registryError(t, tc.status, tc.body)
+			err := Access{Creds: c}.Explain(raw, "push", ref)
+			msg := err.Error()
+			if fail.ClassOf(err) != tc.class || strings.Contains(msg, "\n") {
+				t.Errorf("%q: class %s, want %s, one line", msg, fail.ClassOf(err), tc.class)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("%q does not say %q", msg, w)
+				}
+			}
+			if !strings.Contains(msg, "ghcr.io/my-org/planner:0.4.0") {
+				t.Errorf("%q does not name the image", msg)
+			}
+			var te *transport.Error
+			if !errors.As(err, &te) || te.StatusCode != tc.status {
+				t.Errorf("the registry's error is not the cause: %#v", err)
+			}
+			if other, dup := seen[msg]; dup {
+				t.Errorf("%s and %s read the same: %q", tc.name, other, msg)
+			}
+			seen[msg] = tc.name
+			if got := retryable(raw); got != (tc.class == fail.RateLimit) {
+				t.Errorf("retryable = %v", got)
+			}
+		})
+	}
+}
+
+// TestExplainAnonymous: a private package refused to an anonymous pull
+// says so, and how to pull it.
+func TestExplainAnonymous(t *testing.T) {
+	ref := name.MustParseReference("ghcr.io/my-org/planner:0.4.0")
+	for _, status := range []int{401, 403} {
+		err := Access{}.Explain(registryError(t, status, `{"errors":[{"code":"DENIED","message":"denied"}]}`), "pull", ref)
+		if msg := err.Error(); fail.ClassOf(err) != fail.Credentials || !strings.Contains(msg, "rejected anonymous for pull of ghcr.io/my-org/planner:0.4.0") ||
+			!strings.Contains(msg, "package ghcr.io/my-org/planner is private") || !strings.Contains(msg, "make the package public") {
+			t.Errorf("%d: %q", status, msg)
+		}
+	}
+}
