@@ -22,7 +22,7 @@ type PodState struct {
 	Name    string   `json:"name"`
 	Ready   bool     `json:"ready"`
 	Phase   string   `json:"phase"`
-	Node    string   `json:"node,omitempty"` // where it was scheduled
+	Node    string   `json:"node,omitempty"`    // where it was scheduled
 	Reasons []string `json:"reasons,omitempty"` // container waiting/terminated reasons, scheduling conditions
 	Events  []string `json:"events,omitempty"`  // the Pod's recent events, newest last
 	Causes  []Cause  `json:"causes,omitempty"`  // classified reasons
