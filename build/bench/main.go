@@ -567,12 +567,20 @@ func (b *bench) hasFlag(command, flag string) bool {
 
 // resetCluster removes the cluster-scoped objects of the IDO manifest and
 // its CRDs, so that the next apply is a first one and no other field
-// manager owns them. Namespaces are never deleted: without a
-// controller-manager they stay Terminating; every run uses a new one.
+// manager owns them.
 func (b *bench) resetCluster() error {
 	return b.untimed("reset-cluster", []string{b.kubectl, "delete", "--ignore-not-found", "--wait",
 		"clusterrolebinding/planner-role-binding", "clusterrole/planner-role",
 		"crd/intents.ido.intel.com", "crd/kpiprofiles.ido.intel.com"}, b.peerEnv()...)
+}
+
+// dropNamespace deletes ns and waits until it is gone (untimed): the
+// stack's real node has 2 CPUs and one release's Pods request 1.5, so the
+// next run's Pods fit only once this one's are gone.
+func (b *bench) dropNamespace(ns string) {
+	if err := b.untimed("drop-ns", []string{b.kubectl, "delete", "namespace", ns, "--ignore-not-found", "--wait", "--grace-period=1", "--timeout=2m"}, b.peerEnv()...); err != nil {
+		b.note(fmt.Sprintf("namespace %s: %v", ns, err))
+	}
 }
 
 func (b *bench) groupApply() error {
@@ -612,6 +620,7 @@ func (b *bench) groupApply() error {
 				b.checkPods("apply-first", tool, ns)
 			}
 			b.measure("apply-noop", tool, r, i, c)
+			b.dropNamespace(ns)
 		}
 	}
 	if err := b.applyLarge(manifest); err != nil {
@@ -653,6 +662,7 @@ func (b *bench) applyLarge(manifest []byte) error {
 				c = cmd{argv: []string{b.kubectl, "apply", "--server-side", "-n", ns, "-f", b.env["CRDS"], "-f", f}, env: b.peerEnv()}
 			}
 			b.measure("apply-large", tool, r, i, c)
+			b.dropNamespace(ns)
 		}
 	}
 	return nil
@@ -709,6 +719,7 @@ func (b *bench) groupRelease() error {
 			b.measure("release-cold", tool, r, i, c)
 			b.checkPods("release-cold", tool, name)
 			b.measure("release-noop", tool, r, i, c)
+			b.dropNamespace(name)
 		}
 	}
 	return b.resetCluster()
@@ -718,6 +729,7 @@ func (b *bench) groupBadToken() error {
 	// Warm the build cache, as a user rerunning with a fixed token would.
 	warm := b.releaseCmd("script", b.owner+"-warm", b.owner+"-warm", true)
 	_, _ = b.exec("prep-warm", warm)
+	b.dropNamespace(b.owner + "-warm")
 	for r := 0; r < b.cfg.BadRuns; r++ {
 		for i, tool := range rotate([]string{"idopipe", "script"}, r) {
 			name := fmt.Sprintf("%s-bad-%s-%d", b.owner, tool, r)

@@ -43,6 +43,7 @@ timeout: 60s
 	if r.code != 0 || !strings.Contains(r.stdout, "/from-config/planner:0.4.0@sha256:") || !strings.Contains(r.stdout, "to namespace from-env") {
 		t.Fatalf("release from the config file with $IDOPIPE_NAMESPACE:\n%s", r)
 	}
+	deleteNamespace(t, "from-env") // the node fits one release's Pods
 	r = idopipe(t, []string{"IDOPIPE_NAMESPACE=from-env"}, "release", "--config", cfg, "-n", "from-flag")
 	if r.code != 0 || !strings.Contains(r.stdout, "to namespace from-flag") {
 		t.Fatalf("-n over $IDOPIPE_NAMESPACE:\n%s", r)

@@ -101,9 +101,16 @@ func idopipe(t *testing.T, env []string, args ...string) result {
 // carry the token's ::add-mask:: line.
 func idopipeRaw(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	sweepNamespaces(t)
+	defer sweepNamespaces(t)
 	for i, a := range args {
 		if (a == "-n" || a == "--namespace") && i+1 < len(args) {
 			cleanupNamespace(t, args[i+1])
+		}
+	}
+	for _, kv := range env {
+		if ns, ok := strings.CutPrefix(kv, "IDOPIPE_NAMESPACE="); ok && ns != "" {
+			cleanupNamespace(t, ns)
 		}
 	}
 	cmd := exec.Command(binary, args...)
@@ -127,6 +134,41 @@ func idopipeRaw(t *testing.T, env []string, args ...string) result {
 // testFinalizer holds a namespace Terminating until deleteNamespace
 // removes it.
 const testFinalizer = "idopipe.test/hold"
+
+// sweep remembers the namespaces seen while the current top-level test
+// runs the binary, so that the first run of the next test deletes what
+// this one left however it named them (config files, action inputs),
+// while namespaces a test prepares before its first run stay.
+var sweep struct {
+	sync.Mutex
+	top  string
+	seen map[string]bool
+}
+
+func sweepNamespaces(t *testing.T) {
+	top, _, _ := strings.Cut(t.Name(), "/")
+	sweep.Lock()
+	defer sweep.Unlock()
+	if top != sweep.top {
+		for ns := range sweep.seen {
+			deleteNamespace(t, ns)
+		}
+		sweep.top, sweep.seen = top, nil
+		return
+	}
+	list, err := stack.Cluster.Client.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	if sweep.seen == nil {
+		sweep.seen = map[string]bool{}
+	}
+	for _, n := range list.Items {
+		if n.Name != "default" && !strings.HasPrefix(n.Name, "kube-") {
+			sweep.seen[n.Name] = true
+		}
+	}
+}
 
 // cleaned are the namespaces whose deletion a test has registered.
 var cleaned sync.Map
@@ -250,6 +292,7 @@ func runtimeFromUnstructured(obj map[string]any, into any) error {
 // command is the binary with args and the stack's environment, not started.
 func command(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
+	sweepNamespaces(t)
 	for i, a := range args {
 		if (a == "-n" || a == "--namespace") && i+1 < len(args) {
 			cleanupNamespace(t, args[i+1])

@@ -40,6 +40,7 @@ func TestWaitRollouts(t *testing.T) {
 		!strings.Contains(r.stdout, "2/2 Pods Ready in rollout-ok, 1/1 objects current") {
 		t.Fatalf("deploy with a Deployment:\n%s", r)
 	}
+	deleteNamespace(t, "rollout-ok") // the node fits one release's Pods
 	// Its Pods never become ready (the probe's port is closed), and the
 	// Deployment's progress deadline passes: kstatus says Failed.
 	stuck := strings.Replace(exampleDeployment, "port: 27017}, periodSeconds", "port: 4444}, periodSeconds", 1)
