@@ -154,7 +154,7 @@ func (o *buildOptions) addFlags(fs *pflag.FlagSet, withLayout bool) {
 	fs.StringVar(&o.BuildkitdPath, "buildkitd-path", "", "buildkitd binary for idopipe's own daemon (default buildkitd on $PATH)")
 	fs.StringVar(&o.Progress, "progress", "auto", "progress display: auto (tty on a terminal, else plain), tty, plain, rawjson or quiet; BuildKit's for the build, a bar (tty) or a line a second for the push")
 	if withLayout {
-		fs.StringVar(&o.Layout, "oci-layout", "", "OCI image layout directory for the built image (default .idopipe/oci)")
+		fs.StringVar(&o.Layout, "oci-layout", "", "OCI image layout directory for the built image (default ~/.cache/idopipe/oci/IMAGE-NAME)")
 	}
 }
 
@@ -179,13 +179,13 @@ func (o *buildOptions) spec(img imageOptions) build.Spec {
 
 // clientOptions say which daemon builds and how: --buildkit-host, else
 // $BUILDKIT_HOST, else idopipe's own buildkitd (started when needed).
-// Registry caches get the registry credentials from the environment.
-func (o *buildOptions) clientOptions(env Env, progress io.Writer) []build.Option {
+// Registries get c (base images, registry caches).
+func (o *buildOptions) clientOptions(env Env, progress io.Writer, c build.Credentials) []build.Option {
 	opts := []build.Option{
 		build.WithProgress(progress, o.Progress),
 		build.WithTLS(o.TLS),
 		build.WithGetenv(env.Getenv),
-		build.WithCredentials(envCredentials{env: env, spec: o.spec(imageOptions{})}),
+		build.WithCredentials(c),
 	}
 	host := o.Host
 	if host == "" {
@@ -196,9 +196,6 @@ func (o *buildOptions) clientOptions(env Env, progress io.Writer) []build.Option
 	}
 	return append(opts, build.WithDaemon(managedDaemon(env, o.BuildkitdPath, progress)))
 }
-
-// defaultLayout is where `idopipe build` writes and `idopipe push` reads.
-const defaultLayout = ".idopipe/oci"
 
 // registryOptions say where to push and with which credentials.
 type registryOptions struct {
