@@ -43,10 +43,11 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 		if !succeeded {
 			stores.discard()
 		}
+		stores.unlock()
 	}()
 	plans := make([]*plan, len(specs))
 	for i, s := range specs {
-		store, err := stores.get(s.Layout)
+		store, err := stores.get(ctx, s.Layout)
 		if err != nil {
 			return nil, err
 		}

@@ -2,12 +2,16 @@ package build_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -212,4 +216,56 @@ func TestFailedBuildLeavesNoLayout(t *testing.T) {
 		t.Errorf("the failed build changed the existing layout's index.json: %v", err)
 	}
 	readImage(t, good.Layout, res.Digest)
+}
+
+// TestLayoutLocked: a build waits while another process holds the layout
+// (two builds of one image name share its default layout), and goes on once
+// it is free.
+func TestLayoutLocked(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "x"})
+	s := spec(t, dir)
+	if err := os.MkdirAll(s.Layout, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other := flock.New(filepath.Join(s.Layout, ".idopipe-build.lock"))
+	if err := other.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	var p progress
+	if _, err := build.Build(ctx, s, p.opts()...); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("build into a locked layout: %v, want it to wait until cancelled", err)
+	}
+	if err := other.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := mustBuild(t, s)
+	readImage(t, s.Layout, res.Digest)
+}
+
+// TestCLIDefaultLayout: without --oci-layout, build writes the image to the
+// user cache directory keyed by the image name, not into the build
+// context, and push finds it there.
+func TestCLIDefaultLayout(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "x"})
+	cache := t.TempDir()
+	env := map[string]string{"XDG_CACHE_HOME": cache}
+	r := cli(t, env, "build", "--source", dir, "--image-name", "default-layout", "--progress", "quiet", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("build: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	res := buildResult(t, r)
+	if want := filepath.Join(cache, "idopipe", "oci", "default-layout"); res.Layout != want {
+		t.Errorf("layout %s, want %s", res.Layout, want)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 2 {
+		t.Errorf("the build context holds %v (%v), want only Dockerfile and f", entries, err)
+	}
+	r = cli(t, env, "push", "--image-name", "default-layout", "--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile,
+		"--owner", "default-layout", "--progress", "quiet")
+	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, res.Digest) {
+		t.Errorf("push from the default layout: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
 }

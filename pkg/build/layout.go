@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/gofrs/flock"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/buildkit/client/ociindex"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -29,7 +30,14 @@ type layoutStore struct {
 	dir     string
 	created bool       // the directory did not exist before this build
 	mu      sync.Mutex // index.json
+	lock    *flock.Flock
 }
+
+// lockName is the file in a layout that a build holds locked while it
+// builds into it: two idopipe processes building into one layout (the
+// default one of an image name) wait for each other rather than write the
+// same blob at once.
+const lockName = ".idopipe-build.lock"
 
 // layoutStores hands out one store per layout directory.
 type layoutStores struct {
@@ -37,7 +45,7 @@ type layoutStores struct {
 	m  map[string]*layoutStore
 }
 
-func (ls *layoutStores) get(dir string) (*layoutStore, error) {
+func (ls *layoutStores) get(ctx context.Context, dir string) (*layoutStore, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fail.Wrap(fail.Usage, err, "", "bad OCI layout directory %s", dir)
@@ -56,7 +64,14 @@ func (ls *layoutStores) get(dir string) (*layoutStore, error) {
 	if err != nil {
 		return nil, fail.Wrap(fail.Build, err, "pass --oci-layout a writable directory", "cannot open OCI layout %s", dir)
 	}
-	s := &layoutStore{Store: cs, dir: abs, created: created}
+	lk := flock.New(filepath.Join(abs, lockName))
+	if ok, err := lk.TryLockContext(ctx, 50*time.Millisecond); !ok {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fail.Wrap(fail.Build, err, "pass --oci-layout a writable directory", "cannot lock OCI layout %s", dir)
+	}
+	s := &layoutStore{Store: cs, dir: abs, created: created, lock: lk}
 	if ls.m == nil {
 		ls.m = map[string]*layoutStore{}
 	}
@@ -75,6 +90,15 @@ func (ls *layoutStores) discard() {
 		if s.created {
 			_ = os.RemoveAll(s.dir)
 		}
+	}
+}
+
+// unlock lets other builds into the layouts.
+func (ls *layoutStores) unlock() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, s := range ls.m {
+		_ = s.lock.Unlock()
 	}
 }
 
