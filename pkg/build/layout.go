@@ -11,8 +11,8 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/gofrs/flock"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/gofrs/flock"
 	"github.com/moby/buildkit/client/ociindex"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
