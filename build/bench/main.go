@@ -100,6 +100,9 @@ var cases = []caseDef{
 	{ID: "build-cold", Title: "build planner fixture, cold (BuildKit cache pruned before each run)", Tools: []string{"idopipe", "buildctl"},
 		Note: "`idopipe build` vs `buildctl build`, same buildkitd, same Dockerfile and named context, OCI layout output; client RSS only (the daemon does the work)"},
 	{ID: "build-cached", Title: "build planner fixture, cached", Tools: []string{"idopipe", "buildctl"}},
+	{ID: "build-noop-large", Title: "unchanged rebuild of a planner-sized image (a real Go binary of ~80 MB, 300 license files, final FROM scratch), SOURCE_DATE_EPOCH + rewrite-timestamp, into the layout that holds it",
+		Tools: []string{"idopipe", "buildctl", "buildctl (no rewrite)"},
+		Note:  "`idopipe build --source-date-epoch E` vs `buildctl build` with build-arg SOURCE_DATE_EPOCH and the exporter's rewrite-timestamp=true,source-date-epoch=E (the same digest settings), both warmed once; for reference buildctl without the rewrite (digests not reproducible)"},
 	{ID: "push-1g", Title: "push generated image (~1 GiB, 8 layers) from an OCI layout to the TLS+htpasswd registry, new repository", Tools: []string{"idopipe", "crane", "skopeo"},
 		Note: "`idopipe push` vs `crane push` vs Debian's `skopeo copy oci:… docker://…` (skopeo's blob-info cache is removed before each run so it cannot mount blobs from an earlier repository)"},
 	{ID: "repush", Title: "re-push of the unchanged image to the same tag", Tools: []string{"idopipe", "crane"}},
@@ -440,6 +443,9 @@ func (b *bench) groupBuild() error {
 	if last == "" {
 		return errors.New("no idopipe build succeeded")
 	}
+	if err := b.buildNoopLarge(base); err != nil {
+		b.note("build-noop-large: " + err.Error())
+	}
 	// The planner image the apply case deploys.
 	ref := b.env["REGISTRY"] + "/" + b.owner + "/planner:0.4.0"
 	out, err := b.output("crane-push-planner", cmd{argv: []string{b.crane, "push", last, ref}, env: b.peerEnv()})
@@ -451,6 +457,119 @@ func (b *bench) groupBuild() error {
 		b.planner = ref + b.planner[i:]
 	}
 	return os.RemoveAll(filepath.Join(b.work, "build"))
+}
+
+// buildNoopLarge measures an unchanged rebuild of a planner-sized image:
+// BuildKit's rewrite-timestamp recompresses every layer the build made on
+// every export, which idopipe skips when the layout holds the image.
+func (b *bench) buildNoopLarge(base string) error {
+	src := filepath.Join(b.work, "large")
+	if err := os.RemoveAll(src); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(src, "licenses"), 0o755); err != nil {
+		return err
+	}
+	// The planner is a stripped static Go binary of ~80 MB; idopipe's own
+	// main built the same way is one of that size.
+	// (Not b.untimed: a cold Go build cache takes minutes on 2 cores.)
+	if _, err := b.output("large-binary", cmd{argv: []string{"go", "build", "-ldflags", "-s -w", "-o", filepath.Join(src, "planner"), "./cmd/idopipe"}}); err != nil {
+		return err
+	}
+	n, err := copyLicenses(filepath.Join(src, "licenses"), 300)
+	if err != nil {
+		return err
+	}
+	const df = `FROM golang:1.24.6 AS build
+WORKDIR /app
+COPY planner /app/bin/planner
+COPY licenses /app/licenses
+RUN chmod 0755 /app/bin/planner
+
+FROM scratch
+COPY --from=build /app/bin/planner /app/bin/planner
+COPY --from=build /app/licenses /licenses
+USER nonroot:nonroot
+EXPOSE 33333
+ENTRYPOINT ["/app/bin/planner"]
+`
+	if err := os.WriteFile(filepath.Join(src, "Dockerfile"), []byte(df), 0o644); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(filepath.Join(src, "planner")); err == nil {
+		b.note(fmt.Sprintf("build-noop-large: binary %.1f MB, %d license files", float64(fi.Size())/1e6, n))
+	}
+	const epoch = "1700000000"
+	argv := func(tool, out string) []string {
+		if tool == "idopipe" {
+			return b.idopipe("build", "--source", src, "--source-date-epoch", epoch,
+				"--build-context", "golang:1.24.6=oci-layout://"+b.env["BUSYBOX"], "--oci-layout", out, "--progress", "plain")
+		}
+		exp := "type=oci,dest=" + out + ",tar=false,name=planner:0.4.0"
+		if tool == "buildctl" {
+			exp += ",rewrite-timestamp=true,source-date-epoch=" + epoch
+		}
+		return []string{b.buildctl, "build", "--frontend", "dockerfile.v0", "--progress", "plain",
+			"--local", "context=" + src, "--local", "dockerfile=" + src,
+			"--oci-layout", "golang=" + b.env["BUSYBOX"], "--opt", "context:golang:1.24.6=oci-layout://golang@" + base,
+			"--opt", "build-arg:SOURCE_DATE_EPOCH=" + epoch, "--output", exp}
+	}
+	tools := []string{"idopipe", "buildctl", "buildctl (no rewrite)"}
+	for _, tool := range tools {
+		out := filepath.Join(b.work, "large-out", safe(tool))
+		if err := b.untimed("large-warm-"+safe(tool), argv(tool, out)); err != nil {
+			return err
+		}
+	}
+	for r := 0; r < b.cfg.Runs; r++ {
+		for i, tool := range rotate(tools, r) {
+			out := filepath.Join(b.work, "large-out", safe(tool))
+			b.measure("build-noop-large", tool, r, i, cmd{json: tool == "idopipe", argv: argv(tool, out)})
+		}
+	}
+	return os.RemoveAll(filepath.Join(b.work, "large-out"))
+}
+
+// copyLicenses copies up to n license files (LICENSE*, COPYING*, NOTICE*)
+// of the Go module cache into dir, one directory each, as the planner's
+// image collects its modules' licenses.
+func copyLicenses(dir string, n int) (int, error) {
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		return 0, err
+	}
+	root := strings.TrimSpace(string(out))
+	count := 0
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		switch {
+		case count >= n:
+			return filepath.SkipAll
+		case err != nil:
+			return nil //nolint:nilerr // an unreadable directory is left out
+		case d.IsDir() && p == filepath.Join(root, "cache"):
+			return filepath.SkipDir
+		case d.IsDir() || !d.Type().IsRegular():
+			return nil
+		}
+		name := strings.ToUpper(d.Name())
+		if !strings.HasPrefix(name, "LICENSE") && !strings.HasPrefix(name, "COPYING") && !strings.HasPrefix(name, "NOTICE") {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil //nolint:nilerr // an unreadable file is left out
+		}
+		count++
+		to := filepath.Join(dir, fmt.Sprintf("m%03d", count))
+		if err := os.MkdirAll(to, 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, d.Name()), data, 0o644)
+	})
+	if count == 0 && err == nil {
+		err = errors.New("no license files in the module cache")
+	}
+	return count, err
 }
 
 // output runs c untimed and returns its stdout.

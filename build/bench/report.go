@@ -208,6 +208,10 @@ func targets(cs []caseResult) []target {
 	add("no-op release ≤ 0.5× the script", r, 0.5, ok, "", "%.2f×")
 	v, ok = med("release-noop")
 	add("no-op release ≤ 2 s", v, 2, ok, " (median)", "%.3f s")
+	v, ok = med("build-noop-large")
+	add("unchanged rebuild of a planner-sized image < 1 s (issue 14)", v, 1, ok, " (median)", "%.3f s")
+	r, ok = ratio("build-noop-large", "buildctl")
+	add("unchanged rebuild of a planner-sized image ≤ 1.0× buildctl, same settings", r, 1.0, ok, "", "%.2f×")
 	if s := find(cs, "bad-token", "idopipe"); s != nil {
 		add("bad token fails in < 2 s", s.Max, 2, true, fmt.Sprintf(" (max; median %.3f s)", s.Median), "%.3f s")
 	} else {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -37,9 +38,16 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 		seen[key] = true
 	}
 	var stores layoutStores
+	succeeded := false
+	defer func() {
+		if !succeeded {
+			stores.discard()
+		}
+		stores.unlock()
+	}()
 	plans := make([]*plan, len(specs))
 	for i, s := range specs {
-		store, err := stores.get(s.Layout)
+		store, err := stores.get(ctx, s.Layout)
 		if err != nil {
 			return nil, err
 		}
@@ -63,31 +71,7 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 	fwd := errgroup.Group{}
 	for i, p := range plans {
 		eg.Go(func() error {
-			solve := func() (*bkclient.SolveResponse, *recorder, error) {
-				rec := newRecorder()
-				ch := make(chan *bkclient.SolveStatus)
-				fwd.Go(func() error { rec.forward(ch, disp); return nil })
-				resp, err := c.Solve(ectx, nil, p.solve, ch) // closes ch
-				return resp, rec, err
-			}
-			resp, rec, err := solve()
-			if err != nil && partialIngest(err) && ectx.Err() == nil {
-				// An earlier build, interrupted while BuildKit copied a
-				// layer from an OCI layout, left a partial copy that
-				// BuildKit cannot resume. Its content garbage collection
-				// drops it; then the build can start over.
-				if gcErr := collectGarbage(ectx, c); gcErr != nil {
-					err = fmt.Errorf("%w (clearing it by BuildKit's garbage collection failed too: %v)", err, gcErr)
-				} else {
-					disp.note("[idopipe] cleared a partial layer copy left by an interrupted build; building again")
-					resp, rec, err = solve()
-				}
-			}
-			if err != nil {
-				errs[i] = explain(ectx, p.spec, rec, err)
-				return errs[i]
-			}
-			results[i], errs[i] = p.result(resp, rec)
+			results[i], errs[i] = p.run(ectx, c, disp, &fwd)
 			return errs[i]
 		})
 	}
@@ -113,7 +97,64 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 		}
 		return nil, err
 	}
+	succeeded = true
 	return results, nil
+}
+
+// run builds p: with a probe first when that can spare the export (see
+// export.go), else in one solve.
+func (p *plan) run(ctx context.Context, c *bkclient.Client, disp *display, fwd *errgroup.Group) (Result, error) {
+	// solve runs opt; the display leaves out the steps shown has shown.
+	solve := func(opt bkclient.SolveOpt, shown *recorder) (*bkclient.SolveResponse, *recorder, error) {
+		once := func() (*bkclient.SolveResponse, *recorder, error) {
+			rec := newRecorder()
+			ch := make(chan *bkclient.SolveStatus)
+			fwd.Go(func() error { rec.forward(ch, disp, shown); return nil })
+			resp, err := c.Solve(ctx, nil, opt, ch) // closes ch
+			return resp, rec, err
+		}
+		resp, rec, err := once()
+		if err != nil && partialIngest(err) && ctx.Err() == nil {
+			// An earlier build, interrupted while BuildKit copied a layer
+			// from an OCI layout, left a partial copy that BuildKit cannot
+			// resume. Its content garbage collection drops it; then the
+			// build can start over.
+			if gcErr := collectGarbage(ctx, c); gcErr != nil {
+				err = fmt.Errorf("%w (clearing it by BuildKit's garbage collection failed too: %v)", err, gcErr)
+			} else {
+				disp.note("[idopipe] cleared a partial layer copy left by an interrupted build; building again")
+				resp, rec, err = once()
+			}
+		}
+		if err != nil {
+			return nil, rec, explain(ctx, p.spec, rec, p.auth, err)
+		}
+		return resp, rec, nil
+	}
+	if !p.probeable() {
+		resp, rec, err := solve(p.solve, nil)
+		if err != nil {
+			return Result{}, err
+		}
+		return p.result(resp, rec, "")
+	}
+	resp, rec, err := solve(p.probeOpt(), nil)
+	if err != nil {
+		return Result{}, err
+	}
+	probed := resp.ExporterResponse[exptypes.ExporterImageDigestKey]
+	key := p.exportKey(probed)
+	if d, ok := p.layout.exported(p.spec.Name+":"+p.spec.Version, key); ok && probed != "" {
+		disp.note(fmt.Sprintf("[idopipe] %s:%s unchanged: the OCI layout holds it already (%s), not exported again", p.spec.Name, p.spec.Version, d.Digest))
+		return p.finish(d, rec)
+	}
+	resp, _, err = solve(p.exportOpt(), rec)
+	if err != nil {
+		return Result{}, err
+	}
+	// The steps are counted in the probe: the export's solve finds every
+	// one of them cached.
+	return p.result(resp, rec, key)
 }
 
 // partialIngest tells BuildKit's failure to resume a partial layer copy

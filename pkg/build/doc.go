@@ -20,8 +20,9 @@
 //	secrets.go       --secret, served to RUN --mount=type=secret
 //	auth.go          registry credentials for buildkitd (Credentials)
 //	cache.go         --cache-from / --cache-to (registry, local, inline)
-//	contexts.go      named build contexts (OCI layouts, directories)
+//	contexts.go      named build contexts (OCI layouts, directories), any image form
 //	layout.go        the OCI layout written to, shared by concurrent builds
+//	export.go        an unchanged rebuild's export skipped (probe, export key)
 //	progress.go      --progress modes and the status recorder (steps, cached, logs)
 //	errors.go        one-line errors: the failing step and its output, FILE:LINE
 package build

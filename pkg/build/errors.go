@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/moby/buildkit/solver/errdefs"
 	digest "github.com/opencontainers/go-digest"
 
@@ -17,7 +18,7 @@ import (
 // explain turns a failed solve into one line naming what failed and where:
 // the step and its last output lines for a failing RUN, the Dockerfile's
 // file and line for a syntax error, BuildKit's message otherwise.
-func explain(ctx context.Context, s Spec, rec *recorder, err error) error {
+func explain(ctx context.Context, s Spec, rec *recorder, auth *authServer, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -25,10 +26,11 @@ func explain(ctx context.Context, s Spec, rec *recorder, err error) error {
 	msg := oneLine(unwrapGRPC(err).Error())
 	loc := sourceLocation(s, err)
 
-	if strings.Contains(msg, "401 Unauthorized") || strings.Contains(msg, "403 Forbidden") {
-		return fail.Wrap(fail.Credentials, errors.New(msg),
-			"set $GITHUB_ACTOR and $GITHUB_TOKEN (a token with read:packages and write:packages) or `docker login` to that registry",
-			"build of %s: the registry refused the credentials", what)
+	if code := refusal.FindString(msg); code != "" {
+		return refused(what, msg, code, auth)
+	}
+	if ref, cause, ok := baseImageFailure(msg); ok {
+		return unreachableImage(what, ref, cause)
 	}
 
 	if partialIngest(err) {
@@ -91,4 +93,76 @@ var noise = regexp.MustCompile(`^failed to solve: |failed to compute cache key: 
 
 func oneLine(s string) string {
 	return noise.ReplaceAllString(strings.Join(strings.Fields(s), " "), "")
+}
+
+// refusal is a registry's answer that it wants other credentials.
+var refusal = regexp.MustCompile(`\b(401 Unauthorized|403 Forbidden)\b`)
+
+// urlHost is the host of the first URL in a message.
+var urlHost = regexp.MustCompile(`https?://([^/\s"]+)`)
+
+// refused explains a registry's 401 or 403: which registry, which
+// credentials it was given (their source, or none), and how to fix that.
+func refused(what, msg, code string, auth *authServer) error {
+	host := ""
+	if auth != nil {
+		for _, h := range auth.hosts() {
+			if strings.Contains(msg, h) {
+				host = h
+			}
+		}
+	}
+	if host == "" {
+		if m := urlHost.FindStringSubmatch(msg); m != nil {
+			host = m[1]
+		}
+	}
+	if host == "" {
+		host = "the registry"
+	}
+	source, asked := "", false
+	if auth != nil {
+		source, asked = auth.servedTo(host)
+	}
+	switch {
+	case source != "":
+		return fail.Wrap(fail.Credentials, errors.New(msg),
+			"check "+source+": it must be valid for "+host+" and allowed to read there (read:packages), and to write (write:packages) for a cache export",
+			"build of %s: registry %s answered %s to %s", what, host, code, source)
+	case asked || auth != nil:
+		return fail.Wrap(fail.Credentials, errors.New(msg), auth.hint(host),
+			"build of %s: registry %s answered %s, and idopipe has no credentials for it", what, host, code)
+	}
+	return fail.Wrap(fail.Credentials, errors.New(msg), "give idopipe credentials for the registry",
+		"build of %s: the registry answered %s", what, code)
+}
+
+// resolveFailure is BuildKit's message when it cannot get an image's
+// manifest or config: from a registry, or from an OCI layout of a named
+// context.
+var resolveFailure = regexp.MustCompile(`(?:failed to resolve source metadata for|failed to load cache key: .*?|failed to do request: .*? for) ([^\s:]+(?::[0-9]+)?[^\s:]*(?::[^\s:@]+)?(?:@sha256:[0-9a-f]{64})?): (.*)$`)
+
+// baseImageFailure tells a failure to get a base (or COPY --from) image,
+// the image and the cause.
+func baseImageFailure(msg string) (ref, cause string, ok bool) {
+	m := resolveFailure.FindStringSubmatch(msg)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
+}
+
+// unreachableImage explains an image that could not be got: it names the
+// image and its registry, and the class says whether the registry did not
+// answer or does not have it. The Dockerfile is not at fault.
+func unreachableImage(what, ref, cause string) error {
+	host := "docker.io"
+	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+		host = reference.Domain(named)
+	}
+	class, fix := fail.Registry, "check that "+host+" is reachable from buildkitd (DNS, proxy, TLS), or give the image as --build-context NAME=oci-layout:///DIR"
+	if strings.Contains(cause, "not found") {
+		class, fix = fail.NotFound, "check the image's name and tag on "+host+", or give it as --build-context NAME=oci-layout:///DIR"
+	}
+	return fail.Wrap(class, errors.New(cause), fix, "build of %s: cannot get image %s from registry %s", what, ref, host)
 }

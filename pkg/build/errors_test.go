@@ -20,6 +20,10 @@ RUN echo preparing && echo line-two && echo "the last words" && false
 `})
 	missingFile := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY nothere /x\n"})
 	ok := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "x"})
+	noHost := writeFiles(t, map[string]string{"Dockerfile": "FROM nothere.invalid/base:1 AS base\nFROM scratch\nCOPY --from=base /f /f\n"})
+	noHostCopy := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY --from=nothere.invalid/base:1 /f /f\n"})
+	noImage := writeFiles(t, map[string]string{"Dockerfile": "FROM " + stack.Registry.Host + "/private/missing:1\nRUN true\n"})
+	regCreds := build.WithCredentials(build.StaticCredentials{Hosts: []string{stack.Registry.Host}, Username: stack.Registry.Username, Secret: stack.Registry.Password})
 
 	cases := []struct {
 		name  string
@@ -35,6 +39,12 @@ RUN echo preparing && echo line-two && echo "the last words" && false
 			want: []string{"failed at step", "RUN echo preparing", "exit code: 1", "last output: preparing | line-two | the last words", "Dockerfile:2"}},
 		{name: "COPY of a missing file", dir: missingFile, class: fail.Build,
 			want: []string{"nothere", "not found"}},
+		{name: "base image on a host that does not exist", dir: noHost, class: fail.Registry,
+			want: []string{"cannot get image nothere.invalid/base:1 from registry nothere.invalid", "reachable"}},
+		{name: "COPY --from an image on a host that does not exist", dir: noHostCopy, class: fail.Registry,
+			want: []string{"cannot get image nothere.invalid/base:1 from registry nothere.invalid", "reachable"}},
+		{name: "base image not in the registry", dir: noImage, opts: []build.Option{regCreds}, class: fail.NotFound,
+			want: []string{"cannot get image " + stack.Registry.Host + "/private/missing:1 from registry " + stack.Registry.Host, "not found"}},
 		{name: "unknown platform", dir: ok, edit: func(s *build.Spec) { s.Platforms = []string{"linux/amd64,linux/amd65"} }, class: fail.Usage,
 			want: []string{`unknown platform "linux/amd65"`, "--platform"}},
 		{name: "missing build context", dir: ok, edit: func(s *build.Spec) { s.Context = filepath.Join(ok, "nope") }, class: fail.Build,
@@ -73,6 +83,9 @@ RUN echo preparing && echo line-two && echo "the last words" && false
 				if !strings.Contains(msg, w) {
 					t.Errorf("error lacks %q:\n%s", w, msg)
 				}
+			}
+			if (tc.class == fail.Registry || tc.class == fail.NotFound) && strings.Contains(msg, "Dockerfile") {
+				t.Errorf("an image that cannot be got is blamed on the Dockerfile:\n%s", msg)
 			}
 			t.Logf("%s", msg)
 		})

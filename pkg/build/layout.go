@@ -5,12 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/gofrs/flock"
 	"github.com/moby/buildkit/client/ociindex"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -25,9 +27,17 @@ type descriptor = ocispecs.Descriptor
 // index.json is updated by one build at a time.
 type layoutStore struct {
 	content.Store
-	dir string
-	mu  sync.Mutex // index.json
+	dir     string
+	created bool       // the directory did not exist before this build
+	mu      sync.Mutex // index.json
+	lock    *flock.Flock
 }
+
+// lockName is the file in a layout that a build holds locked while it
+// builds into it: two idopipe processes building into one layout (the
+// default one of an image name) wait for each other rather than write the
+// same blob at once.
+const lockName = ".idopipe-build.lock"
 
 // layoutStores hands out one store per layout directory.
 type layoutStores struct {
@@ -35,7 +45,7 @@ type layoutStores struct {
 	m  map[string]*layoutStore
 }
 
-func (ls *layoutStores) get(dir string) (*layoutStore, error) {
+func (ls *layoutStores) get(ctx context.Context, dir string) (*layoutStore, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fail.Wrap(fail.Usage, err, "", "bad OCI layout directory %s", dir)
@@ -45,6 +55,8 @@ func (ls *layoutStores) get(dir string) (*layoutStore, error) {
 	if s, ok := ls.m[abs]; ok {
 		return s, nil
 	}
+	_, statErr := os.Stat(abs)
+	created := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fail.Wrap(fail.Build, err, "pass --oci-layout a writable directory", "cannot create OCI layout %s", dir)
 	}
@@ -52,12 +64,42 @@ func (ls *layoutStores) get(dir string) (*layoutStore, error) {
 	if err != nil {
 		return nil, fail.Wrap(fail.Build, err, "pass --oci-layout a writable directory", "cannot open OCI layout %s", dir)
 	}
-	s := &layoutStore{Store: cs, dir: abs}
+	lk := flock.New(filepath.Join(abs, lockName))
+	if ok, err := lk.TryLockContext(ctx, 50*time.Millisecond); !ok {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fail.Wrap(fail.Build, err, "pass --oci-layout a writable directory", "cannot lock OCI layout %s", dir)
+	}
+	s := &layoutStore{Store: cs, dir: abs, created: created, lock: lk}
 	if ls.m == nil {
 		ls.m = map[string]*layoutStore{}
 	}
 	ls.m[abs] = s
 	return s, nil
+}
+
+// discard removes the layout directories this build created, after a
+// failure: no empty or half-written layout is left where the image would
+// have been. A layout that existed is left as it was; its index.json is
+// written only when a build succeeds.
+func (ls *layoutStores) discard() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, s := range ls.m {
+		if s.created {
+			_ = os.RemoveAll(s.dir)
+		}
+	}
+}
+
+// unlock lets other builds into the layouts.
+func (ls *layoutStores) unlock() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, s := range ls.m {
+		_ = s.lock.Unlock()
+	}
 }
 
 // Writer waits while another export writes the same blob.
@@ -89,4 +131,24 @@ func (s *layoutStore) put(desc descriptor, names []string) error {
 		return fail.Wrap(fail.Build, err, "make sure no other build writes to the same --oci-layout", "cannot record the image in %s/index.json", s.dir)
 	}
 	return nil
+}
+
+// DefaultLayout is where an image is exported when no layout is given:
+// $XDG_CACHE_HOME/idopipe/oci/NAME (else ~/.cache/idopipe/oci/NAME), one
+// layout per image name, outside any build context, kept from build to
+// build so that an unchanged rebuild finds its export there.
+func DefaultLayout(getenv func(string) string, name string) (string, error) {
+	base := getenv("XDG_CACHE_HOME")
+	if base == "" {
+		if h := getenv("HOME"); h != "" {
+			base = filepath.Join(h, ".cache")
+		}
+	}
+	if base == "" {
+		return "", fail.New(fail.Usage, "pass --oci-layout DIR, or set $HOME or $XDG_CACHE_HOME", "no cache directory for the default OCI layout")
+	}
+	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+		return "", fail.New(fail.Usage, "pass --image-name NAME (no slashes), or --oci-layout DIR", "image name %q cannot name a layout directory", name)
+	}
+	return filepath.Join(base, "idopipe", "oci", name), nil
 }

@@ -128,14 +128,60 @@ func newRecorder() *recorder {
 	}
 }
 
-// forward records every status from in and shows it on d (nil: none).
-func (r *recorder) forward(in <-chan *bkclient.SolveStatus, d *display) {
+// forward records every status from in and shows it on d (nil: none),
+// but for the vertices named as those shown recorded: a solve repeating
+// another's steps (the export after a probe, its vertices' digests other
+// as its session is) shows only what is new.
+func (r *recorder) forward(in <-chan *bkclient.SolveStatus, d *display, shown *recorder) {
+	hide := map[digest.Digest]bool{}
 	for s := range in {
 		r.record(s)
-		if d != nil {
+		if shown != nil {
+			s = shown.unseen(s, hide)
+		}
+		if d != nil && s != nil {
 			d.send(s)
 		}
 	}
+}
+
+// unseen is s without the vertices named as one r recorded, remembered in
+// hide; nil when nothing is left.
+func (r *recorder) unseen(s *bkclient.SolveStatus, hide map[digest.Digest]bool) *bkclient.SolveStatus {
+	r.mu.Lock()
+	names := map[string]bool{}
+	for _, n := range r.names {
+		names[n] = true
+	}
+	r.mu.Unlock()
+	out := &bkclient.SolveStatus{}
+	for _, v := range s.Vertexes {
+		if names[v.Name] {
+			hide[v.Digest] = true
+		}
+		if !hide[v.Digest] {
+			out.Vertexes = append(out.Vertexes, v)
+		}
+	}
+	for _, st := range s.Statuses {
+		if !hide[st.Vertex] {
+			out.Statuses = append(out.Statuses, st)
+		}
+	}
+	for _, l := range s.Logs {
+		if !hide[l.Vertex] {
+			out.Logs = append(out.Logs, l)
+		}
+	}
+	for _, w := range s.Warnings {
+		if !hide[w.Vertex] {
+			out.Warnings = append(out.Warnings, w)
+		}
+	}
+	if len(out.Vertexes)+len(out.Statuses)+len(out.Logs)+len(out.Warnings) == 0 {
+		return nil
+	}
+	return out
 }
 
 func (r *recorder) record(s *bkclient.SolveStatus) {
@@ -167,7 +213,11 @@ func (r *recorder) record(s *bkclient.SolveStatus) {
 
 // counts returns the number of build steps and of cached ones; BuildKit's
 // internal vertices ([internal] …, exporting, resolving) are not steps.
-func (r *recorder) counts() (steps, cached int) {
+// Under --no-cache (noCache) BuildKit still reuses a WORKDIR's directory
+// creation (the frontend sets no IgnoreCache on it) and reports it CACHED;
+// it does no work that the build asked to redo, and is not counted cached,
+// so that "0/N cached" says that every step ran.
+func (r *recorder) counts(noCache bool) (steps, cached int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for d, name := range r.names {
@@ -175,11 +225,17 @@ func (r *recorder) counts() (steps, cached int) {
 			continue
 		}
 		steps++
-		if r.cached[d] {
+		if r.cached[d] && !(noCache && isWorkdir(name)) {
 			cached++
 		}
 	}
 	return steps, cached
+}
+
+// isWorkdir tells a WORKDIR step's vertex ("[build 1/4] WORKDIR /app").
+func isWorkdir(name string) bool {
+	_, rest, _ := strings.Cut(name, "] ")
+	return strings.HasPrefix(rest, "WORKDIR ")
 }
 
 // stepName matches a Dockerfile instruction's vertex: "[2/3] RUN …",

@@ -31,6 +31,7 @@ type plan struct {
 	solve  bkclient.SolveOpt
 	epoch  string
 	layout *layoutStore
+	auth   *authServer
 }
 
 // plan turns s into a SolveOpt for the Dockerfile frontend, exporting to
@@ -54,9 +55,9 @@ func (s Spec) plan(ctx context.Context, o options, store *layoutStore) (*plan, e
 			attrs["filename"] = "Dockerfile"
 		}
 	} else {
-		ctxFS, err := fsutil.NewFS(s.Context)
+		ctxFS, err := contextFS(s.Context, store.dir)
 		if err != nil {
-			return nil, fail.Wrap(fail.Build, err, "", "cannot read build context %s", s.Context)
+			return nil, err
 		}
 		dfDir, dfName := filepath.Split(s.Dockerfile)
 		if dfDir == "" {
@@ -99,17 +100,17 @@ func (s Spec) plan(ctx context.Context, o options, store *layoutStore) (*plan, e
 			return nil, err
 		}
 		if store != nil {
-			stores[name] = store
+			stores[storeID(name)] = store
 		} else if dir, ok := localDir(src); ok {
 			fs, err := fsutil.NewFS(dir)
 			if err != nil {
 				return nil, fail.Wrap(fail.Build, err, "", "cannot read build context %s=%s", name, src)
 			}
-			key := "named-" + name
+			key := "named-" + storeID(name)
 			locals[key] = fs
 			v = "local:" + key
 		}
-		attrs["context:"+name] = v
+		attrs["context:"+contextName(name)] = v
 	}
 
 	exp := map[string]string{"name": s.Name + ":" + s.Version, "tar": "false", "oci-mediatypes": "true"}
@@ -123,7 +124,8 @@ func (s Spec) plan(ctx context.Context, o options, store *layoutStore) (*plan, e
 	if sec != nil {
 		attach = append(attach, sec)
 	}
-	attach = append(attach, authAttachable(o.creds))
+	auth := newAuthServer(o.creds)
+	attach = append(attach, auth)
 	from, err := parseCacheEntries(s.CacheFrom, true)
 	if err != nil {
 		return nil, err
@@ -149,11 +151,13 @@ func (s Spec) plan(ctx context.Context, o options, store *layoutStore) (*plan, e
 	if len(stores) > 0 {
 		opt.OCIStores = stores
 	}
-	return &plan{spec: s, solve: opt, epoch: epoch, layout: store}, nil
+	return &plan{spec: s, solve: opt, epoch: epoch, layout: store, auth: auth}, nil
 }
 
-// result reads what the exporter reported and wrote.
-func (p *plan) result(resp *bkclient.SolveResponse, rec *recorder) (Result, error) {
+// result reads what the exporter reported and wrote, and records it in
+// the layout's index.json under the image's names, with the export key
+// (export.go) when there is one.
+func (p *plan) result(resp *bkclient.SolveResponse, rec *recorder, key string) (Result, error) {
 	s := p.spec
 	dgst := resp.ExporterResponse[exptypes.ExporterImageDigestKey]
 	descB64 := resp.ExporterResponse[exptypes.ExporterImageDescriptorKey]
@@ -168,6 +172,12 @@ func (p *plan) result(resp *bkclient.SolveResponse, rec *recorder) (Result, erro
 	if err := json.Unmarshal(raw, &desc); err != nil {
 		return Result{}, fail.Wrap(fail.Build, err, "", "BuildKit reported a bad image descriptor for %s:%s", s.Name, s.Version)
 	}
+	if key != "" {
+		if desc.Annotations == nil {
+			desc.Annotations = map[string]string{}
+		}
+		desc.Annotations[annotationExportKey] = key
+	}
 	names := []string{s.Name + ":" + s.Version}
 	if n := resp.ExporterResponse[exptypes.ExporterImageNameKey]; n != "" {
 		names = strings.Split(n, ",")
@@ -175,10 +185,49 @@ func (p *plan) result(resp *bkclient.SolveResponse, rec *recorder) (Result, erro
 	if err := p.layout.put(desc, names); err != nil {
 		return Result{}, err
 	}
-	r := Result{Layout: s.Layout, Digest: dgst, Ref: s.Name + ":" + s.Version, SourceDateEpoch: p.epoch}
-	r.Steps, r.Cached = rec.counts()
+	return p.finish(desc, rec)
+}
+
+// finish describes the image desc in the layout.
+func (p *plan) finish(desc descriptor, rec *recorder) (Result, error) {
+	s := p.spec
+	r := Result{Layout: s.Layout, Digest: desc.Digest.String(), Ref: s.Name + ":" + s.Version, SourceDateEpoch: p.epoch}
+	r.Steps, r.Cached = rec.counts(s.NoCache)
 	if err := describeLayout(&r); err != nil {
 		return Result{}, err
 	}
 	return r, nil
+}
+
+// contextFS is the build context as the session sends it, without the OCI
+// layout when that lies inside it (as .idopipe/oci in the checkout would):
+// the layout changes with every export, so COPY . would never be cached,
+// and every build would send the last one's image as context.
+func contextFS(dir, layout string) (fsutil.FS, error) {
+	fs, err := fsutil.NewFS(dir)
+	if err != nil {
+		return nil, fail.Wrap(fail.Build, err, "", "cannot read build context %s", dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fail.Wrap(fail.Build, err, "", "cannot read build context %s", dir)
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	if real, err := filepath.EvalSymlinks(layout); err == nil {
+		layout = real
+	}
+	rel, err := filepath.Rel(abs, layout)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fs, nil
+	}
+	if rel == "." {
+		return nil, fail.New(fail.Usage, "pass --oci-layout a directory outside the build context", "the OCI layout %s is the build context itself", layout)
+	}
+	fs, err = fsutil.NewFilterFS(fs, &fsutil.FilterOpt{ExcludePatterns: []string{filepath.ToSlash(rel)}})
+	if err != nil {
+		return nil, fail.Wrap(fail.Build, err, "", "cannot read build context %s", dir)
+	}
+	return fs, nil
 }

@@ -22,9 +22,11 @@ type Spec struct {
 	Pull       bool              // always resolve base images anew
 	BuildArgs  map[string]string // --build-arg
 	Target     string            // --target stage
-	// Contexts are named build contexts: NAME=oci-layout:///dir[:tag|@digest]
-	// replaces `FROM NAME` with an image from a local OCI layout; any other
-	// value (docker-image://…, a directory) is handed to the frontend as is.
+	// Contexts are named build contexts. NAME is what a FROM or COPY
+	// --from names (golang, golang:1.24.6, ghcr.io/o/base@sha256:…);
+	// oci-layout:///dir[:tag][@sha256:…] replaces it with an image from a
+	// local OCI layout, a directory with that directory, and any other
+	// value (docker-image://…) is handed to the frontend as is.
 	Contexts map[string]string
 	// Layout is the OCI image layout directory the image is exported to.
 	Layout string
@@ -126,6 +128,9 @@ func (s Spec) Validate() error {
 	if s.Layout == "" {
 		return fail.New(fail.Usage, "pass --oci-layout DIR", "no OCI layout directory to export to")
 	}
+	if err := s.validateContexts(); err != nil {
+		return err
+	}
 	if _, err := ParsePlatforms(s.Platforms); err != nil {
 		return err
 	}
@@ -143,6 +148,30 @@ func (s Spec) Validate() error {
 	}
 	if _, err := parseCacheEntries(s.CacheTo, false); err != nil {
 		return err
+	}
+	return nil
+}
+
+// validateContexts checks the named contexts: each names a directory that
+// exists or a scheme, an OCI layout holds the image it names, and no two
+// name the same thing (docker.io/library/golang:1.24.6 is golang:1.24.6).
+func (s Spec) validateContexts() error {
+	seen := map[string]string{}
+	for name, src := range s.Contexts {
+		key := contextName(name)
+		if other, ok := seen[key]; ok {
+			return fail.New(fail.Usage, "give one --build-context for it", "build contexts %s and %s name the same image %s", other, name, key)
+		}
+		seen[key] = name
+		if _, _, err := namedContext(name, src); err != nil {
+			return err
+		}
+		if !strings.Contains(src, "://") {
+			if _, ok := localDir(src); !ok {
+				return fail.New(fail.Build, "give an existing directory, oci-layout:///DIR or docker-image://REF",
+					"build context %s=%s: directory %s does not exist", name, src, strings.TrimPrefix(src, "local:"))
+			}
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ import (
 func newBuildCommand(env Env, g *globalOptions) *cobra.Command {
 	var img imageOptions
 	var b buildOptions
+	var reg registryOptions
 	cmd := &cobra.Command{
 		Use:   "build",
 		Short: "Build the image with BuildKit into an OCI image layout",
@@ -31,14 +33,21 @@ func newBuildCommand(env Env, g *globalOptions) *cobra.Command {
     --cache-to type=registry,ref=ghcr.io/my-org/planner:buildcache,mode=max`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if b.Layout == "" {
-				b.Layout = defaultLayout
-			}
 			r := g.reporter(env, nil)
 			var res build.Result
 			err := pipeline.RunStage(c.Context(), "build", func(ctx context.Context) (string, error) {
+				if b.Layout == "" {
+					var err error
+					if b.Layout, err = build.DefaultLayout(env.Getenv, img.Name); err != nil {
+						return "", err
+					}
+				}
+				spec := b.spec(img)
+				bc := newBuildCredentials(reg.Registry, spec, func() (creds.Credentials, error) {
+					return reg.credentials(env, reg.Registry, warner(r))
+				})
 				var err error
-				res, err = build.Build(ctx, b.spec(img), b.clientOptions(env, progressOr(g, env))...)
+				res, err = build.Build(ctx, spec, b.clientOptions(env, progressOr(g, env), bc)...)
 				return res.Digest, err
 			}, r)
 			return finish(env, g, r, buildSummary(res), res, err)
@@ -46,6 +55,11 @@ func newBuildCommand(env Env, g *globalOptions) *cobra.Command {
 	}
 	img.addFlags(cmd.Flags())
 	b.addFlags(cmd.Flags(), true)
+	// The push credentials, for a private base or cache image on the
+	// registry idopipe pushes to.
+	cmd.Flags().StringVar(&reg.Registry, "registry", "ghcr.io", "registry idopipe pushes to: base and cache images there are pulled with the push token")
+	cmd.Flags().StringVar(&reg.Username, "username", "", "registry username (default $GITHUB_ACTOR)")
+	cmd.Flags().StringVar(&reg.TokenFile, "token-file", "", "file holding the registry token (default $GITHUB_TOKEN, $GHCR_TOKEN, else ./"+creds.DefaultTokenFile+", else the docker config)")
 	return cmd
 }
 
@@ -74,23 +88,51 @@ func buildSummary(res build.Result) string {
 	return line + " (" + strings.Join(notes, "; ") + ")"
 }
 
-// envCredentials give buildkitd the registry token from the environment
-// ($GITHUB_ACTOR, $GITHUB_TOKEN, …, as push reads it) for the hosts of the
-// build's registry caches; other hosts fall back to the docker config.
-type envCredentials struct {
-	env  Env
-	spec build.Spec
+// buildCredentials give buildkitd the credentials idopipe pushes with
+// (--token-file, $GITHUB_TOKEN, …, then the docker config) for the
+// registry it pushes to and for the hosts of the build's registry caches:
+// a private base image next to the planner is pulled with them. Other
+// hosts get what the docker config holds for them (pkg/build), never this
+// token.
+type buildCredentials struct {
+	hosts   []string
+	resolve func() (creds.Credentials, error)
 }
 
-func (c envCredentials) Lookup(host string) (string, string, bool) {
-	if !slices.Contains(build.CacheHosts(c.spec), host) {
-		return "", "", false
+func newBuildCredentials(registry string, spec build.Spec, resolve func() (creds.Credentials, error)) buildCredentials {
+	hosts := build.CacheHosts(spec)
+	if registry != "" && !slices.Contains(hosts, registry) {
+		hosts = append(hosts, registry)
 	}
-	cr, err := creds.Resolve(creds.Options{Getenv: c.env.Getenv, Warn: func(string) {}})
+	return buildCredentials{hosts: hosts, resolve: sync.OnceValues(resolve)}
+}
+
+// Lookup implements build.Credentials.
+func (c buildCredentials) Lookup(host string) (build.Credential, bool) {
+	if !slices.Contains(c.hosts, host) {
+		return build.Credential{}, false
+	}
+	cr, err := c.resolve()
 	if err != nil {
-		return "", "", false
+		return build.Credential{}, false
 	}
-	return cr.Username, cr.Token.Reveal(), true
+	return build.Credential{Username: cr.Username, Secret: cr.Token.Reveal(), Source: "the token from " + cr.Source + " (user " + cr.Username + ")"}, true
+}
+
+// Hint implements build.Hinter: how to give host credentials, asking only
+// for what is missing.
+func (c buildCredentials) Hint(host string) string {
+	cr, err := c.resolve()
+	if slices.Contains(c.hosts, host) {
+		if err != nil {
+			return err.Error()
+		}
+		return "" // it had the token: the registry refused it
+	}
+	if err == nil {
+		return "the token from " + cr.Source + " is sent only to " + strings.Join(c.hosts, ", ") + ": run `docker login " + host + "` for " + host
+	}
+	return "run `docker login " + host + "` (idopipe's own token goes only to " + strings.Join(c.hosts, ", ") + ")"
 }
 
 // managedDaemon is the daemon of a build that names none: the system

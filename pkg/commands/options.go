@@ -138,7 +138,7 @@ func (o *buildOptions) addFlags(fs *pflag.FlagSet, withLayout bool) {
 	fs.BoolVar(&o.Pull, "pull", false, "always resolve base images anew")
 	fs.StringToStringVar(&o.BuildArgs, "build-arg", nil, "build argument KEY=VALUE (repeatable)")
 	fs.StringVar(&o.Target, "target", "", "Dockerfile stage to build")
-	fs.StringToStringVar(&o.Contexts, "build-context", nil, "named build context NAME=oci-layout:///dir[@sha256:…], NAME=DIR or NAME=docker-image://ref (repeatable)")
+	fs.StringToStringVar(&o.Contexts, "build-context", nil, "named build context: NAME (what FROM or COPY --from names, e.g. golang:1.24.6) = oci-layout:///DIR[:TAG][@sha256:…], DIR or docker-image://REF (repeatable)")
 	fs.StringSliceVar(&o.Platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (more than one makes an image index; default the daemon's)")
 	fs.StringVar(&o.SourceDateEpoch, "source-date-epoch", "", "SOURCE_DATE_EPOCH for reproducible images, seconds since 1970 (default the last commit's time in a git checkout; none to turn off)")
 	fs.StringVar(&o.Provenance, "provenance", "false", "attach BuildKit's SLSA provenance attestation: min, max or false")
@@ -154,7 +154,7 @@ func (o *buildOptions) addFlags(fs *pflag.FlagSet, withLayout bool) {
 	fs.StringVar(&o.BuildkitdPath, "buildkitd-path", "", "buildkitd binary for idopipe's own daemon (default buildkitd on $PATH)")
 	fs.StringVar(&o.Progress, "progress", "auto", "progress display: auto (tty on a terminal, else plain), tty, plain, rawjson or quiet; BuildKit's for the build, a bar (tty) or a line a second for the push")
 	if withLayout {
-		fs.StringVar(&o.Layout, "oci-layout", "", "OCI image layout directory for the built image (default .idopipe/oci)")
+		fs.StringVar(&o.Layout, "oci-layout", "", "OCI image layout directory for the built image (default ~/.cache/idopipe/oci/IMAGE-NAME)")
 	}
 }
 
@@ -179,13 +179,13 @@ func (o *buildOptions) spec(img imageOptions) build.Spec {
 
 // clientOptions say which daemon builds and how: --buildkit-host, else
 // $BUILDKIT_HOST, else idopipe's own buildkitd (started when needed).
-// Registry caches get the registry credentials from the environment.
-func (o *buildOptions) clientOptions(env Env, progress io.Writer) []build.Option {
+// Registries get c (base images, registry caches).
+func (o *buildOptions) clientOptions(env Env, progress io.Writer, c build.Credentials) []build.Option {
 	opts := []build.Option{
 		build.WithProgress(progress, o.Progress),
 		build.WithTLS(o.TLS),
 		build.WithGetenv(env.Getenv),
-		build.WithCredentials(envCredentials{env: env, spec: o.spec(imageOptions{})}),
+		build.WithCredentials(c),
 	}
 	host := o.Host
 	if host == "" {
@@ -196,9 +196,6 @@ func (o *buildOptions) clientOptions(env Env, progress io.Writer) []build.Option
 	}
 	return append(opts, build.WithDaemon(managedDaemon(env, o.BuildkitdPath, progress)))
 }
-
-// defaultLayout is where `idopipe build` writes and `idopipe push` reads.
-const defaultLayout = ".idopipe/oci"
 
 // registryOptions say where to push and with which credentials.
 type registryOptions struct {

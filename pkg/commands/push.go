@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 	"github.com/idopipe/idopipe/pkg/publish"
@@ -44,6 +45,11 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 				if err != nil {
 					return "", err
 				}
+				if layout == "" {
+					if layout, err = build.DefaultLayout(env.Getenv, img.Name); err != nil {
+						return "", err
+					}
+				}
 				if digest == "" {
 					if digest, err = publish.Latest(layout, img.Name+":"+img.Version); err != nil {
 						return "", err
@@ -63,7 +69,7 @@ func newPushCommand(env Env, g *globalOptions) *cobra.Command {
 	img.addFlags(cmd.Flags())
 	reg.addFlags(cmd.Flags(), true)
 	po.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&layout, "oci-layout", defaultLayout, "OCI image layout directory written by `idopipe build`")
+	cmd.Flags().StringVar(&layout, "oci-layout", "", "OCI image layout directory written by `idopipe build` (default ~/.cache/idopipe/oci/IMAGE-NAME, where it writes)")
 	cmd.Flags().StringVar(&digest, "digest", "", "digest of the image in the layout (default: the last one built as NAME:VERSION)")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "push progress on stderr: auto (tty on a terminal, else plain), tty (a bar redrawn in place), plain (a line a second; rawjson counts as plain) or quiet")
 	return cmd

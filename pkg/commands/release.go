@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/idopipe/idopipe/pkg/build"
+	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 )
@@ -32,6 +33,13 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
+			if b.Layout == "" {
+				// Kept from run to run, so that an unchanged rebuild finds
+				// its export there (see pkg/build/export.go).
+				if b.Layout, err = build.DefaultLayout(env.Getenv, img.Name); err != nil {
+					return finish(env, g, r, "", nil, err)
+				}
+			}
 			main := b.spec(img)
 			extra, err := parseExtraImages(extras, main)
 			if err != nil {
@@ -49,7 +57,7 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 				Extra:        extra,
 				Stages:       sel,
 				Build:        main,
-				BuildOptions: b.clientOptions(env, progressOr(g, env)),
+				BuildOptions: b.clientOptions(env, progressOr(g, env), newBuildCredentials(reg.Registry, main, func() (creds.Credentials, error) { return cr, nil })),
 				Registry:     reg.Registry,
 				Owner:        reg.owner(env),
 				Creds:        cr,
