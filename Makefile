@@ -19,7 +19,7 @@ export IDOPIPE_CACHE
 # Hub here); containerd, the CNI plugins, iptables and iproute2 make the
 # local stack's real kubelet node.
 DEB_PACKAGES := runc busybox-static containerd containernetworking-plugins iptables iproute2
-TEST_FLAGS ?= -count=1 -timeout 30m
+TEST_FLAGS ?= -count=1 -timeout 45m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/idopipe/idopipe/pkg/version.Version=$(VERSION)
 

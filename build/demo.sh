@@ -11,7 +11,7 @@ set -euo pipefail
 idopipe=${IDOPIPE:-$(pwd)/bin/idopipe}
 args=(
   --source "$IDOPIPE_TEST_SOURCE"
-  --build-context "busybox=oci-layout://$IDOPIPE_TEST_BUSYBOX"
+  --build-context "golang:1.24.6=oci-layout://$IDOPIPE_TEST_BUSYBOX"
   --registry "$IDOPIPE_TEST_REGISTRY" --registry-ca "$IDOPIPE_TEST_REGISTRY_CA"
   --owner "Intel-Demo"
   --manifest "$IDOPIPE_TEST_FIXTURES/manifest-0.4.0.yaml"

@@ -426,12 +426,12 @@ func (b *bench) groupBuild() error {
 				var c cmd
 				if tool == "idopipe" {
 					c = cmd{json: true, argv: b.idopipe("build", "--source", b.env["SRC"],
-						"--build-context", "busybox=oci-layout://"+b.env["BUSYBOX"],
+						"--build-context", "golang:1.24.6=oci-layout://"+b.env["BUSYBOX"],
 						"--oci-layout", out, "--progress", "plain")}
 				} else {
 					c = cmd{argv: []string{b.buildctl, "build", "--frontend", "dockerfile.v0", "--progress", "plain",
 						"--local", "context=" + b.env["SRC"], "--local", "dockerfile=" + b.env["SRC"],
-						"--oci-layout", "busybox=" + b.env["BUSYBOX"], "--opt", "context:busybox=oci-layout://busybox@" + base,
+						"--oci-layout", "busybox=" + b.env["BUSYBOX"], "--opt", "context:golang:1.24.6=oci-layout://busybox@" + base,
 						"--output", "type=oci,dest=" + out + ",tar=false,name=planner:0.4.0"}}
 				}
 				if s := b.measure(id, tool, r, i, c); s.OK && tool == "idopipe" {
@@ -809,7 +809,7 @@ func rewriteManifest(m []byte, ns, image, secret string) []byte {
 func (b *bench) releaseCmd(tool, owner, ns string, bad bool) cmd {
 	if tool == "idopipe" {
 		c := cmd{json: true, wantFail: bad, argv: b.idopipe("release", "--source", b.env["SRC"],
-			"--build-context", "busybox=oci-layout://"+b.env["BUSYBOX"],
+			"--build-context", "golang:1.24.6=oci-layout://"+b.env["BUSYBOX"],
 			"--registry", b.env["REGISTRY"], "--registry-ca", b.env["CA"], "--owner", owner,
 			"--manifest", b.env["MANIFEST"], "--crds", b.env["CRDS"], "-n", ns, "--progress", "plain", "--timeout", "2m")}
 		if bad {

@@ -17,7 +17,7 @@ trap 'rm -rf "$out"' EXIT
 base=$(grep -o 'sha256:[0-9a-f]\{64\}' "$BUSYBOX/index.json" | head -n1)
 "$BUILDCTL" build --frontend dockerfile.v0 --progress plain \
   --local context="$SRC" --local dockerfile="$SRC" \
-  --oci-layout busybox="$BUSYBOX" --opt context:busybox="oci-layout://busybox@$base" \
+  --oci-layout busybox="$BUSYBOX" --opt context:golang:1.24.6="oci-layout://busybox@$base" \
   --output type=oci,dest="$out/oci",tar=false,name=planner:0.4.0 \
   --metadata-file "$out/meta.json"
 built=$(grep -o '"containerimage.digest": *"sha256:[0-9a-f]*"' "$out/meta.json" | grep -o 'sha256:[0-9a-f]*')

@@ -539,7 +539,7 @@ func assertTokenOnlyMasked(t *testing.T, a *actionRun) {
 func actionInputs(owner, version string) map[string]string {
 	return map[string]string{
 		"source":       source,
-		"args":         "--build-context\nbusybox=oci-layout://" + busybox + "\n--timeout\n60s",
+		"args":         "--build-context\ngolang:1.24.6=oci-layout://" + busybox + "\n--timeout\n60s",
 		"registry":     stack.Registry.Host,
 		"registry-ca":  stack.Registry.CAFile,
 		"owner":        owner,

@@ -31,7 +31,7 @@ images:
 registry: `+stack.Registry.Host+`
 registry-ca: `+stack.Registry.CAFile+`
 owner: From-Config
-build-context: busybox=oci-layout://`+busybox+`
+build-context: golang:1.24.6=oci-layout://`+busybox+`
 manifest:
   - `+filepath.Join(fixtures, "manifest-0.4.0.yaml")+`
 crds: [`+filepath.Join(fixtures, "intents_crds_v1alpha1.yaml")+`]

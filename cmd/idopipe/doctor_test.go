@@ -88,7 +88,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: planner}
 spec:
-  containers: [{name: planner, image: planner:0.4.0}]
+  containers: [{name: planner, image: planner:0.4.0, securityContext: {runAsUser: 10001, runAsGroup: 10001}}]
   tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists}]
 `), 0o600); err != nil {
 		t.Fatal(err)

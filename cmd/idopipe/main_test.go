@@ -259,7 +259,7 @@ func releaseArgs(ns string, extra ...string) []string {
 	args := []string{
 		"release",
 		"--source", source,
-		"--build-context", "busybox=oci-layout://" + busybox,
+		"--build-context", "golang:1.24.6=oci-layout://" + busybox,
 		"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile,
 		"--owner", "IDO-Test",
 		"--manifest", filepath.Join(fixtures, "manifest-0.4.0.yaml"),

@@ -24,7 +24,7 @@ import (
 func buildImage(t *testing.T, version string) (string, string) {
 	t.Helper()
 	layout := filepath.Join(t.TempDir(), "oci")
-	b := idopipe(t, nil, "build", "--source", source, "--build-context", "busybox=oci-layout://"+busybox,
+	b := idopipe(t, nil, "build", "--source", source, "--build-context", "golang:1.24.6=oci-layout://"+busybox,
 		"--oci-layout", layout, "--version", version, "--progress", "quiet", "-o", "json")
 	if b.code != 0 {
 		t.Fatalf("build:\n%s", b)

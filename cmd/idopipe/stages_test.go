@@ -113,7 +113,7 @@ func TestStagesOneByOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	layout := filepath.Join(t.TempDir(), "oci")
-	b := idopipe(t, nil, "build", "--source", source, "--build-context", "busybox=oci-layout://"+busybox,
+	b := idopipe(t, nil, "build", "--source", source, "--build-context", "golang:1.24.6=oci-layout://"+busybox,
 		"--oci-layout", layout, "--version", "0.4.1", "--progress", "plain", "-o", "json")
 	if b.code != 0 {
 		t.Fatalf("build:\n%s", b)

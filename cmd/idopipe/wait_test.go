@@ -59,6 +59,12 @@ func TestWaitDiagnoses(t *testing.T) {
 		{name: "container exits at once", replace: map[string]string{`      args: [ "-config", "/config/defaults.json", "-v", "2" ]` + "\n": `      args: [ "-no-such-flag" ]` + "\n"},
 			want:   []string{"Pod wait-5/planner: crash-loop", "last log lines:", "flag provided but not defined: -no-such-flag"},
 			doctor: "crash-loop"},
+		// The final image is FROM scratch without /etc/passwd, its USER a
+		// name: only the manifest's runAsUser lets it run.
+		{name: "image user needs runAsUser (runAsNonRoot)", replace: map[string]string{plannerRunAs: plannerNoRunAs},
+			want: []string{"Pod wait-6/planner: image-user-unresolvable", "non-numeric user", "set runAsUser"}},
+		{name: "image user needs runAsUser (no /etc/passwd)", replace: map[string]string{"        runAsNonRoot: true\n" + plannerRunAs: plannerNoRunAs},
+			want: []string{"Pod wait-7/planner: image-user-unresolvable", "/etc/passwd", "set runAsUser"}},
 		{name: "no node can take the Pod", replace: map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: planner-service-account\n  nodeSelector: {disktype: nvme}\n"},
 			want: []string{"unschedulable", "didn't match Pod's node affinity/selector", "node-role.kubernetes.io/control-plane"}},
 		{name: "never ready waits until the deadline", timeout: "8s", replace: map[string]string{"      imagePullPolicy: Always\n": "      imagePullPolicy: Always\n      readinessProbe: {tcpSocket: {port: 4444}, periodSeconds: 1}\n"},
@@ -97,6 +103,13 @@ func TestWaitDiagnoses(t *testing.T) {
 		})
 	}
 }
+
+// The planner container's user settings in the upstream manifest (the
+// mongodb container has the same lines, followed by other limits).
+const (
+	plannerRunAs   = "        runAsUser: 10001\n        runAsGroup: 10001\n      resources:\n        limits:\n          memory: \"1000Mi\""
+	plannerNoRunAs = "      resources:\n        limits:\n          memory: \"1000Mi\""
+)
 
 // pushPrivate pushes a small image for one platform (in an index, as
 // multi-platform images come) to ref, with the stack's registry

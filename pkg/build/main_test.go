@@ -80,7 +80,7 @@ func spec(t *testing.T, dir string) build.Spec {
 		Context: dir, Dockerfile: filepath.Join(dir, "Dockerfile"),
 		Name: "test", Version: "1.0.0",
 		Layout:   filepath.Join(t.TempDir(), "oci"),
-		Contexts: map[string]string{"busybox": "oci-layout://" + busybox},
+		Contexts: map[string]string{"busybox": "oci-layout://" + busybox, "golang:1.24.6": "oci-layout://" + busybox},
 	}
 }
 

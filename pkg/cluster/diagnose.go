@@ -61,7 +61,8 @@ func Classify(reason, message string, events []string) Cause {
 	case "CrashLoopBackOff":
 		return Cause{Kind: "crash-loop", Fatal: true, What: message, Fix: "the container exits; read its log lines above"}
 	case "CreateContainerConfigError", "CreateContainerError":
-		if m := strings.ToLower(message); strings.Contains(m, "etc/passwd") || strings.Contains(m, "unable to find user") || strings.Contains(m, "etc/group") {
+		if m := strings.ToLower(message); strings.Contains(m, "etc/passwd") || strings.Contains(m, "unable to find user") ||
+			strings.Contains(m, "etc/group") || strings.Contains(m, "non-numeric user") {
 			return Cause{Kind: "image-user-unresolvable", Fatal: true, What: message,
 				Fix: "the image's USER is a name its filesystem cannot resolve (no /etc/passwd, as in FROM scratch): set runAsUser and runAsGroup in the Pod's securityContext, or a numeric USER in the Dockerfile"}
 		}

@@ -26,8 +26,9 @@ var plannerMain []byte
 
 // PlannerFixture writes a build context shaped like the IDO planner's into
 // dir: its Dockerfile and a static Go binary compiled from a small planner
-// stand-in. The Dockerfile's build stage is FROM busybox: pass BusyboxLayout
-// as the named build context "busybox".
+// stand-in. The Dockerfile's build stage is FROM golang:1.24.6, as upstream's:
+// pass BusyboxLayout as the named build context "golang:1.24.6". Its final
+// stage is FROM scratch without /etc/passwd and runs as USER nonroot:nonroot.
 func PlannerFixture(ctx context.Context, dir string) error {
 	src := filepath.Join(dir, "src")
 	if err := os.MkdirAll(src, 0o755); err != nil {
