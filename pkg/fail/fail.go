@@ -26,6 +26,7 @@ const (
 	Platform    Class = 11 // the image has no manifest for a platform the cluster runs
 	Corrupt     Class = 12 // a blob is missing, or its size or sha256 is wrong
 	Daemon      Class = 13 // BuildKit cannot be reached or started
+	Unsigned    Class = 14 // the image's digest is not signed by any of the keys given
 	Interrupted Class = 130
 )
 
@@ -33,12 +34,13 @@ var names = map[Class]string{
 	Internal: "internal", Usage: "usage", Credentials: "credentials", Manifest: "manifest",
 	Build: "build", Registry: "registry", Verify: "digest-mismatch", Cluster: "cluster",
 	NotReady: "not-ready", NotFound: "not-found", Platform: "platform-missing", Corrupt: "corrupt-blob", Daemon: "buildkit-unreachable",
+	Unsigned:    "unsigned",
 	Interrupted: "interrupted",
 }
 
 // Classes lists every class in exit-code order.
 func Classes() []Class {
-	return []Class{Internal, Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, Interrupted}
+	return []Class{Internal, Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, Unsigned, Interrupted}
 }
 
 func (c Class) String() string {

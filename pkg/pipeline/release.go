@@ -23,6 +23,7 @@ import (
 	"github.com/idopipe/idopipe/pkg/publish"
 	"github.com/idopipe/idopipe/pkg/registry"
 	"github.com/idopipe/idopipe/pkg/report"
+	"github.com/idopipe/idopipe/pkg/sign"
 	"github.com/idopipe/idopipe/pkg/verify"
 )
 
@@ -70,6 +71,13 @@ type Options struct {
 	// Stages selects stages by name (--from, --to, --skip).
 	Stages Selection
 
+	// Signer, when set, signs every pushed digest (and its platform images
+	// and provenance) in the push stage.
+	Signer sign.Signer
+	// VerifyKeys, when set, must include a key that signed the image's
+	// digest; checked before the first write to the cluster.
+	VerifyKeys []sign.Key
+
 	// Image, for Deploy only: the already pushed image (tag, or tag@digest)
 	// that replaces the manifest's image named Build.Name.
 	Image string
@@ -86,6 +94,11 @@ type Result struct {
 	Objects []cluster.Applied  `json:"objects,omitempty"`
 	Pods    []cluster.PodState `json:"pods,omitempty"`
 	Stages  map[string]float64 `json:"stages"` // seconds per stage
+
+	// Signed is what the push stage signed; Signature the check of
+	// VerifyKeys (which key signed the digest).
+	Signed    []*sign.Result `json:"signed,omitempty"`
+	Signature *sign.Verified `json:"signature,omitempty"`
 }
 
 // Image is one more image of a release: its tag, digest and reference.
@@ -178,6 +191,7 @@ type release struct {
 	unlock     func() // releases the namespace's release lock
 
 	inventory []cluster.Entry // what earlier releases recorded in the namespace
+	gated     bool            // the VerifyKeys check passed
 }
 
 // done releases what the run holds.
@@ -235,6 +249,7 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 // (o.Image): validate, secret, apply, wait.
 func Deploy(ctx context.Context, o Options, r report.Reporter) (Result, error) {
 	rel := &release{o: o, r: r, res: Result{Stages: map[string]float64{}}, deployOnly: true}
+	rel.o.Access.Creds = &rel.o.Creds
 	stages := []Stage{
 		{"validate", rel.validate},
 		{"secret", rel.secret},
@@ -456,6 +471,13 @@ func (rel *release) push(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	signed, err := rel.signPushed(ctx, rel.tag, d)
+	if err != nil {
+		return "", err
+	}
+	if signed != nil {
+		rel.res.Signed = append(rel.res.Signed, signed)
+	}
 	rel.res.Image = rel.tag.String()
 	rel.res.Digest = d
 	rel.res.Ref = registry.Describe(rel.tag, d)
@@ -466,11 +488,18 @@ func (rel *release) push(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		signed, err := rel.signPushed(ctx, e.tag, d)
+		if err != nil {
+			return "", err
+		}
+		if signed != nil {
+			rel.res.Signed = append(rel.res.Signed, signed)
+		}
 		e.Digest, e.Ref, e.Blobs = d, registry.Describe(e.tag, d), stats
 		rel.res.Extra = append(rel.res.Extra, e.Image)
 		refs = append(refs, summary)
 	}
-	return strings.Join(refs, ", "), nil
+	return strings.Join(refs, ", ") + signedSummary(rel.res.Signed), nil
 }
 
 func (rel *release) verify(ctx context.Context) (string, error) {
@@ -484,10 +513,18 @@ func (rel *release) verify(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
+	summary := rep.String()
 	if len(rel.extras) > 0 {
-		return fmt.Sprintf("%s; and %d more images", rep.String(), len(rel.extras)), nil
+		summary = fmt.Sprintf("%s; and %d more images", summary, len(rel.extras))
 	}
-	return rep.String(), nil
+	gated, err := rel.gate(ctx)
+	if err != nil {
+		return "", err
+	}
+	if gated != "" {
+		summary += "; " + gated
+	}
+	return summary, nil
 }
 
 // secret applies the CRDs (custom resources cannot be validated before
@@ -498,6 +535,12 @@ func (rel *release) verify(ctx context.Context) (string, error) {
 func (rel *release) secret(ctx context.Context) (summary string, err error) {
 	o := rel.o
 	kube := rel.kube
+	// An image that is not signed as asked is refused before any write.
+	if gated, err := rel.gate(ctx); err != nil {
+		return "", err
+	} else if gated != "" {
+		rel.announce("secret")(gated)
+	}
 	for _, crd := range rel.crds {
 		crd.SetNamespace("")
 	}
