@@ -11,8 +11,9 @@
 // sha256-<hex>.sig in the image's repository, its content cosign's simple
 // signing payload (github.com/sigstore/sigstore/pkg/signature/payload) and
 // its annotation dev.cosignproject.cosign/signature the base64 signature;
-// an attestation (BuildKit's SLSA provenance, re-signed) is a DSSE envelope
-// in the manifest tagged sha256-<hex>.att. That is where cosign looks on
+// an attestation (BuildKit's SLSA provenance, signed as it is) is a DSSE
+// envelope in the manifest tagged sha256-<hex>.att of the image it is about
+// (its subject, a platform image of the index). That is where cosign looks on
 // registries without the OCI referrers API (GHCR, distribution), and it
 // never touches the image index, so no unknown/unknown entry appears.
 // Verify also reads signatures that cosign stored as OCI 1.1 referrers

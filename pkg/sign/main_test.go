@@ -171,6 +171,12 @@ func cosign(t *testing.T) string {
 // of its own (never in argv) and its CA; env adds KEY=VALUE pairs.
 func runCosign(t *testing.T, env []string, args ...string) (string, error) {
 	t.Helper()
+	return runCosignIn(t, "", env, args...)
+}
+
+// runCosignIn is runCosign in the working directory wd ("" for any).
+func runCosignIn(t *testing.T, wd string, env []string, args ...string) (string, error) {
+	t.Helper()
 	dir := t.TempDir()
 	auth := base64.StdEncoding.EncodeToString([]byte(stack.Registry.Username + ":" + stack.Registry.Password))
 	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, stack.Registry.Host, auth)
@@ -178,6 +184,7 @@ func runCosign(t *testing.T, env []string, args ...string) (string, error) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(cosign(t), args...)
+	cmd.Dir = wd
 	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "DOCKER_CONFIG=" + dir,
 		"TUF_ROOT=" + filepath.Join(dir, "tuf"), "SIGSTORE_NO_CACHE=true",

@@ -14,6 +14,7 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
+	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/registry"
 )
@@ -47,7 +48,8 @@ func (r Result) String() string {
 // would: each platform image of an index, then the index itself (last, so
 // that an image whose signing failed halfway is not signed at the top).
 // BuildKit's SLSA provenance attestations in the index are signed too, as
-// in-toto statements in DSSE envelopes in the index's .att manifest.
+// in-toto statements in DSSE envelopes in the .att manifest of the image
+// each is about.
 // Signatures this signer stored before are kept and not made again: a rerun
 // after a failure completes what is missing and pushes nothing else.
 func Image(ctx context.Context, ref name.Digest, s Signer, access registry.Access) (Result, error) {
@@ -66,7 +68,7 @@ func Image(ctx context.Context, ref name.Digest, s Signer, access registry.Acces
 		return res, fail.New(fail.Usage, "give the digest as sha256: and 64 hex digits", "bad digest in %s", ref)
 	}
 	var children []v1.Hash
-	var statements [][]byte
+	var statements []attestation
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
@@ -81,18 +83,29 @@ func Image(ctx context.Context, ref name.Digest, s Signer, access registry.Acces
 				children = append(children, d.Digest)
 				continue
 			}
-			st, err := provenanceStatements(idx, d)
+			sts, err := provenanceStatements(idx, d)
 			if err != nil {
 				return res, access.Explain(err, "read the provenance of", ref)
 			}
-			statements = append(statements, st...)
+			for _, st := range sts {
+				// Stored with the image it is about (its subject), where
+				// cosign verify-attestation finds and accepts it.
+				subject, err := v1.NewHash(d.Annotations[build.AnnotationReferenceDigest])
+				if p, perr := parseProvenance(st); perr == nil && p.Subject != "" {
+					subject, err = v1.NewHash(p.Subject)
+				}
+				if err != nil {
+					subject = top
+				}
+				statements = append(statements, attestation{subject: subject, statement: st})
+			}
 		}
 	}
 	repo := ref.Context()
-	for _, st := range statements {
-		already, err := attest(ctx, repo, top, st, s, opts)
+	for _, a := range statements {
+		already, err := attest(ctx, repo, a.subject, a.statement, s, opts)
 		if err != nil {
-			return res, storeError(access, err, AttestationTag(repo, top))
+			return res, storeError(access, err, AttestationTag(repo, a.subject))
 		}
 		res.Attestations++
 		if already {
@@ -112,6 +125,12 @@ func Image(ctx context.Context, ref name.Digest, s Signer, access registry.Acces
 	// The pushed digest first.
 	res.Digests = append([]string{top.String()}, res.Digests[:len(res.Digests)-1]...)
 	return res, nil
+}
+
+// attestation is a provenance statement and the digest it is about.
+type attestation struct {
+	subject   v1.Hash
+	statement []byte
 }
 
 // storeError says which signature could not be stored, and that the image

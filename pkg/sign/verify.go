@@ -132,24 +132,47 @@ func signs(e entry, k Key, digest string) (bool, string) {
 	return true, ""
 }
 
-// verifiedProvenance reads the .att manifest of h and returns the SLSA
-// provenance statements one of keys signed.
+// verifiedProvenance reads the .att manifests of h and, for an index, of
+// each of its images, and returns the SLSA provenance statements one of
+// keys signed.
 func verifiedProvenance(ctx context.Context, ref name.Digest, h v1.Hash, keys []Key, access registry.Access, opts []remote.Option) ([]Provenance, error) {
-	_, entries, err := readEntries(AttestationTag(ref.Context(), h), DSSEMediaType, opts)
+	digests := []v1.Hash{h}
+	desc, err := remote.Get(ref, opts...)
 	if err != nil {
-		return nil, access.Explain(err, "read the attestations of", ref)
+		return nil, access.Explain(err, "read", ref)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, access.Explain(err, "read", ref)
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			return nil, access.Explain(err, "read", ref)
+		}
+		for _, d := range m.Manifests {
+			if !isAttestation(d) {
+				digests = append(digests, d.Digest)
+			}
+		}
 	}
 	var out []Provenance
-	for _, e := range entries {
-		body, err := openEnvelope(ctx, e.payload, keys)
+	for _, d := range digests {
+		_, entries, err := readEntries(AttestationTag(ref.Context(), d), DSSEMediaType, opts)
 		if err != nil {
-			continue // not signed by these keys
+			return nil, access.Explain(err, "read the attestations of", ref)
 		}
-		p, err := parseProvenance(body)
-		if err != nil {
-			continue // another predicate
+		for _, e := range entries {
+			body, err := openEnvelope(ctx, e.payload, keys)
+			if err != nil {
+				continue // not signed by these keys
+			}
+			p, err := parseProvenance(body)
+			if err != nil {
+				continue // another predicate
+			}
+			out = append(out, p)
 		}
-		out = append(out, p)
 	}
 	return out, nil
 }
