@@ -203,8 +203,10 @@ func parseProvenance(b []byte) (Provenance, error) {
 		p.Builder = pr.RunDetails.Builder.ID
 	}
 	var bk buildkitMeta
-	if raw, ok := meta[buildkitMetadata]; ok {
-		_ = json.Unmarshal(raw, &bk)
+	for _, key := range []string{buildkitMetadata, "buildkit_metadata"} { // v0.2, v1
+		if raw, ok := meta[key]; ok {
+			_ = json.Unmarshal(raw, &bk)
+		}
 	}
 	switch {
 	case bk.VCS.Source != "":
