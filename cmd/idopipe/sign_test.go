@@ -179,7 +179,9 @@ func TestDeployRefusesUnsigned(t *testing.T) {
 	if ok.code != 0 || !strings.Contains(ok.stdout, "verified with "+pub) || !strings.Contains(ok.stdout, "@"+digest) {
 		t.Fatalf("deploy of the signed image:\n%s", ok)
 	}
-	t.Cleanup(func() { _ = stack.Cluster.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = stack.Cluster.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	})
 }
 
 // TestSignatureStoreFails: a registry that refuses the signature while
