@@ -136,7 +136,7 @@ type attestation struct {
 // storeError says which signature could not be stored, and that the image
 // is not signed until a rerun stores it.
 func storeError(access registry.Access, err error, tag name.Tag) error {
-	err = access.Explain(err, "store the signature", tag)
+	err = access.Explain(err, "signature push", tag)
 	return fail.Wrap(fail.ClassOf(err), err, "rerun: the image is not pushed again, the signature is completed", "the image is pushed but not signed")
 }
 
