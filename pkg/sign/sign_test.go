@@ -87,7 +87,7 @@ func TestKeys(t *testing.T) {
 	}
 	_, err = sign.LoadSigner(priv, func() ([]byte, error) { return []byte("wrong"), nil })
 	wantClass(t, err, fail.Usage, priv, "password")
-	if strings.Contains(err.Error(), "wrong") && strings.Contains(err.Error(), password) {
+	if strings.Contains(err.Error(), password) {
 		t.Error("the error shows a password")
 	}
 	_, err = sign.LoadSigner(priv, nil)
