@@ -27,13 +27,15 @@ build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$(ldflags_kube "
 build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$(ldflags_kube "$kube_version")"
 build kube kubelet k8s.io/kubernetes/cmd/kubelet "$(ldflags_kube "$kube_version")"
 build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint
+cosign_version=$(mod_version cosign github.com/sigstore/cosign/v2)
+build cosign cosign github.com/sigstore/cosign/v2/cmd/cosign "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=$cosign_version"
 
 # One directory of links to the current builds, named after all the hashes.
-all=$(for t in etcd registry buildkit kube actionlint; do tool_dir $t; done | sha256sum | cut -c1-12)
+all=$(for t in etcd registry buildkit kube actionlint cosign; do tool_dir $t; done | sha256sum | cut -c1-12)
 bin="$cache/tools/bin-$all"
 if [ ! -d "$bin" ]; then
   mkdir -p "$bin.tmp"
-  for t in etcd:etcd registry:registry buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler kube:kube-controller-manager kube:kubelet actionlint:actionlint; do
+  for t in etcd:etcd registry:registry buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler kube:kube-controller-manager kube:kubelet actionlint:actionlint cosign:cosign; do
     ln -sf "$(tool_dir "${t%%:*}")/${t#*:}" "$bin.tmp/${t#*:}"
   done
   rm -rf "$bin"; mv "$bin.tmp" "$bin"

@@ -18,6 +18,8 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 	var b buildOptions
 	var reg registryOptions
 	var po pushOptions
+	var so signOptions
+	var vk verifyKeyOptions
 	var extras []string
 	var sel pipeline.Selection
 	cl := newClusterOptions()
@@ -26,7 +28,9 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 		Short: "Run every stage: build, push, verify-pull, secret, apply, wait",
 		Example: `  # the whole guide in one command (token from $GITHUB_TOKEN or .github-token)
   idopipe release --source ~/src/intent-driven-orchestration --owner my-org \
-    --manifest deploy/manifest.yaml --crds artefacts/intents_crds_v1alpha1.yaml`,
+    --manifest deploy/manifest.yaml --crds artefacts/intents_crds_v1alpha1.yaml
+  # sign what is pushed, and deploy it only if the signature checks out
+  COSIGN_PASSWORD=… idopipe release --owner my-org --provenance min --sign --key cosign.key --verify-key cosign.pub`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			cr, r, err := g.credentialed(env, reg, reg.Registry)
@@ -53,6 +57,14 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
+			signer, err := so.signer(env)
+			if err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			keys, err := vk.keys()
+			if err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
 			o := pipeline.Options{
 				Extra:        extra,
 				Stages:       sel,
@@ -66,6 +78,8 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 				MountFrom:    mounts,
 				Progress:     progress,
 				Bar:          bar,
+				Signer:       signer,
+				VerifyKeys:   keys,
 			}
 			cl.fill(&o, env)
 			res, err := pipeline.Release(c.Context(), o, r)
@@ -80,6 +94,8 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
 	reg.addFlags(cmd.Flags(), true)
 	po.addFlags(cmd.Flags())
 	cl.addFlags(cmd.Flags())
+	so.addFlags(cmd.Flags())
+	vk.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&sel.From, "from", "", "first stage to run: "+strings.Join(pipeline.StageNames, ", ")+" (validate always runs)")
 	cmd.Flags().StringVar(&sel.To, "to", "", "last stage to run")
 	cmd.Flags().StringSliceVar(&sel.Skip, "skip", nil, "stages to leave out, e.g. --skip wait")

@@ -63,6 +63,7 @@ Each stage is also a command of its own.`,
 		newTeardownCommand(env, g),
 		newVersionCommand(env, g),
 		newInitCommand(env, g),
+		newKeysCommand(env, g),
 		newExitCodesHelp(),
 	)
 	return root
@@ -132,6 +133,7 @@ var classHelp = map[fail.Class]string{
 	fail.Corrupt:     "a blob is missing or its size or sha256 is wrong (verify-pull --full)",
 	fail.Daemon:      "BuildKit cannot be reached, or no buildkitd can be started",
 	fail.RateLimit:   "the registry still rate-limits after retries with backoff (429, GitHub's secondary rate limit): wait and rerun",
+	fail.Unsigned:    "the image's digest is not signed by any of the keys given (--verify-key, --key)",
 	fail.Interrupted: "interrupted (Ctrl-C or SIGTERM); a rerun converges",
 }
 

@@ -10,6 +10,8 @@ import (
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/pipeline"
+	"github.com/idopipe/idopipe/pkg/registry"
+	"github.com/idopipe/idopipe/pkg/sign"
 	"github.com/idopipe/idopipe/pkg/verify"
 )
 
@@ -21,6 +23,16 @@ type verifyOptions struct {
 	platformsFromCluster bool
 	asCluster            bool
 	secretName           string
+	keys                 []string
+	sourceRepo           string
+}
+
+// verifyResult is verify-pull's result object: the pull report, and with
+// --key the signature and the signed provenance.
+type verifyResult struct {
+	verify.Report
+	Signature  *sign.Verified    `json:"signature,omitempty"`
+	Provenance []sign.Provenance `json:"provenance,omitempty"`
 }
 
 func newVerifyCommand(env Env, g *globalOptions) *cobra.Command {
@@ -36,10 +48,16 @@ pullable and, with --digest, resolves to that digest. REF may carry @sha256:….
 With --as-cluster it pulls with the credentials of the cluster's pull Secret
 (--secret-name in -n), so a broken Secret is found before any Pod exists;
 with --platforms-from-cluster every node's os/arch must have an image.
+With --key it also checks that the digest it resolved is signed by one of
+the public keys (cosign's format: the sha256-<hex>.sig tag, or a cosign
+OCI 1.1 referrer), and shows the signed SLSA provenance (source, revision,
+builder); --source-repo requires that provenance to name that repository.
+Without --key, provenance BuildKit attached is shown as unsigned.
 Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
-11 platform missing, 12 corrupt blob (--full).`,
+11 platform missing, 12 corrupt blob (--full), 14 unsigned.`,
 		Example: `  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --digest sha256:…
-  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --full --as-cluster -n ido --platforms-from-cluster`,
+  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --full --as-cluster -n ido --platforms-from-cluster
+  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --key cosign.pub --source-repo https://github.com/my-org/intent-driven-orchestration`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			r := g.reporter(env, nil)
@@ -47,7 +65,14 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 			if err != nil {
 				return finish(env, g, r, "", nil, fail.New(fail.Usage, "give REGISTRY/REPOSITORY:TAG or …@sha256:…, in lowercase", "invalid image reference %q: %v", args[0], err))
 			}
-			var rep verify.Report
+			if o.sourceRepo != "" && len(o.keys) == 0 {
+				return finish(env, g, r, "", nil, fail.New(fail.Usage, "pass --key PUB: only a signed provenance says where an image came from", "--source-repo needs --key"))
+			}
+			keys, err := sign.LoadKeys(o.keys)
+			if err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			var res verifyResult
 			err = pipeline.RunStage(c.Context(), "verify-pull", func(ctx context.Context) (string, error) {
 				var cr *creds.Credentials
 				var opts []verify.Option
@@ -88,14 +113,14 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 					}
 					want = d.DigestStr()
 				}
-				var err error
-				rep, err = verify.Pull(ctx, ref, want, o.reg.access(cr), opts...)
+				rep, err := verify.Pull(ctx, ref, want, o.reg.access(cr), opts...)
+				res.Report = rep
 				if err != nil {
 					return "", err
 				}
-				return rep.String(), nil
+				return verifySignature(ctx, &res, ref.Context().Digest(rep.Digest), keys, o.sourceRepo, o.reg.access(cr))
 			}, r)
-			return finish(env, g, r, "", rep, err)
+			return finish(env, g, r, "", res, err)
 		},
 	}
 	fs := cmd.Flags()
@@ -106,6 +131,49 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 	fs.BoolVar(&o.platformsFromCluster, "platforms-from-cluster", false, "require an image for every node's os/arch")
 	fs.BoolVar(&o.asCluster, "as-cluster", false, "pull with the credentials of the cluster's pull Secret")
 	fs.StringVar(&o.secretName, "secret-name", "ghcr-secret", "pull Secret read by --as-cluster")
+	fs.StringArrayVar(&o.keys, "key", nil, "public key (cosign.pub) one of which must have signed the resolved digest (repeatable)")
+	fs.StringVar(&o.sourceRepo, "source-repo", "", "with --key: require signed provenance whose source is this repository, e.g. https://github.com/OWNER/NAME")
 	kube.AddFlags(fs)
 	return cmd
+}
+
+// verifySignature completes res for the digest d: with keys, the signature
+// (and signed provenance, with sourceRepo its source) must check out;
+// without, BuildKit's provenance is shown as it is, unsigned.
+func verifySignature(ctx context.Context, res *verifyResult, d name.Digest, keys []sign.Key, sourceRepo string, access registry.Access) (string, error) {
+	summary := res.Report.String()
+	if len(keys) == 0 {
+		// Shown when it can be read; without a key it proves nothing, so
+		// a provenance that cannot be read does not fail the pull check.
+		provs, err := sign.ReadProvenance(ctx, d, access)
+		if err != nil && ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		res.Provenance = provs
+		return summary + provenanceSummary(provs), nil
+	}
+	opts := []sign.Option{sign.WithProvenance()}
+	if sourceRepo != "" {
+		opts = append(opts, sign.WithSourceRepo(sourceRepo))
+	}
+	v, err := sign.Verify(ctx, d, keys, access, opts...)
+	if err != nil {
+		return "", err
+	}
+	res.Signature, res.Provenance = &v, v.Provenance
+	return summary + ", signed by " + v.Key + provenanceSummary(v.Provenance), nil
+}
+
+// provenanceSummary is "; signed provenance: source …@…, builder …" for
+// each distinct provenance (the platforms of one build share one).
+func provenanceSummary(provs []sign.Provenance) string {
+	seen := map[string]bool{}
+	var out string
+	for _, p := range provs {
+		if s := p.String(); !seen[s] {
+			seen[s] = true
+			out += "; " + s
+		}
+	}
+	return out
 }

@@ -27,6 +27,7 @@ const (
 	Corrupt     Class = 12 // a blob is missing, or its size or sha256 is wrong
 	Daemon      Class = 13 // BuildKit cannot be reached or started
 	RateLimit   Class = 14 // the registry still rate-limits after the retries (429, GitHub's secondary rate limit)
+	Unsigned    Class = 15 // the image's digest is not signed by any of the keys given
 	Interrupted Class = 130
 )
 
@@ -35,12 +36,13 @@ var names = map[Class]string{
 	Build: "build", Registry: "registry", Verify: "digest-mismatch", Cluster: "cluster",
 	NotReady: "not-ready", NotFound: "not-found", Platform: "platform-missing", Corrupt: "corrupt-blob", Daemon: "buildkit-unreachable",
 	RateLimit:   "rate-limited",
+	Unsigned:    "unsigned",
 	Interrupted: "interrupted",
 }
 
 // Classes lists every class in exit-code order.
 func Classes() []Class {
-	return []Class{Internal, Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, RateLimit, Interrupted}
+	return []Class{Internal, Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, RateLimit, Unsigned, Interrupted}
 }
 
 func (c Class) String() string {

@@ -23,6 +23,7 @@ import (
 	"github.com/idopipe/idopipe/pkg/publish"
 	"github.com/idopipe/idopipe/pkg/registry"
 	"github.com/idopipe/idopipe/pkg/report"
+	"github.com/idopipe/idopipe/pkg/sign"
 	"github.com/idopipe/idopipe/pkg/verify"
 )
 
@@ -70,6 +71,13 @@ type Options struct {
 	// Stages selects stages by name (--from, --to, --skip).
 	Stages Selection
 
+	// Signer, when set, signs every pushed digest (and its platform images
+	// and provenance) in the push stage.
+	Signer sign.Signer
+	// VerifyKeys, when set, must include a key that signed the image's
+	// digest; checked before the first write to the cluster.
+	VerifyKeys []sign.Key
+
 	// Image, for Deploy only: the already pushed image (tag, or tag@digest)
 	// that replaces the manifest's image named Build.Name.
 	Image string
@@ -89,6 +97,11 @@ type Result struct {
 	// custom resources), with their kstatus.
 	Rollouts []cluster.ObjectState `json:"rollouts,omitempty"`
 	Stages   map[string]float64    `json:"stages"` // seconds per stage
+
+	// Signed is what the push stage signed; Signature the check of
+	// VerifyKeys (which key signed the digest).
+	Signed    []*sign.Result `json:"signed,omitempty"`
+	Signature *sign.Verified `json:"signature,omitempty"`
 }
 
 // Image is one more image of a release: its tag, digest and reference.
@@ -186,6 +199,7 @@ type release struct {
 	// a CI job without a kubeconfig: no manifests are read, no cluster is
 	// asked.
 	noCluster bool
+	gated     bool // the VerifyKeys check passed
 }
 
 // done releases what the run holds.
@@ -244,6 +258,7 @@ func Release(ctx context.Context, o Options, r report.Reporter) (Result, error) 
 // (o.Image): validate, secret, apply, wait.
 func Deploy(ctx context.Context, o Options, r report.Reporter) (Result, error) {
 	rel := &release{o: o, r: r, res: Result{Stages: map[string]float64{}}, deployOnly: true}
+	rel.o.Access.Creds = &rel.o.Creds
 	stages := []Stage{
 		{"validate", rel.validate},
 		{"secret", rel.secret},
@@ -497,6 +512,13 @@ func (rel *release) push(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	signed, err := rel.signPushed(ctx, rel.tag, d)
+	if err != nil {
+		return "", err
+	}
+	if signed != nil {
+		rel.res.Signed = append(rel.res.Signed, signed)
+	}
 	rel.res.Image = rel.tag.String()
 	rel.res.Digest = d
 	rel.res.Ref = registry.Describe(rel.tag, d)
@@ -507,11 +529,18 @@ func (rel *release) push(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		signed, err := rel.signPushed(ctx, e.tag, d)
+		if err != nil {
+			return "", err
+		}
+		if signed != nil {
+			rel.res.Signed = append(rel.res.Signed, signed)
+		}
 		e.Digest, e.Ref, e.Blobs = d, registry.Describe(e.tag, d), stats
 		rel.res.Extra = append(rel.res.Extra, e.Image)
 		refs = append(refs, summary)
 	}
-	return strings.Join(refs, ", "), nil
+	return strings.Join(refs, ", ") + signedSummary(rel.res.Signed), nil
 }
 
 func (rel *release) verify(ctx context.Context) (string, error) {
@@ -525,10 +554,18 @@ func (rel *release) verify(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
+	summary := rep.String()
 	if len(rel.extras) > 0 {
-		return fmt.Sprintf("%s; and %d more images", rep.String(), len(rel.extras)), nil
+		summary = fmt.Sprintf("%s; and %d more images", summary, len(rel.extras))
 	}
-	return rep.String(), nil
+	gated, err := rel.gate(ctx)
+	if err != nil {
+		return "", err
+	}
+	if gated != "" {
+		summary += "; " + gated
+	}
+	return summary, nil
 }
 
 // secret applies the CRDs (custom resources cannot be validated before
@@ -539,6 +576,12 @@ func (rel *release) verify(ctx context.Context) (string, error) {
 func (rel *release) secret(ctx context.Context) (summary string, err error) {
 	o := rel.o
 	kube := rel.kube
+	// An image that is not signed as asked is refused before any write.
+	if gated, err := rel.gate(ctx); err != nil {
+		return "", err
+	} else if gated != "" {
+		rel.announce("secret")(gated)
+	}
 	for _, crd := range rel.crds {
 		crd.SetNamespace("")
 	}
