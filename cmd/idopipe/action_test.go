@@ -751,7 +751,7 @@ func TestActionFailures(t *testing.T) {
 	// A Dockerfile error is annotated with its file and line.
 	src := t.TempDir()
 	df := filepath.Join(src, "Dockerfile")
-	if err := os.WriteFile(df, []byte("FROM busybox\nRUN exit 3\n"), 0o644); err != nil {
+	if err := os.WriteFile(df, []byte("FROM golang:1.24.6\nRUN exit 3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	delete(in, "stages")

@@ -54,7 +54,7 @@ func TestReleaseBadInput(t *testing.T) {
 	latin1 := write("latin1.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: caf\xe9}\n")
 	boolName := write("boolname.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: no}\n")
 	genName := write("genname.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: planner-}\n")
-	badDockerfile := write("Dockerfile.bad", "FROM busybox AS build\nNOTANINSTRUCTION foo\n")
+	badDockerfile := write("Dockerfile.bad", "FROM golang:1.24.6 AS build\nNOTANINSTRUCTION foo\n")
 	terminating, opaqueNS := "bad-terminating", "bad-opaque-secret"
 	prepareNamespaces(t, terminating, opaqueNS)
 	// The namespace controller empties a Terminating namespace (a finalizer

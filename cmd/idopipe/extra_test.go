@@ -20,13 +20,22 @@ func TestReleaseSeveralImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, content := range map[string]string{
-		"Dockerfile":    "FROM scratch\nCOPY plugin.conf /etc/plugin.conf\nUSER 10001\nENTRYPOINT [\"/plugin\"]\n",
+		// The plugin is a real static binary (the planner fixture's, which
+		// serves its port): the node runs it.
+		"Dockerfile":    "FROM scratch\nCOPY plugin.conf /etc/plugin.conf\nCOPY plugin /plugin\nUSER 10001\nENTRYPOINT [\"/plugin\", \"-config\", \"/etc/plugin.conf\"]\n",
 		"plugin.conf":   "actuator=rmpod\n",
 		"manifest.yaml": "apiVersion: v1\nkind: Pod\nmetadata: {name: rmpod-actuator}\nspec:\n  containers: [{name: actuator, image: actuator:0.4.0}]\n  tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists}]\n",
 	} {
 		if err := os.WriteFile(filepath.Join(actuator, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	bin, err := os.ReadFile(filepath.Join(source, "planner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(actuator, "plugin"), bin, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	const ns = "several"
 	r := idopipe(t, nil, releaseArgs(ns, "--extra-image", "name=actuator,source="+actuator,

@@ -117,6 +117,9 @@ func TestInterruptEachStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := stack.Cluster.Node.Trust(proxy.Host, proxy.CAFile); err != nil { // the node pulls through it too
+		t.Fatal(err)
+	}
 	defer proxy.Close()
 	cases := []struct {
 		stage string
@@ -237,6 +240,9 @@ func TestFailedCheckCancelsBuild(t *testing.T) {
 		return 0, "", false
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.Cluster.Node.Trust(proxy.Host, proxy.CAFile); err != nil { // the node pulls through it too
 		t.Fatal(err)
 	}
 	defer proxy.Close()

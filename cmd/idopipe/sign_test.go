@@ -202,6 +202,9 @@ func TestSignatureStoreFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := stack.Cluster.Node.Trust(proxy.Host, proxy.CAFile); err != nil { // the node pulls through it too
+		t.Fatal(err)
+	}
 	defer proxy.Close()
 	env := []string{"COSIGN_PASSWORD=" + keyPassword}
 	args := releaseArgs("sigfail", "--version", "0.4.0-sigfail", "--sign", "--key", priv, "--to", "verify-pull", "-o", "json")

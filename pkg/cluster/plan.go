@@ -221,7 +221,7 @@ func (c *Client) Execute(ctx context.Context, plan []Change, o ApplyOptions, ann
 		}
 		start = end
 	}
-	return out, nil
+	return compact(out), nil
 }
 
 // parallel is how many objects are planned or applied at once.

@@ -214,6 +214,13 @@ func (c *Client) classify(ctx context.Context, ns string, states []PodState) err
 			if cause.Kind == "pull-unauthorized" {
 				cause = c.refinePull(ctx, ns, s.pod, cause)
 			}
+			if t := cs.LastTerminationState.Terminated; t != nil && (cause.Kind == "crash-loop" || w.Reason == "RunContainerError") {
+				last := fmt.Sprintf("; last exit: %s, code %d", t.Reason, t.ExitCode)
+				if t.Message != "" {
+					last += ": " + shorten(t.Message)
+				}
+				cause.What += last
+			}
 			if cause.Kind == "crash-loop" {
 				s.Logs = c.lastLogLines(ctx, ns, s.Name, cs.Name, 10)
 				if len(s.Logs) > 0 {

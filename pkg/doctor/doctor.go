@@ -94,7 +94,13 @@ func Run(ctx context.Context, kube *cluster.Client, o Options) ([]Check, error) 
 		if sa == "" {
 			sa = "default"
 		}
-		if slices.ContainsFunc(p.Spec.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == o.SecretName }) {
+		// The ServiceAccount admission plugin copies a ServiceAccount's
+		// imagePullSecrets into each Pod when it is created: a Pod may list
+		// the Secret while its ServiceAccount no longer does, and the next
+		// Pod made for it will not. So a Pod with a ServiceAccount of its
+		// own is checked against that ServiceAccount; one on "default"
+		// (where idopipe puts the Secret on the Pod) by its own list.
+		if slices.ContainsFunc(p.Spec.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == o.SecretName }) && sa == "default" {
 			add(Check{Name: "Pod " + p.Name + " lists " + o.SecretName + " in its imagePullSecrets", OK: true})
 			continue
 		}
@@ -106,7 +112,7 @@ func Run(ctx context.Context, kube *cluster.Client, o Options) ([]Check, error) 
 		case err != nil:
 			add(failed(name, err, "check access to ServiceAccounts", fail.Cluster))
 		case !slices.ContainsFunc(acct.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == o.SecretName }):
-			add(Check{Name: name, Info: "its imagePullSecrets are " + refs(acct.ImagePullSecrets), Fix: "add imagePullSecrets: [{name: " + o.SecretName + "}] to it (idopipe release does)", Class: fail.Credentials})
+			add(Check{Name: name, Info: "its imagePullSecrets are " + refs(acct.ImagePullSecrets) + " (Pods created for it from now on cannot pull)", Fix: "add imagePullSecrets: [{name: " + o.SecretName + "}] to it (idopipe release does)", Class: fail.Credentials})
 		default:
 			add(Check{Name: name, OK: true, Info: "Pod " + p.Name + " uses ServiceAccount " + sa})
 		}

@@ -42,6 +42,9 @@ func startCluster(ctx context.Context, tools, dir string, node *nodeConfig) (c *
 		}
 	}()
 	c.env = &envtest.Environment{BinaryAssetsDirectory: tools, ControlPlaneStartTimeout: time.Minute}
+	// etcd's data in the stack's directory too: every process of the stack
+	// names it, so the node reaper can find them all.
+	c.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
 	api := c.env.ControlPlane.GetAPIServer()
 	// Certificates in a directory of ours: envtest keeps them (and its port)
 	// across StopAPIServer/StartAPIServer, so kubeconfigs stay valid.

@@ -57,6 +57,7 @@ type RegistryTrust struct {
 // nodeConfig is what startNode needs from the rest of the stack.
 type nodeConfig struct {
 	tools      string
+	stackDir   string // the stack's directory: the reaper kills what names it
 	env        *envtest.Environment
 	client     clusterClient
 	registries []RegistryTrust
@@ -67,7 +68,7 @@ type nodeConfig struct {
 // records the host state it will change, and starts containerd and the
 // kubelet. Stop undoes all of it.
 func startNode(ctx context.Context, cfg nodeConfig) (n *Node, err error) {
-	rp, err := startReaper(ctx)
+	rp, err := startReaper(ctx, cfg.stackDir)
 	if err != nil {
 		return nil, err
 	}
@@ -257,9 +258,15 @@ func writeRegistryHosts(dir string, registries []RegistryTrust, mirror RegistryT
 		return os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(toml), 0o644)
 	}
 	for _, r := range append(registries, mirror) {
+		if r.Host == "" {
+			continue
+		}
 		if err := write(r.Host, "https://"+r.Host, r.CAFile); err != nil {
 			return err
 		}
+	}
+	if mirror.Host == "" {
+		return nil
 	}
 	// docker.io's images (the manifest's mongo:6) come from the mirror.
 	return write("docker.io", "https://"+mirror.Host, mirror.CAFile)
@@ -355,4 +362,11 @@ evictionHard: {"memory.available": "1Mi", "nodefs.available": "1%%", "imagefs.av
 nodeStatusUpdateFrequency: 2s
 syncFrequency: 5s
 `, sock, bridgeIP, port, healthz, resolv, volumePlugins)
+}
+
+// Trust makes containerd trust the registry at host by its CA from now on
+// (a proxy a test puts in front of the stack's registry). containerd reads
+// its hosts directory at each pull: no restart.
+func (n *Node) Trust(host, caFile string) error {
+	return writeRegistryHosts(filepath.Join(nodeRoot, "certs.d"), []RegistryTrust{{Host: host, CAFile: caFile}}, RegistryTrust{})
 }

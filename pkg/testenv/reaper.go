@@ -25,16 +25,36 @@ func init() {
 }
 
 // runReaper waits for its parent: a byte "d" on stdin means the parent
-// cleaned up; end of file without it means the parent died.
+// cleaned up; end of file without it means the parent died. Then it kills
+// every process of the parent's stack (those whose command line names the
+// stack's directory: etcd, kube-apiserver and the others), undoes the node
+// and removes the stack's directory.
 func runReaper() {
 	b := make([]byte, 1)
 	n, _ := os.Stdin.Read(b)
 	if n == 1 && b[0] == 'd' {
 		os.Exit(0)
 	}
+	if dir := os.Getenv(reaperDirEnv); dir != "" {
+		for i := 0; i < 50; i++ {
+			pids := processesMatching(func(cmdline []string) bool { return slicesContains(cmdline, dir) && !isSelf(cmdline) })
+			if len(pids) == 0 {
+				break
+			}
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	cleanupLeftovers()
+	if dir := os.Getenv(reaperDirEnv); dir != "" && os.Getenv("IDOPIPE_KEEP_STACK") == "" {
+		_ = os.RemoveAll(dir)
+	}
 	os.Exit(0)
 }
+
+const reaperDirEnv = "IDOPIPE_STACK_DIR"
 
 type reaper struct {
 	lock *os.File
@@ -43,8 +63,9 @@ type reaper struct {
 }
 
 // startReaper takes the machine's node lock (waiting for another stack's
-// node to stop) and starts the reaper, which shares the lock.
-func startReaper(ctx context.Context) (*reaper, error) {
+// node to stop) and starts the reaper, which shares the lock; stackDir is
+// the directory of the stack whose processes it kills if need be.
+func startReaper(ctx context.Context, stackDir string) (*reaper, error) {
 	f, err := os.OpenFile(nodeLock, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
@@ -76,7 +97,7 @@ func startReaper(ctx context.Context) (*reaper, error) {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), reaperEnv+"=1")
+	cmd.Env = append(os.Environ(), reaperEnv+"=1", reaperDirEnv+"="+stackDir)
 	cmd.Stdin = r
 	cmd.ExtraFiles = []*os.File{f} // keeps the lock held while it runs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -72,6 +72,7 @@ func Start(ctx context.Context, dir string, parts Parts) (s *Stack, err error) {
 		}
 		node = &nodeConfig{
 			tools:      tools,
+			stackDir:   dir,
 			registries: []RegistryTrust{{Host: s.Registry.Host, CAFile: s.Registry.CAFile}},
 			mirror:     RegistryTrust{Host: s.Mirror.Host, CAFile: s.Mirror.CAFile},
 		}

@@ -1,11 +1,15 @@
 package testenv
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +27,7 @@ func TestStackLeavesHostAsFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	before := ReadHostState()
+	before := hostStateWhenNoNode(t)
 	s, err := Start(ctx, "", All)
 	if err != nil {
 		t.Fatal(err)
@@ -95,4 +99,93 @@ func TestStackLeavesHostAsFound(t *testing.T) {
 			t.Errorf("%s differ after the stack stopped:\nbefore %s\nafter  %s", d.what, fmt.Sprint(d.before), fmt.Sprint(d.after))
 		}
 	}
+}
+
+// TestStackCleanedAfterKill starts a stack with its node in a child process
+// (this test binary again), kills the child with SIGKILL as a crash or an
+// impatient Ctrl-C would, and checks that the reaper stopped every process
+// of that stack and left the host as it was.
+func TestStackCleanedAfterKill(t *testing.T) {
+	if os.Getenv("IDOPIPE_TEST_CHILD_STACK") == "1" {
+		s, err := Start(context.Background(), "", All)
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Println("up", s.Dir)
+		time.Sleep(10 * time.Minute)
+		return
+	}
+	before := hostStateWhenNoNode(t)
+	child := exec.Command(os.Args[0], "-test.run=^TestStackCleanedAfterKill$")
+	child.Env = append(os.Environ(), "IDOPIPE_TEST_CHILD_STACK=1")
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var dir string
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "up "); ok {
+			dir = d
+			break
+		}
+		if strings.HasPrefix(sc.Text(), "error") {
+			t.Fatal(sc.Text())
+		}
+	}
+	if dir == "" {
+		t.Fatal("the child's stack did not come up")
+	}
+	if len(ProcessesMatching(func(cmdline []string) bool { return slicesContains(cmdline, dir) })) < 3 {
+		t.Fatalf("the child's stack runs no processes naming %s", dir)
+	}
+	_ = child.Process.Kill()
+	_ = child.Wait()
+	// The reaper holds the node lock until it is done.
+	f, err := os.OpenFile(nodeLock, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	if left := ProcessesMatching(func(cmdline []string) bool { return slicesContains(cmdline, dir) }); len(left) > 0 {
+		t.Errorf("processes of the killed stack still run: %q", left)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the killed stack's directory %s is still there (%v)", dir, err)
+	}
+	after := ReadHostState()
+	for what, pair := range map[string][2]any{
+		"processes": {before.Processes, after.Processes}, "mounts": {before.Mounts, after.Mounts},
+		"links": {before.Links, after.Links}, "iptables chains": {before.Chains, after.Chains},
+		"kubepods cgroups": {before.Cgroups, after.Cgroups}, "sysctls": {before.Sysctls, after.Sysctls},
+		"paths": {before.Paths, after.Paths},
+	} {
+		if !reflect.DeepEqual(pair[0], pair[1]) {
+			t.Errorf("%s differ after the killed stack was reaped:\nbefore %v\nafter  %v", what, pair[0], pair[1])
+		}
+	}
+}
+
+// hostStateWhenNoNode waits until no other stack runs a node (another test
+// package may) and reads the host's state then.
+func hostStateWhenNoNode(t *testing.T) HostState {
+	t.Helper()
+	f, err := os.OpenFile(nodeLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return ReadHostState()
 }
