@@ -78,16 +78,7 @@ func cleanupLeftovers() {
 	if _, err := os.Stat(nodeRoot); err != nil {
 		return
 	}
-	for i := 0; i < 50; i++ {
-		pids := processesMatching(func(cmdline []string) bool { return slicesContains(cmdline, nodeRoot) && !isSelf(cmdline) })
-		if len(pids) == 0 {
-			break
-		}
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	killNaming(nodeRoot)
 	killNodeProcesses()
 	h := &hostChanges{Existed: map[string]bool{}}
 	if b, err := os.ReadFile(hostStateFile); err == nil {
@@ -101,6 +92,21 @@ func cleanupLeftovers() {
 		h.Netns = netnsEntries()
 	}
 	h.undo()
+}
+
+// killNaming kills (SIGKILL) every other process whose command line names
+// path, until none is left (at most 5 s).
+func killNaming(path string) {
+	for i := 0; i < 50; i++ {
+		pids := processesMatching(func(cmdline []string) bool { return slicesContains(cmdline, path) && !isSelf(cmdline) })
+		if len(pids) == 0 {
+			return
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func isSelf(cmdline []string) bool {

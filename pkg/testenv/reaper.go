@@ -36,16 +36,7 @@ func runReaper() {
 		os.Exit(0)
 	}
 	if dir := os.Getenv(reaperDirEnv); dir != "" {
-		for i := 0; i < 50; i++ {
-			pids := processesMatching(func(cmdline []string) bool { return slicesContains(cmdline, dir) && !isSelf(cmdline) })
-			if len(pids) == 0 {
-				break
-			}
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		killNaming(dir)
 	}
 	cleanupLeftovers()
 	if dir := os.Getenv(reaperDirEnv); dir != "" && os.Getenv("IDOPIPE_KEEP_STACK") == "" {

@@ -83,22 +83,7 @@ func TestStackLeavesHostAsFound(t *testing.T) {
 	if left := ProcessesMatching(func(cmdline []string) bool { return slicesContains(cmdline, s.Dir) }); len(left) > 0 {
 		t.Errorf("processes of the stack still run after Stop: %q", left)
 	}
-	for _, d := range []struct {
-		what          string
-		before, after any
-	}{
-		{"processes", before.Processes, after.Processes},
-		{"mounts", before.Mounts, after.Mounts},
-		{"links", before.Links, after.Links},
-		{"iptables chains", before.Chains, after.Chains},
-		{"kubepods cgroups", before.Cgroups, after.Cgroups},
-		{"sysctls", before.Sysctls, after.Sysctls},
-		{"paths", before.Paths, after.Paths},
-	} {
-		if !reflect.DeepEqual(d.before, d.after) {
-			t.Errorf("%s differ after the stack stopped:\nbefore %s\nafter  %s", d.what, fmt.Sprint(d.before), fmt.Sprint(d.after))
-		}
-	}
+	compareHostStates(t, "after the stack stopped", before, after)
 }
 
 // TestStackCleanedAfterKill starts a stack with its node in a child process
@@ -162,16 +147,7 @@ func TestStackCleanedAfterKill(t *testing.T) {
 		t.Errorf("the killed stack's directory %s is still there (%v)", dir, err)
 	}
 	after := ReadHostState()
-	for what, pair := range map[string][2]any{
-		"processes": {before.Processes, after.Processes}, "mounts": {before.Mounts, after.Mounts},
-		"links": {before.Links, after.Links}, "iptables chains": {before.Chains, after.Chains},
-		"kubepods cgroups": {before.Cgroups, after.Cgroups}, "sysctls": {before.Sysctls, after.Sysctls},
-		"paths": {before.Paths, after.Paths},
-	} {
-		if !reflect.DeepEqual(pair[0], pair[1]) {
-			t.Errorf("%s differ after the killed stack was reaped:\nbefore %v\nafter  %v", what, pair[0], pair[1])
-		}
-	}
+	compareHostStates(t, "after the killed stack was reaped", before, after)
 }
 
 // hostStateWhenNoNode waits until no other stack runs a node (another test
@@ -188,4 +164,25 @@ func hostStateWhenNoNode(t *testing.T) HostState {
 	}
 	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return ReadHostState()
+}
+
+// compareHostStates reports each part of the host state that differs.
+func compareHostStates(t *testing.T, when string, before, after HostState) {
+	t.Helper()
+	for _, d := range []struct {
+		what          string
+		before, after any
+	}{
+		{"processes", before.Processes, after.Processes},
+		{"mounts", before.Mounts, after.Mounts},
+		{"links", before.Links, after.Links},
+		{"iptables chains", before.Chains, after.Chains},
+		{"kubepods cgroups", before.Cgroups, after.Cgroups},
+		{"sysctls", before.Sysctls, after.Sysctls},
+		{"paths", before.Paths, after.Paths},
+	} {
+		if !reflect.DeepEqual(d.before, d.after) {
+			t.Errorf("%s differ %s:\nbefore %v\nafter  %v", d.what, when, d.before, d.after)
+		}
+	}
 }
