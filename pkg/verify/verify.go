@@ -224,7 +224,11 @@ func visibility(ctx context.Context, ref name.Reference, access registry.Access)
 // String is the one-line summary, with what the visibility means for a
 // cluster that pulls the image.
 func (r Report) String() string {
-	return fmt.Sprintf("%s@%s pullable, platforms %v; %s", r.Ref, r.Digest, r.Platforms, r.VisibilityNote())
+	ref := r.Ref
+	if !strings.HasSuffix(ref, "@"+r.Digest) { // a reference by digest names it already
+		ref += "@" + r.Digest
+	}
+	return fmt.Sprintf("%s pullable, platforms %v; %s", ref, r.Platforms, r.VisibilityNote())
 }
 
 // VisibilityNote says whether the package can be pulled without
