@@ -107,20 +107,13 @@ func TestInterruptEachStage(t *testing.T) {
 	var slow atomic.Value
 	slow.Store("")
 	var seen atomic.Int64
-	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
+	proxy := startProxy(t, func(r *http.Request) (int, string, bool) {
 		if strings.Contains(r.URL.Path, "/blobs/") && r.Method == slow.Load().(string) {
 			seen.Add(1)
 			time.Sleep(3 * time.Second)
 		}
 		return 0, "", false
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stack.Cluster.Node.Trust(proxy.Host, proxy.CAFile); err != nil { // the node pulls through it too
-		t.Fatal(err)
-	}
-	defer proxy.Close()
 	cases := []struct {
 		stage string
 		owner string
@@ -229,7 +222,7 @@ func holdPlanner(t *testing.T, ns string, hold bool) {
 // a proxy) stops the build rather than waiting a minute for it.
 func TestFailedCheckCancelsBuild(t *testing.T) {
 	started := make(chan struct{}) // closed once the long step runs
-	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
+	proxy := startProxy(t, func(r *http.Request) (int, string, bool) {
 		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {
 			select { // the check fails only once the build's long step runs
 			case <-started:
@@ -239,13 +232,6 @@ func TestFailedCheckCancelsBuild(t *testing.T) {
 		}
 		return 0, "", false
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stack.Cluster.Node.Trust(proxy.Host, proxy.CAFile); err != nil { // the node pulls through it too
-		t.Fatal(err)
-	}
-	defer proxy.Close()
 	args := withArg(releaseArgs("check-cancels", "--registry", proxy.Host, "--registry-ca", proxy.CAFile), "--source", slowSource(t))
 	release := sync.OnceFunc(func() { close(started) })
 	defer release()

@@ -131,6 +131,22 @@ func idopipeRaw(t *testing.T, env []string, args ...string) result {
 	return r
 }
 
+// startProxy puts a proxy with inject in front of the stack's registry,
+// makes the node trust it (its Pods pull through it too) and closes it
+// when the test ends.
+func startProxy(t *testing.T, inject testenv.Inject) *testenv.Proxy {
+	t.Helper()
+	proxy, err := stack.Registry.StartProxy(t.TempDir(), inject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.Cluster.Node.Trust(proxy.Host, proxy.CAFile); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	return proxy
+}
+
 // testFinalizer holds a namespace Terminating until deleteNamespace
 // removes it.
 const testFinalizer = "idopipe.test/hold"

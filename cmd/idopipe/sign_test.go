@@ -193,19 +193,12 @@ func TestSignatureStoreFails(t *testing.T) {
 	priv, pub := keyPair(t)
 	var failing atomic.Bool
 	failing.Store(true)
-	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
+	proxy := startProxy(t, func(r *http.Request) (int, string, bool) {
 		if failing.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/sha256-") {
 			return http.StatusBadRequest, `{"errors":[{"code":"MANIFEST_INVALID","message":"injected"}]}`, true
 		}
 		return 0, "", false
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stack.Cluster.Node.Trust(proxy.Host, proxy.CAFile); err != nil { // the node pulls through it too
-		t.Fatal(err)
-	}
-	defer proxy.Close()
 	env := []string{"COSIGN_PASSWORD=" + keyPassword}
 	args := releaseArgs("sigfail", "--version", "0.4.0-sigfail", "--sign", "--key", priv, "--to", "verify-pull", "-o", "json")
 	args = withArg(withArg(args, "--registry", proxy.Host), "--registry-ca", proxy.CAFile)

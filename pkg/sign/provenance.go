@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -70,16 +69,7 @@ func provenanceStatements(idx v1.ImageIndex, d v1.Descriptor) ([][]byte, error) 
 		if !strings.HasPrefix(l.Annotations[annotationPredicateType], "https://slsa.dev/provenance/") {
 			continue
 		}
-		layer, err := img.LayerByDigest(l.Digest)
-		if err != nil {
-			return nil, err
-		}
-		rc, err := layer.Compressed()
-		if err != nil {
-			return nil, err
-		}
-		b, err := io.ReadAll(io.LimitReader(rc, maxPayload))
-		rc.Close()
+		b, err := readPayload(img, l.Digest)
 		if err != nil {
 			return nil, err
 		}

@@ -72,6 +72,21 @@ func readEntries(tag name.Tag, mediaType string, opts []remote.Option) (v1.Image
 }
 
 // imageEntries reads the layers of img that have mediaType.
+// readPayload reads layer digest of img (at most maxPayload bytes); the
+// registry client checks the content against its digest as it reads.
+func readPayload(img v1.Image, digest v1.Hash) ([]byte, error) {
+	l, err := img.LayerByDigest(digest)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, maxPayload))
+}
+
 func imageEntries(img v1.Image, mediaType string) ([]entry, error) {
 	m, err := img.Manifest()
 	if err != nil {
@@ -85,16 +100,7 @@ func imageEntries(img v1.Image, mediaType string) ([]entry, error) {
 		if d.Size > maxPayload {
 			return nil, fmt.Errorf("layer %s is %d bytes, more than a signature payload can be", d.Digest, d.Size)
 		}
-		l, err := img.LayerByDigest(d.Digest)
-		if err != nil {
-			return nil, err
-		}
-		rc, err := l.Compressed() // checks the content against its digest as it reads
-		if err != nil {
-			return nil, err
-		}
-		b, err := io.ReadAll(io.LimitReader(rc, maxPayload))
-		rc.Close()
+		b, err := readPayload(img, d.Digest)
 		if err != nil {
 			return nil, err
 		}

@@ -131,15 +131,7 @@ func TestStackCleanedAfterKill(t *testing.T) {
 	_ = child.Process.Kill()
 	_ = child.Wait()
 	// The reaper holds the node lock until it is done.
-	f, err := os.OpenFile(nodeLock, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	defer holdNodeLock(t)()
 	if left := ProcessesMatching(func(cmdline []string) bool { return slicesContains(cmdline, dir) }); len(left) > 0 {
 		t.Errorf("processes of the killed stack still run: %q", left)
 	}
@@ -154,16 +146,22 @@ func TestStackCleanedAfterKill(t *testing.T) {
 // package may) and reads the host's state then.
 func hostStateWhenNoNode(t *testing.T) HostState {
 	t.Helper()
+	defer holdNodeLock(t)()
+	return ReadHostState()
+}
+
+// holdNodeLock waits for the machine's node lock and returns its release.
+func holdNodeLock(t *testing.T) func() {
+	t.Helper()
 	f, err := os.OpenFile(nodeLock, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
 		t.Fatal(err)
 	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return ReadHostState()
+	return func() { f.Close() } // closing the file releases the lock
 }
 
 // compareHostStates reports each part of the host state that differs.
