@@ -39,14 +39,11 @@ type Managed struct {
 }
 
 // DefaultDir is the managed daemon's state directory under the user's
-// cache directory: $XDG_CACHE_HOME/idopipe/buildkitd, else
-// $HOME/.cache/idopipe/buildkitd.
-func DefaultDir(getenv func(string) string) (string, error) {
-	if d := getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "idopipe", "buildkitd"), nil
-	}
-	if h := getenv("HOME"); h != "" {
-		return filepath.Join(h, ".cache", "idopipe", "buildkitd"), nil
+// cache directory cacheDir ($XDG_CACHE_HOME, else $HOME/.cache, resolved by
+// the caller): cacheDir/idopipe/buildkitd. An empty cacheDir is an error.
+func DefaultDir(cacheDir string) (string, error) {
+	if cacheDir != "" {
+		return filepath.Join(cacheDir, "idopipe", "buildkitd"), nil
 	}
 	return "", fail.New(fail.Usage, "set $HOME or $XDG_CACHE_HOME, or pass --buildkit-host", "no cache directory for idopipe's own buildkitd")
 }

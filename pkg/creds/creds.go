@@ -32,13 +32,14 @@ func (c Credentials) Authenticator() authn.Authenticator {
 	return authn.FromConfig(authn.AuthConfig{Username: c.Username, Password: c.Token.Reveal()})
 }
 
-// Options say where to look. Getenv is injected so that tests and callers
-// control the environment; nil means no environment.
+// Options say where to look. Env holds the values of the environment
+// variables EnvKeys names (GITHUB_ACTOR and TokenEnv), read by the caller
+// once; nil means no environment.
 type Options struct {
 	Username  string // --username; else $GITHUB_ACTOR
 	TokenFile string // --token-file; read first when set
 	Dir       string // where DefaultTokenFile is looked for; "" is the working directory
-	Getenv    func(string) string
+	Env       map[string]string
 	Warn      func(string) // told about risky files (token readable by others)
 	// Registry and Keychain: when no token is found elsewhere, the keychain
 	// (authn.DefaultKeychain: docker config and credential helpers) is asked
@@ -50,17 +51,19 @@ type Options struct {
 // TokenEnv lists the environment variables read for the token, in order.
 var TokenEnv = []string{"GITHUB_TOKEN", "GHCR_TOKEN"}
 
+// ActorEnv is the environment variable the username defaults to.
+const ActorEnv = "GITHUB_ACTOR"
+
+// EnvKeys are the environment variables Resolve reads from Options.Env.
+func EnvKeys() []string { return append([]string{ActorEnv}, TokenEnv...) }
+
 // Resolve finds the credentials: --token-file, then $GITHUB_TOKEN, then
 // $GHCR_TOKEN, then ./.github-token when present, then the docker config
 // (credential helpers included) for the registry.
 func Resolve(o Options) (Credentials, error) {
-	getenv := o.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
-	}
 	c := Credentials{Username: o.Username}
 	if c.Username == "" {
-		c.Username = getenv("GITHUB_ACTOR")
+		c.Username = o.Env[ActorEnv]
 	}
 	var err error
 	switch {
@@ -69,7 +72,7 @@ func Resolve(o Options) (Credentials, error) {
 		c.Source = "--token-file " + o.TokenFile
 	default:
 		for _, k := range TokenEnv {
-			if v := getenv(k); v != "" {
+			if v := o.Env[k]; v != "" {
 				c.Token, err = checkToken(v, "$"+k)
 				c.Source = "$" + k
 				break

@@ -13,12 +13,12 @@ import (
 
 const tok = "ghp_secretTOKENvalue123"
 
-func env(kv ...string) func(string) string {
+func env(kv ...string) map[string]string {
 	m := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}
-	return func(k string) string { return m[k] }
+	return m
 }
 
 func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
@@ -42,9 +42,9 @@ func TestResolvePrecedence(t *testing.T) {
 		o          Options
 		want, from string
 	}{
-		{"flag file beats env", Options{TokenFile: flagFile, Getenv: env("GITHUB_TOKEN", "from-env", "GITHUB_ACTOR", "a")}, "from-flag-file", "--token-file " + flagFile},
-		{"GITHUB_TOKEN beats GHCR_TOKEN and the file", Options{Dir: dir, Getenv: env("GITHUB_TOKEN", "gh", "GHCR_TOKEN", "ghcr", "GITHUB_ACTOR", "a")}, "gh", "$GITHUB_TOKEN"},
-		{"GHCR_TOKEN beats the file", Options{Dir: dir, Getenv: env("GHCR_TOKEN", "ghcr", "GITHUB_ACTOR", "a")}, "ghcr", "$GHCR_TOKEN"},
+		{"flag file beats env", Options{TokenFile: flagFile, Env: env("GITHUB_TOKEN", "from-env", "GITHUB_ACTOR", "a")}, "from-flag-file", "--token-file " + flagFile},
+		{"GITHUB_TOKEN beats GHCR_TOKEN and the file", Options{Dir: dir, Env: env("GITHUB_TOKEN", "gh", "GHCR_TOKEN", "ghcr", "GITHUB_ACTOR", "a")}, "gh", "$GITHUB_TOKEN"},
+		{"GHCR_TOKEN beats the file", Options{Dir: dir, Env: env("GHCR_TOKEN", "ghcr", "GITHUB_ACTOR", "a")}, "ghcr", "$GHCR_TOKEN"},
 		{"default file, CRLF trimmed", Options{Dir: dir, Username: "u"}, "from-default-file", filepath.Join(dir, DefaultTokenFile)},
 	}
 	for _, tc := range cases {
@@ -58,7 +58,7 @@ func TestResolvePrecedence(t *testing.T) {
 			}
 		})
 	}
-	c, err := Resolve(Options{Username: "flag-user", Getenv: env("GITHUB_TOKEN", "t", "GITHUB_ACTOR", "actor")})
+	c, err := Resolve(Options{Username: "flag-user", Env: env("GITHUB_TOKEN", "t", "GITHUB_ACTOR", "actor")})
 	if err != nil || c.Username != "flag-user" {
 		t.Errorf("--username should beat $GITHUB_ACTOR: %q %v", c.Username, err)
 	}
@@ -73,13 +73,13 @@ func TestResolveErrors(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{"nothing", Options{Dir: dir, Getenv: env("GITHUB_ACTOR", "a")}, "no registry token found"},
-		{"no username", Options{Getenv: env("GITHUB_TOKEN", tok)}, "no registry username"},
+		{"nothing", Options{Dir: dir, Env: env("GITHUB_ACTOR", "a")}, "no registry token found"},
+		{"no username", Options{Env: env("GITHUB_TOKEN", tok)}, "no registry username"},
 		{"empty file", Options{TokenFile: empty, Username: "u"}, empty + " is empty"},
 		{"trailing space", Options{TokenFile: spaced, Username: "u"}, "holds whitespace"},
 		{"missing file", Options{TokenFile: filepath.Join(dir, "nope"), Username: "u"}, "does not exist"},
 		{"directory", Options{TokenFile: dir, Username: "u"}, "is a directory"},
-		{"env with newline", Options{Getenv: env("GITHUB_TOKEN", tok+"\n", "GITHUB_ACTOR", "a")}, "$GITHUB_TOKEN holds whitespace"},
+		{"env with newline", Options{Env: env("GITHUB_TOKEN", tok+"\n", "GITHUB_ACTOR", "a")}, "$GITHUB_TOKEN holds whitespace"},
 	}
 	if os.Geteuid() != 0 { // root reads any file
 		unreadable := writeFile(t, dir, "unreadable", tok, 0o000)
@@ -149,8 +149,8 @@ func TestFineGrainedToken(t *testing.T) {
 	dir := t.TempDir()
 	file := writeFile(t, dir, "token", fine+"\n", 0o600)
 	for _, o := range []Options{
-		{Getenv: env("GITHUB_TOKEN", fine, "GITHUB_ACTOR", "a")},
-		{Getenv: env("GHCR_TOKEN", fine), Username: "a"},
+		{Env: env("GITHUB_TOKEN", fine, "GITHUB_ACTOR", "a")},
+		{Env: env("GHCR_TOKEN", fine), Username: "a"},
 		{TokenFile: file, Username: "a"},
 		{TokenFile: file}, // no username: the token's kind is the first problem
 	} {
@@ -170,7 +170,7 @@ func TestFineGrainedToken(t *testing.T) {
 	}
 	// Classic, Actions and OAuth tokens pass.
 	for _, ok := range []string{"ghp_classic", "ghs_actions", "gho_oauth"} {
-		if _, err := Resolve(Options{Getenv: env("GITHUB_TOKEN", ok, "GITHUB_ACTOR", "a")}); err != nil {
+		if _, err := Resolve(Options{Env: env("GITHUB_TOKEN", ok, "GITHUB_ACTOR", "a")}); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
 	}

@@ -91,10 +91,9 @@ func (g *GitHub) location(msg string) (string, int) {
 	return "", 0
 }
 
-// AppendFile appends text to the file named by env var key (GITHUB_OUTPUT,
-// GITHUB_STEP_SUMMARY); no variable, no write.
-func AppendFile(getenv func(string) string, key, text string) error {
-	p := getenv(key)
+// AppendFile appends text to the file at path (the value of $GITHUB_OUTPUT
+// or $GITHUB_STEP_SUMMARY); an empty path writes nothing.
+func AppendFile(p, text string) error {
 	if p == "" {
 		return nil
 	}
