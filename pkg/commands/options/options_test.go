@@ -1,0 +1,335 @@
+package options
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/idopipe/idopipe/pkg/build"
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+func env(kv ...string) Getenv {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// usage asserts err is a usage error (exit 2) whose message holds want.
+func usage(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want a usage error with %q", want)
+	}
+	if fail.Code(err) != int(fail.Usage) {
+		t.Errorf("exit %d (%v), want %d", fail.Code(err), err, fail.Usage)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+}
+
+func parse(t *testing.T, add func(*pflag.FlagSet), args ...string) {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	add(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGlobalValidate(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-q", "-v"}, "--quiet and --verbose contradict"},
+		{[]string{"-o", "yaml"}, `unknown output format "yaml"`},
+	} {
+		var g GlobalOptions
+		parse(t, g.AddFlags, tc.args...)
+		usage(t, g.Validate(), tc.want)
+	}
+	var g GlobalOptions
+	parse(t, g.AddFlags, "-o", "json")
+	if err := g.Validate(); err != nil || !g.JSON() {
+		t.Fatalf("-o json: %v", err)
+	}
+}
+
+func TestGlobalComplete(t *testing.T) {
+	var g GlobalOptions
+	g.Complete(env("HOME", "/home/u", "GITHUB_ACTIONS", "true", "GITHUB_OUTPUT", "/o", "GITHUB_STEP_SUMMARY", "/s", "GITHUB_RUN_ID", "7"))
+	if g.CacheDir != "/home/u/.cache" || g.Actions != (Actions{Enabled: true, Output: "/o", Summary: "/s", RunID: "7"}) {
+		t.Fatalf("%+v", g)
+	}
+	if d := CacheDir(env("HOME", "/home/u", "XDG_CACHE_HOME", "/xdg")); d != "/xdg" {
+		t.Errorf("XDG_CACHE_HOME: %q", d)
+	}
+	if d := CacheDir(env()); d != "" {
+		t.Errorf("no HOME: %q", d)
+	}
+}
+
+func TestImageValidate(t *testing.T) {
+	o := ImageOptions{Name: "planner", Version: "0.4/0"}
+	usage(t, o.Validate(), `invalid image version "0.4/0"`)
+	o = ImageOptions{Version: "1"}
+	usage(t, o.Validate(), "no image name")
+	var d ImageOptions
+	parse(t, d.AddNameFlag)
+	if err := d.Validate(); err != nil {
+		t.Fatalf("deploy's image names no version: %v", err)
+	}
+}
+
+func selfSignedCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRegistryValidate(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--registry-ca", "/nonexistent/ca.pem"}, "cannot read registry CA /nonexistent/ca.pem"},
+		{[]string{"--registry-ca", notPEM}, "holds no PEM certificate"},
+		{[]string{"--jobs", "0"}, "--jobs 0"},
+		{[]string{"--jobs", "-3"}, "--jobs -3"},
+	} {
+		var o RegistryOptions
+		parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs, RegistryFlags{Jobs: true}) }, tc.args...)
+		usage(t, o.Validate(), tc.want)
+	}
+	// A good CA and --jobs reach the registry access.
+	ca := selfSignedCA(t)
+	var o RegistryOptions
+	parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs, RegistryFlags{Jobs: true}) }, "--registry-ca", ca, "--jobs", "2")
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if a := o.Access(nil); a.CAFile != ca || a.Jobs != 2 {
+		t.Errorf("access %+v", a)
+	}
+	// Without --jobs (a command that has none) Jobs stays 0: the library default.
+	var p RegistryOptions
+	parse(t, func(fs *pflag.FlagSet) { p.AddFlags(fs, RegistryFlags{Target: true}) })
+	if err := p.Validate(); err != nil || p.Jobs != 0 {
+		t.Fatalf("no --jobs: %v %d", err, p.Jobs)
+	}
+}
+
+func TestRegistryComplete(t *testing.T) {
+	o := RegistryOptions{}
+	o.Complete(env("GITHUB_REPOSITORY_OWNER", "Org", "GITHUB_TOKEN", "tok", "GITHUB_ACTOR", "me", "OTHER", "x"))
+	if o.Owner != "Org" {
+		t.Errorf("owner %q", o.Owner)
+	}
+	if len(o.Env) != 2 || o.Env["GITHUB_TOKEN"] != "tok" || o.Env["GITHUB_ACTOR"] != "me" {
+		t.Errorf("env %v: want only the credentials' variables", o.Env)
+	}
+	c, err := o.Credentials("", nil)
+	if err != nil || c.Username != "me" || c.Source != "$GITHUB_TOKEN" {
+		t.Fatalf("credentials %+v %v", c, err)
+	}
+	o = RegistryOptions{Owner: "flag"}
+	o.Complete(env("GITHUB_REPOSITORY_OWNER", "Org"))
+	if o.Owner != "flag" {
+		t.Errorf("--owner lost to the environment: %q", o.Owner)
+	}
+}
+
+func TestBuildKitOptions(t *testing.T) {
+	var o BuildKitOptions
+	parse(t, o.AddFlags, "--buildkit-tls-ca", "ca.pem")
+	o.Complete(env("BUILDKIT_HOST", "unix:///run/b.sock", "PATH", "/bin"))
+	if o.Host != "unix:///run/b.sock" || o.Path != "/bin" || o.Managed() {
+		t.Fatalf("%+v", o)
+	}
+	usage(t, o.Validate(), "--buildkit-tls-* apply to a tcp:// buildkitd")
+
+	o = BuildKitOptions{}
+	parse(t, o.AddFlags, "--buildkit-host", "tcp://b:1234", "--buildkit-tls-ca", "ca.pem")
+	o.Complete(env("BUILDKIT_HOST", "unix:///other"))
+	if o.Host != "tcp://b:1234" {
+		t.Errorf("--buildkit-host lost to $BUILDKIT_HOST: %q", o.Host)
+	}
+	if err := o.Validate(); err != nil {
+		t.Error(err)
+	}
+
+	o = BuildKitOptions{}
+	parse(t, o.AddFlags, "--buildkitd-path", "/opt/buildkitd")
+	o.Complete(env("BUILDKIT_HOST", "tcp://b:1"))
+	usage(t, o.Validate(), "--buildkitd-path starts idopipe's own buildkitd")
+}
+
+func TestProgressValidate(t *testing.T) {
+	var o ProgressOptions
+	parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs, PushProgressHelp) }, "--progress", "fancy")
+	usage(t, o.Validate(), `unknown progress mode "fancy"`)
+	for _, m := range build.ProgressModes {
+		if err := (&ProgressOptions{Mode: m}).Validate(); err != nil {
+			t.Errorf("%s: %v", m, err)
+		}
+	}
+}
+
+func TestBuildOptions(t *testing.T) {
+	img := ImageOptions{Name: "planner", Version: "1"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--provenance", "full"}, `unknown provenance mode "full"`},
+		{[]string{"--label", "novalue"}, `--label "novalue" is not KEY=VALUE`},
+		{[]string{"--extra-image", "name=planner,source=x"}, "needs a name of its own"},
+		{[]string{"--extra-image", "name=a,colour=red"}, `unknown key "colour"`},
+		{[]string{"--extra-image", "justaname"}, "is not key=value"},
+	} {
+		var o BuildOptions
+		parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs, BuildFlags{Extras: true}) }, tc.args...)
+		usage(t, o.Validate(img), tc.want)
+	}
+
+	var o BuildOptions
+	parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs, BuildFlags{Extras: true}) },
+		"--source", "src", "--cache-to", "type=local,dest=c", "--extra-image", "name=actuator,source=act,version=2",
+		"--secret", "id=tok,env=BUILD_TOKEN", "--secret", "id=NPM,type=env")
+	o.Complete(env("BUILD_TOKEN", "t", "NPM", "n", "GITHUB_TOKEN", "never"))
+	if len(o.SecretEnv) != 2 || o.SecretEnv["BUILD_TOKEN"] != "t" || o.SecretEnv["NPM"] != "n" {
+		t.Errorf("secret env %v: want only what --secret names", o.SecretEnv)
+	}
+	specs, err := o.Specs(img, "/cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 2 || specs[0].Layout != "/cache/idopipe/oci/planner" || specs[0].Dockerfile != "src/Dockerfile" {
+		t.Fatalf("main %+v", specs[0])
+	}
+	if x := specs[1]; x.Name != "actuator" || x.Version != "2" || x.Dockerfile != "act/Dockerfile" || x.CacheTo != nil || x.Layout != "" {
+		t.Fatalf("extra %+v", x)
+	}
+	if _, err := o.Specs(img, ""); err == nil {
+		t.Error("no cache directory and no --oci-layout: want an error")
+	}
+}
+
+func TestPushValidate(t *testing.T) {
+	var o PushOptions
+	parse(t, o.AddFlags, "--mount-from", "other.io/o/base")
+	usage(t, o.Validate("ghcr.io"), "is on registry other.io, not ghcr.io")
+	o = PushOptions{}
+	parse(t, o.AddFlags, "--mount-from", "o/base:1")
+	usage(t, o.Validate("ghcr.io"), "is not a repository")
+	o = PushOptions{}
+	parse(t, o.AddFlags, "--tag", "a/b")
+	usage(t, o.Validate("ghcr.io"), `invalid --tag "a/b"`)
+	o = PushOptions{}
+	parse(t, o.AddFlags, "--mount-from", "My-Org/base", "--mount-from", "ghcr.io/o/x", "--tag", "latest")
+	if err := o.Validate("ghcr.io"); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Mounts) != 2 || o.Mounts[0].String() != "ghcr.io/my-org/base" {
+		t.Errorf("mounts %v", o.Mounts)
+	}
+}
+
+func TestSignOptions(t *testing.T) {
+	var o SignOptions
+	parse(t, o.AddFlags, "--key-password-file", "pw")
+	usage(t, o.Validate(), "--key-password-file without --sign or --key")
+	o = SignOptions{}
+	parse(t, o.AddFlags)
+	if s, err := o.Signer(); s != nil || err != nil {
+		t.Errorf("no --sign: %v %v", s, err)
+	}
+	o.Complete(env("COSIGN_PASSWORD", "pw"))
+	if pw, err := o.Password(); err != nil || string(pw) != "pw" {
+		t.Errorf("password %q %v", pw, err)
+	}
+}
+
+func TestVerifyKeyValidate(t *testing.T) {
+	var o VerifyKeyOptions
+	parse(t, o.AddFlags, "--verify-key", filepath.Join(t.TempDir(), "absent.pub"))
+	if err := o.Validate(); err == nil {
+		t.Fatal("a missing key loaded")
+	}
+}
+
+func TestClusterOptions(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--timeout", "-1s"}, "--timeout -1s is negative"},
+		{[]string{"--lock-timeout", "-1s"}, "--lock-timeout -1s is negative"},
+		{[]string{"--secret-name", ""}, "no pull Secret name"},
+	} {
+		var o ClusterOptions
+		parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs, ClusterFlags{Wait: true}) }, tc.args...)
+		usage(t, o.Validate(), tc.want)
+	}
+	var o ClusterOptions
+	o.Complete(env("USER", "ann", "GITHUB_RUN_ID", "42"))
+	if !strings.HasPrefix(o.LockHolder, "ann@") || !strings.HasSuffix(o.LockHolder, "(GitHub Actions run 42)") {
+		t.Errorf("lock holder %q", o.LockHolder)
+	}
+	k := NewKubeOptions()
+	parse(t, k.AddFlags, "-n", "")
+	usage(t, k.Validate(), "no namespace")
+}
+
+func TestStagesValidate(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--from", "nope"}, `--from: unknown stage "nope"`},
+		{[]string{"--to", "nope"}, `--to: unknown stage "nope"`},
+		{[]string{"--skip", "wait,nope"}, `--skip: unknown stage "nope"`},
+	} {
+		var o StagesOptions
+		parse(t, o.AddFlags, tc.args...)
+		usage(t, o.Validate(), tc.want)
+	}
+	var o StagesOptions
+	parse(t, o.AddFlags, "--from", "push", "--skip", "wait")
+	if err := o.Validate(); err != nil || o.From != "push" || o.Skip[0] != "wait" {
+		t.Fatalf("%+v %v", o, err)
+	}
+}
