@@ -48,15 +48,10 @@ RUN --mount=type=secret,id=envtok,required=true test "$(cat /run/secrets/envtok)
 // --mount=type=secret, and never the image; a wrong value fails the RUN.
 func TestSecrets(t *testing.T) {
 	dir := writeFiles(t, map[string]string{"Dockerfile": secretDockerfile, "token": "s3cret", "expected": "s3cret", "wrong": "nope"})
-	env := func(k string) string {
-		if k == "IDO_TOKEN" {
-			return "from-env"
-		}
-		return ""
-	}
+	env := map[string]string{"IDO_TOKEN": "from-env"}
 	s := spec(t, dir)
 	s.Secrets = []string{"id=token,src=" + filepath.Join(dir, "token"), "id=envtok,env=IDO_TOKEN"}
-	res, _ := mustBuild(t, s, build.WithGetenv(env))
+	res, _ := mustBuild(t, s, build.WithEnv(env))
 	img := readImage(t, res.Layout, res.Digest)
 	if got := fileInImage(t, img, "/run/secrets/token"); got != "" {
 		t.Errorf("the secret is in the image: %q", got)
@@ -68,7 +63,7 @@ func TestSecrets(t *testing.T) {
 	s.NoCache = true
 	s.Secrets = []string{"id=token,src=" + filepath.Join(dir, "wrong"), "id=envtok,env=IDO_TOKEN"}
 	var p progress
-	_, err := build.Build(context.Background(), s, append(p.opts(), build.WithGetenv(env))...)
+	_, err := build.Build(context.Background(), s, append(p.opts(), build.WithEnv(env))...)
 	if fail.ClassOf(err) != fail.Build || !strings.Contains(err.Error(), "RUN --mount=type=secret,id=token") {
 		t.Fatalf("wrong secret: got %v, want the failing RUN step named", err)
 	}

@@ -134,16 +134,12 @@ func (s *layoutStore) put(desc descriptor, names []string) error {
 }
 
 // DefaultLayout is where an image is exported when no layout is given:
-// $XDG_CACHE_HOME/idopipe/oci/NAME (else ~/.cache/idopipe/oci/NAME), one
-// layout per image name, outside any build context, kept from build to
-// build so that an unchanged rebuild finds its export there.
-func DefaultLayout(getenv func(string) string, name string) (string, error) {
-	base := getenv("XDG_CACHE_HOME")
-	if base == "" {
-		if h := getenv("HOME"); h != "" {
-			base = filepath.Join(h, ".cache")
-		}
-	}
+// CACHE/idopipe/oci/NAME, where cacheDir is the user's cache directory
+// ($XDG_CACHE_HOME, else ~/.cache), one layout per image name, outside any
+// build context, kept from build to build so that an unchanged rebuild
+// finds its export there.
+func DefaultLayout(cacheDir, name string) (string, error) {
+	base := cacheDir
 	if base == "" {
 		return "", fail.New(fail.Usage, "pass --oci-layout DIR, or set $HOME or $XDG_CACHE_HOME", "no cache directory for the default OCI layout")
 	}

@@ -3,6 +3,7 @@ package build
 import (
 	"io"
 	"os"
+	"strings"
 )
 
 // Option configures Build and BuildAll.
@@ -16,11 +17,11 @@ type options struct {
 	mode     string
 	creds    Credentials
 	vcs      VCS
-	getenv   func(string) string
+	env      map[string]string
 }
 
 func newOptions(opts []Option) options {
-	o := options{progress: io.Discard, mode: "plain", vcs: Git{}, getenv: os.Getenv}
+	o := options{progress: io.Discard, mode: "plain", vcs: Git{}, env: environ()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -53,5 +54,16 @@ func WithCredentials(c Credentials) Option { return func(o *options) { o.creds =
 // turns it off.
 func WithVCS(v VCS) Option { return func(o *options) { o.vcs = v } }
 
-// WithGetenv sets where --secret id=…,env=VAR reads VAR (default os.Getenv).
-func WithGetenv(getenv func(string) string) Option { return func(o *options) { o.getenv = getenv } }
+// WithEnv is the environment --secret id=…,env=VAR reads VAR from
+// (default the process's).
+func WithEnv(env map[string]string) Option { return func(o *options) { o.env = env } }
+
+// environ is the process's environment as a map.
+func environ() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}

@@ -85,7 +85,7 @@ func parseSecrets(in []string) ([]secretSource, error) {
 
 // secretsAttachable reads the secrets now and serves them to the build's
 // RUN --mount=type=secret steps; their values never reach the logs.
-func secretsAttachable(in []string, getenv func(string) string) (session.Attachable, error) {
+func secretsAttachable(in []string, env map[string]string) (session.Attachable, error) {
 	srcs, err := parseSecrets(in)
 	if err != nil || len(srcs) == 0 {
 		return nil, err
@@ -93,7 +93,7 @@ func secretsAttachable(in []string, getenv func(string) string) (session.Attacha
 	m := map[string][]byte{}
 	for _, s := range srcs {
 		if s.Env != "" {
-			v := getenv(s.Env)
+			v := env[s.Env]
 			if v == "" {
 				return nil, fail.New(fail.Usage, "export "+s.Env+", or read the secret from a file with src=", "secret %q: $%s is empty", s.ID, s.Env)
 			}

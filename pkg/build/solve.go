@@ -117,7 +117,7 @@ func (s Spec) plan(ctx context.Context, o options, store *layoutStore) (*plan, e
 	reproducibleAttrs(epoch, attrs, exp)
 
 	var attach []session.Attachable
-	sec, err := secretsAttachable(s.Secrets, o.getenv)
+	sec, err := secretsAttachable(s.Secrets, o.env)
 	if err != nil {
 		return nil, err
 	}

@@ -225,9 +225,9 @@ func writeFile(path string, b []byte, mode os.FileMode) error {
 }
 
 // ReadPassword is the key password: the contents of file (without a
-// trailing newline) when file is set, else $COSIGN_PASSWORD as getenv
-// reads it; nil when neither is set.
-func ReadPassword(file string, getenv func(string) string) ([]byte, error) {
+// trailing newline) when file is set, else envPassword (the value of
+// $COSIGN_PASSWORD); nil when neither is set.
+func ReadPassword(file, envPassword string) ([]byte, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -235,8 +235,8 @@ func ReadPassword(file string, getenv func(string) string) ([]byte, error) {
 		}
 		return bytes.TrimRight(b, "\r\n"), nil
 	}
-	if v := getenv("COSIGN_PASSWORD"); v != "" {
-		return []byte(v), nil
+	if envPassword != "" {
+		return []byte(envPassword), nil
 	}
 	return nil, nil
 }

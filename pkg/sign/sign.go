@@ -248,3 +248,20 @@ func openEnvelope(ctx context.Context, b []byte, keys []Key) ([]byte, error) {
 	_, body, err := ev.VerifyAndDecode(ctx, &env)
 	return body, err
 }
+
+// ImageSigner signs pushed digests with one key in one registry: the
+// pipeline's push stage calls it through a one-method interface.
+type ImageSigner struct {
+	signer Signer
+	access registry.Access
+}
+
+// NewImageSigner is an ImageSigner for s, storing signatures through access.
+func NewImageSigner(s Signer, access registry.Access) *ImageSigner {
+	return &ImageSigner{signer: s, access: access}
+}
+
+// Sign signs ref (see Image).
+func (s *ImageSigner) Sign(ctx context.Context, ref name.Digest) (Result, error) {
+	return Image(ctx, ref, s.signer, s.access)
+}

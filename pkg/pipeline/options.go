@@ -1,0 +1,104 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/idopipe/idopipe/pkg/build"
+	"github.com/idopipe/idopipe/pkg/cluster"
+	"github.com/idopipe/idopipe/pkg/creds"
+	"github.com/idopipe/idopipe/pkg/publish"
+	"github.com/idopipe/idopipe/pkg/sign"
+	"github.com/idopipe/idopipe/pkg/verify"
+)
+
+// Options are what a run is asked to do: values only, resolved by the
+// commands from flags, $IDOPIPE_* and the config file. The collaborators
+// that do the work (BuildKit, the registry, the cluster) are in Deps.
+type Options struct {
+	// Images of the release: the main one (the planner, --image-name)
+	// first, then the --extra-image ones. Each is built, pushed as
+	// <Target.Registry>/<Target.Owner>/<Name>:<Version> and put into the
+	// containers that run an image of that name. An image without a Layout
+	// uses the first one's. Deploy uses the first one's Name only.
+	Images []build.Spec
+	Target Target
+	Deploy DeployConfig
+	Stages Selection // --from, --to, --skip
+	DryRun bool      // validate and plan; build, push and write nothing
+	// Creds is the registry token: the pull Secret's content.
+	Creds creds.Credentials
+	// VerifyKeys, when set, must include a key that signed each image's
+	// digest; checked before the first write to the cluster.
+	VerifyKeys []sign.Key
+	// Image, for Deploy only: the pushed image (tag, or tag@digest) that
+	// replaces the manifest's image named Images[0].Name.
+	Image string
+}
+
+// Target is where the images are pushed.
+type Target struct {
+	Registry string   // e.g. ghcr.io
+	Owner    string   // lowercased for the repository path
+	Tags     []string // extra tags for each pushed image
+	// MountFrom are repositories of the registry that may hold blobs of the
+	// images; the images pushed earlier in the run are added for the later
+	// ones. The registry mounts what they hold instead of an upload.
+	MountFrom []name.Repository
+}
+
+// DeployConfig is what the cluster stages apply, where, and how.
+type DeployConfig struct {
+	Manifests  []string // manifest files, applied in order
+	CRDs       []string // CRD files, applied and Established first
+	Namespace  string
+	SecretName string
+	Pin        bool // reference the images by digest in the Pods
+	Force      bool // --force-conflicts
+	NoRecreate bool // refuse to delete and recreate changed Pods
+
+	Timeout time.Duration // for every object to become current
+
+	// LockHolder names this run in the namespace's release Lease, which the
+	// cluster stages hold so that two releases cannot interleave; a second
+	// one waits up to LockTimeout.
+	LockHolder  string
+	LockTimeout time.Duration
+}
+
+// Result is what a run produced.
+type Result struct {
+	Image   string             `json:"image"`           // tag
+	Digest  string             `json:"digest"`          // sha256:…
+	Ref     string             `json:"ref"`             // tag@digest
+	Blobs   *publish.Stats     `json:"blobs,omitempty"` // what the push did; none when the image was there already
+	Verify  *verify.Report     `json:"verify,omitempty"`
+	Extra   []Image            `json:"extraImages,omitempty"` // the images after the first, pushed
+	Objects []cluster.Applied  `json:"objects,omitempty"`
+	Pods    []cluster.PodState `json:"pods,omitempty"`
+	// Rollouts are the other objects the wait followed (Deployments, Jobs,
+	// custom resources), with their kstatus.
+	Rollouts []cluster.ObjectState `json:"rollouts,omitempty"`
+	Stages   map[string]float64    `json:"stages"` // seconds per stage
+
+	// Changes, after a dry run, counts what a deploy would change: plan
+	// entries other than unchanged, and the pull Secret when it would be
+	// created or updated.
+	Changes int `json:"changes"`
+
+	// Signed is what the push stage signed; Signature the check of
+	// VerifyKeys (which key signed the digest).
+	Signed    []*sign.Result `json:"signed,omitempty"`
+	Signature *sign.Verified `json:"signature,omitempty"`
+}
+
+// Image is one more image of a release: its tag, digest and reference.
+type Image struct {
+	Name   string `json:"name"`
+	Image  string `json:"image"`
+	Digest string `json:"digest"`
+	Ref    string `json:"ref"`
+	// Blobs: what the push did; none when the image was there already.
+	Blobs *publish.Stats `json:"blobs,omitempty"`
+}
