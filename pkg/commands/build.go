@@ -3,23 +3,29 @@ package commands
 import (
 	"context"
 	"fmt"
-	"io"
-	"slices"
 	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/idopipe/idopipe/pkg/build"
-	"github.com/idopipe/idopipe/pkg/buildkitd"
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 )
 
-func newBuildCommand(env Env, g *globalOptions) *cobra.Command {
-	var img imageOptions
-	var b buildOptions
-	var reg registryOptions
+// buildOptions are build's flag groups; the registry group only names the
+// registry whose base and cache images are pulled with the push token.
+type buildOptions struct {
+	g        *options.GlobalOptions
+	img      options.ImageOptions
+	build    options.BuildOptions
+	buildkit options.BuildKitOptions
+	progress options.ProgressOptions
+	registry options.RegistryOptions
+}
+
+func newBuildCommand(env Env, g *options.GlobalOptions) *cobra.Command {
+	o := &buildOptions{g: g}
 	cmd := &cobra.Command{
 		Use:   "build",
 		Short: "Build the image with BuildKit into an OCI image layout",
@@ -33,34 +39,61 @@ func newBuildCommand(env Env, g *globalOptions) *cobra.Command {
     --cache-to type=registry,ref=ghcr.io/my-org/planner:buildcache,mode=max`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			r := g.reporter(env, nil)
-			var res build.Result
-			err := pipeline.RunStage(c.Context(), "build", func(ctx context.Context) (string, error) {
-				if b.Layout == "" {
-					var err error
-					if b.Layout, err = build.DefaultLayout(env.Getenv, img.Name); err != nil {
-						return "", err
-					}
-				}
-				spec := b.spec(img)
-				bc := newBuildCredentials(reg.Registry, spec, func() (creds.Credentials, error) {
-					return reg.credentials(env, reg.Registry, warner(r))
-				})
-				var err error
-				res, err = build.Build(ctx, spec, b.clientOptions(env, progressOr(g, env), bc)...)
-				return res.Digest, err
-			}, r)
-			return finish(env, g, r, buildSummary(res), res, err)
+			o.Complete(env)
+			if err := o.Validate(); err != nil {
+				return finish(env, g, plainReporter(env, g), "", nil, err)
+			}
+			return o.Run(c.Context(), env)
 		},
 	}
-	img.addFlags(cmd.Flags())
-	b.addFlags(cmd.Flags(), true)
+	fs := cmd.Flags()
+	o.img.AddFlags(fs)
+	o.build.AddFlags(fs, options.BuildFlags{Layout: true})
+	o.buildkit.AddFlags(fs)
+	o.progress.AddFlags(fs, options.BuildProgressHelp)
 	// The push credentials, for a private base or cache image on the
 	// registry idopipe pushes to.
-	cmd.Flags().StringVar(&reg.Registry, "registry", "ghcr.io", "registry idopipe pushes to: base and cache images there are pulled with the push token")
-	cmd.Flags().StringVar(&reg.Username, "username", "", "registry username (default $GITHUB_ACTOR)")
-	cmd.Flags().StringVar(&reg.TokenFile, "token-file", "", "file holding the registry token (default $GITHUB_TOKEN, $GHCR_TOKEN, else ./"+creds.DefaultTokenFile+", else the docker config)")
+	o.registry.AddCredentialFlags(fs, "registry idopipe pushes to: base and cache images there are pulled with the push token")
 	return cmd
+}
+
+// Complete reads the environment's defaults.
+func (o *buildOptions) Complete(env Env) {
+	o.build.Complete(env.Getenv)
+	o.buildkit.Complete(env.Getenv)
+	o.registry.Complete(env.Getenv)
+}
+
+// Validate checks the groups.
+func (o *buildOptions) Validate() error {
+	for _, v := range []func() error{o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate} {
+		if err := v(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run builds the one image into its layout.
+func (o *buildOptions) Run(ctx context.Context, env Env) error {
+	g := o.g
+	r := plainReporter(env, g)
+	var res build.Result
+	err := pipeline.RunStage(ctx, "build", func(ctx context.Context) (string, error) {
+		specs, err := o.build.Specs(o.img, g.CacheDir)
+		if err != nil {
+			return "", err
+		}
+		bc := newBuildCredentials(o.registry.Registry, specs, func() (creds.Credentials, error) {
+			return o.registry.Credentials(o.registry.Registry, warner(r))
+		})
+		results, err := builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc).Build(ctx, specs)
+		if len(results) > 0 {
+			res = results[0]
+		}
+		return res.Digest, err
+	}, r)
+	return finish(env, g, r, buildSummary(res), res, err)
 }
 
 // buildSummary is the human closing line: the image, its platforms (not
@@ -88,74 +121,3 @@ func buildSummary(res build.Result) string {
 	return line + " (" + strings.Join(notes, "; ") + ")"
 }
 
-// buildCredentials give buildkitd the credentials idopipe pushes with
-// (--token-file, $GITHUB_TOKEN, …, then the docker config) for the
-// registry it pushes to and for the hosts of the build's registry caches:
-// a private base image next to the planner is pulled with them. Other
-// hosts get what the docker config holds for them (pkg/build), never this
-// token.
-type buildCredentials struct {
-	hosts   []string
-	resolve func() (creds.Credentials, error)
-}
-
-func newBuildCredentials(registry string, spec build.Spec, resolve func() (creds.Credentials, error)) buildCredentials {
-	hosts := build.CacheHosts(spec)
-	if registry != "" && !slices.Contains(hosts, registry) {
-		hosts = append(hosts, registry)
-	}
-	return buildCredentials{hosts: hosts, resolve: sync.OnceValues(resolve)}
-}
-
-// Lookup implements build.Credentials.
-func (c buildCredentials) Lookup(host string) (build.Credential, bool) {
-	if !slices.Contains(c.hosts, host) {
-		return build.Credential{}, false
-	}
-	cr, err := c.resolve()
-	if err != nil {
-		return build.Credential{}, false
-	}
-	return build.Credential{Username: cr.Username, Secret: cr.Token.Reveal(), Source: "the token from " + cr.Source + " (user " + cr.Username + ")"}, true
-}
-
-// Hint implements build.Hinter: how to give host credentials, asking only
-// for what is missing.
-func (c buildCredentials) Hint(host string) string {
-	cr, err := c.resolve()
-	if slices.Contains(c.hosts, host) {
-		if err != nil {
-			return err.Error()
-		}
-		return "" // it had the token: the registry refused it
-	}
-	if err == nil {
-		return "the token from " + cr.Source + " is sent only to " + strings.Join(c.hosts, ", ") + ": run `docker login " + host + "` for " + host
-	}
-	return "run `docker login " + host + "` (idopipe's own token goes only to " + strings.Join(c.hosts, ", ") + ")"
-}
-
-// managedDaemon is the daemon of a build that names none: the system
-// buildkitd at its default socket when it answers, else idopipe's own,
-// started when needed; the choice is said in one line on w.
-func managedDaemon(env Env, binary string, w io.Writer) build.Daemon {
-	m, err := newManaged(env, binary)
-	if err != nil {
-		return failedDaemon{err}
-	}
-	m.System = build.DefaultAddress
-	m.Notify = func(s string) { fmt.Fprintln(w, "idopipe: "+s) }
-	return m
-}
-
-func newManaged(env Env, binary string) (*buildkitd.Managed, error) {
-	dir, err := buildkitd.DefaultDir(env.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	return &buildkitd.Managed{Dir: dir, Binary: binary, Path: env.Getenv("PATH")}, nil
-}
-
-type failedDaemon struct{ err error }
-
-func (d failedDaemon) Address(context.Context) (string, error) { return "", d.err }

@@ -7,11 +7,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/idopipe/idopipe/pkg/buildkitd"
+	"github.com/idopipe/idopipe/pkg/commands/options"
 )
 
 // newBuildKitCommand manages idopipe's own buildkitd, the one builds use
 // when no --buildkit-host or $BUILDKIT_HOST names a daemon.
-func newBuildKitCommand(env Env, g *globalOptions) *cobra.Command {
+func newBuildKitCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	var binary string
 	cmd := &cobra.Command{
 		Use:   "buildkit",
@@ -29,7 +30,7 @@ the user's cache directory, and reused by later runs until stopped.`,
 		Short: "Say whether idopipe's buildkitd runs, where, and which version",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			m, err := newManaged(env, binary)
+			m, err := newManaged(g, binary, env.Getenv("PATH"))
 			if err != nil {
 				return err
 			}
@@ -48,7 +49,7 @@ the user's cache directory, and reused by later runs until stopped.`,
 		Short: "Start idopipe's buildkitd now rather than at the next build",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			m, err := newManaged(env, binary)
+			m, err := newManaged(g, binary, env.Getenv("PATH"))
 			if err != nil {
 				return err
 			}
@@ -68,7 +69,7 @@ the user's cache directory, and reused by later runs until stopped.`,
 		Short: "Stop idopipe's buildkitd (its cache stays for the next start)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			m, err := newManaged(env, binary)
+			m, err := newManaged(g, binary, env.Getenv("PATH"))
 			if err != nil {
 				return err
 			}

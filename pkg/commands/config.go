@@ -14,9 +14,6 @@ import (
 	"github.com/idopipe/idopipe/pkg/fail"
 )
 
-// DefaultConfig is read when present and --config is not given.
-const DefaultConfig = "idopipe.yaml"
-
 // applySettings fills every flag the command line left unset: first from
 // the environment (IDOPIPE_<FLAG>, e.g. IDOPIPE_OWNER, IDOPIPE_LOCK_TIMEOUT),
 // then from the config file. So flags override env, which overrides the file.

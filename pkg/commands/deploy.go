@@ -1,20 +1,32 @@
 package commands
 
 import (
+	"context"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/idopipe/idopipe/pkg/build"
-
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 )
 
-func newDeployCommand(env Env, g *globalOptions) *cobra.Command {
-	var img imageOptions
-	var reg registryOptions
-	var image string
-	var vk verifyKeyOptions
-	cl := newClusterOptions()
+// deployOptions are deploy's (and diff's) flag groups. The registry group
+// serves the pull Secret (the token), resolving a tag to its digest and
+// --verify-key's signature check (--registry-ca, --jobs).
+type deployOptions struct {
+	g        *options.GlobalOptions
+	img      options.ImageOptions
+	image    string // --image
+	registry options.RegistryOptions
+	keys     options.VerifyKeyOptions
+	kube     *options.KubeOptions
+	cluster  options.ClusterOptions
+	diff     bool // a dry run whose exit status says whether anything would change
+}
+
+func newDeployCommand(env Env, g *options.GlobalOptions) *cobra.Command {
+	o := &deployOptions{g: g, kube: options.NewKubeOptions()}
 	cmd := &cobra.Command{
 		Use:   "deploy",
 		Short: "Deploy a pushed image: namespace, pull Secret, apply the manifest, wait for the Pods",
@@ -23,27 +35,72 @@ func newDeployCommand(env Env, g *globalOptions) *cobra.Command {
   idopipe deploy --image ghcr.io/my-org/planner:0.4.0 --verify-key cosign.pub   # only if its digest is signed`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			cr, r, err := g.credentialed(env, reg, registryOf(image))
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
+			o.Complete(env)
+			if err := o.Validate(); err != nil {
+				return finish(env, g, plainReporter(env, g), "", nil, err)
 			}
-			keys, err := vk.keys()
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
-			}
-			o := pipeline.Options{Build: build.Spec{Name: img.Name}, Creds: cr, Image: image, Access: reg.access(nil), VerifyKeys: keys}
-			cl.fill(&o, env)
-			res, err := pipeline.Deploy(c.Context(), o, r)
-			return finish(env, g, r, releaseSummary(res, o), res, err)
+			return o.Run(c.Context(), env)
 		},
 	}
-	img.addFlags(cmd.Flags())
-	hideFlags(cmd.Flags(), "version")
-	reg.addFlags(cmd.Flags(), false)
-	cl.addFlags(cmd.Flags())
-	vk.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&image, "image", "", "the pushed image, REGISTRY/OWNER/NAME:VERSION[@sha256:…]")
+	o.addFlags(cmd, options.ClusterFlags{DryRun: true, Wait: true})
 	return cmd
+}
+
+func (o *deployOptions) addFlags(cmd *cobra.Command, with options.ClusterFlags) {
+	fs := cmd.Flags()
+	o.img.AddNameFlag(fs)
+	o.registry.AddFlags(fs, options.RegistryFlags{Jobs: true})
+	o.kube.AddFlags(fs)
+	o.cluster.AddFlags(fs, with)
+	o.keys.AddFlags(fs)
+	fs.StringVar(&o.image, "image", "", "the pushed image, REGISTRY/OWNER/NAME:VERSION[@sha256:…]")
+}
+
+// Complete reads the environment's defaults.
+func (o *deployOptions) Complete(env Env) {
+	o.registry.Complete(env.Getenv)
+	o.cluster.Complete(env.Getenv)
+	if o.diff {
+		o.cluster.DryRun = true
+	}
+}
+
+// Validate checks every group; --registry-ca is read now, so a wrong path
+// fails although a deploy by digest might not reach the registry.
+func (o *deployOptions) Validate() error {
+	for _, v := range []func() error{o.img.Validate, o.registry.Validate, o.keys.Validate, o.kube.Validate, o.cluster.Validate} {
+		if err := v(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run resolves the token for the image's registry and runs pipeline.Deploy.
+func (o *deployOptions) Run(ctx context.Context, env Env) error {
+	g := o.g
+	cr, r, err := credentialed(env, g, &o.registry, registryOf(o.image))
+	if err != nil {
+		return finish(env, g, r, "", nil, err)
+	}
+	po := o.pipelineOptions()
+	po.Creds = cr
+	deps := wiring{kube: o.kube, registry: &o.registry, creds: &cr}.deps()
+	res, err := pipeline.Deploy(ctx, po, deps, r)
+	if o.diff {
+		return finish(env, g, r, diffSummary(res), res, diffStatus(res.Changes, err))
+	}
+	return finish(env, g, r, releaseSummary(res, po), res, err)
+}
+
+func (o *deployOptions) pipelineOptions() pipeline.Options {
+	return pipeline.Options{
+		Images:     []build.Spec{{Name: o.img.Name}},
+		Deploy:     deployConfig(o.kube, &o.cluster),
+		DryRun:     o.cluster.DryRun,
+		VerifyKeys: o.keys.Keys,
+		Image:      o.image,
+	}
 }
 
 // registryOf is the registry host of an image reference, "" when it does not parse.

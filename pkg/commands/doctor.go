@@ -7,14 +7,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/idopipe/idopipe/pkg/cluster"
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/doctor"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 	"github.com/idopipe/idopipe/pkg/report"
 )
 
-func newDoctorCommand(env Env, g *globalOptions) *cobra.Command {
+func newDoctorCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	var o doctor.Options
-	kube := newKubeFlags()
+	kopts := options.NewKubeOptions()
+	kube := kopts.Flags
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Run the ErrImagePull checklist on a deployed namespace",
@@ -26,7 +28,13 @@ each Pod's status, classified waiting reasons, events and last log lines.`,
 		Example: `  idopipe doctor -n ido`,
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			r := g.reporter(env, nil)
+			r := plainReporter(env, g)
+			if err := options.ValidateCA(o.CAFile); err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			if err := kopts.Validate(); err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
 			var checks []doctor.Check
 			err := pipeline.RunStage(c.Context(), "doctor", func(ctx context.Context) (string, error) {
 				kc, err := cluster.New(ctx, kube)
@@ -50,6 +58,6 @@ each Pod's status, classified waiting reasons, events and last log lines.`,
 	fs.StringVar(&o.SecretName, "secret-name", "ghcr-secret", "the image-pull Secret")
 	fs.StringVar(&o.Image, "image", "", "the image the Pods should pull (default: the first non-Docker-Hub image the Pods run)")
 	fs.StringVar(&o.CAFile, "registry-ca", "", "PEM file with extra CA certificates for the registry")
-	kube.AddFlags(fs)
+	kopts.AddFlags(fs)
 	return cmd
 }

@@ -2,9 +2,11 @@ package commands
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 	"github.com/idopipe/idopipe/pkg/report"
@@ -13,8 +15,8 @@ import (
 // writeGitHubResult writes the release's step outputs (image, digest,
 // pods-ready) to $GITHUB_OUTPUT and a Markdown job summary to
 // $GITHUB_STEP_SUMMARY, when running in GitHub Actions.
-func writeGitHubResult(env Env, res pipeline.Result, ns string, err error) error {
-	if env.Getenv("GITHUB_ACTIONS") != "true" {
+func writeGitHubResult(g *options.GlobalOptions, res pipeline.Result, ns string, err error) error {
+	if !g.Actions.Enabled {
 		return nil
 	}
 	ready := 0
@@ -29,7 +31,7 @@ func writeGitHubResult(env Env, res pipeline.Result, ns string, err error) error
 		"ref":        res.Ref,
 		"pods-ready": fmt.Sprintf("%d/%d", ready, len(res.Pods)),
 	})
-	if werr := report.AppendFile(env.Getenv, "GITHUB_OUTPUT", out); werr != nil {
+	if werr := report.AppendFile(g.Actions.Output, out); werr != nil {
 		return fail.Wrap(fail.Internal, werr, "", "cannot write $GITHUB_OUTPUT")
 	}
 	var b strings.Builder
@@ -42,13 +44,7 @@ func writeGitHubResult(env Env, res pipeline.Result, ns string, err error) error
 		fmt.Fprintf(&b, "**Image:** `%s`\n\n", res.Ref)
 	}
 	fmt.Fprintf(&b, "| stage | seconds |\n|---|---|\n")
-	stages := make([]string, 0, len(res.Stages))
-	for s := range res.Stages {
-		stages = append(stages, s)
-	}
-	order := map[string]int{"validate": 0, "build": 1, "push": 2, "verify-pull": 3, "secret": 4, "plan": 4, "apply": 5, "wait": 6}
-	sort.Slice(stages, func(i, j int) bool { return order[stages[i]] < order[stages[j]] })
-	for _, s := range stages {
+	for _, s := range stageRows(res.Stages) {
 		fmt.Fprintf(&b, "| %s | %.2f |\n", s, res.Stages[s])
 	}
 	if len(res.Pods) > 0 {
@@ -57,10 +53,29 @@ func writeGitHubResult(env Env, res pipeline.Result, ns string, err error) error
 			fmt.Fprintf(&b, "| %s | %v | %s |\n", p.Name, p.Ready, p.Phase)
 		}
 	}
-	if werr := report.AppendFile(env.Getenv, "GITHUB_STEP_SUMMARY", b.String()); werr != nil {
+	if werr := report.AppendFile(g.Actions.Summary, b.String()); werr != nil {
 		return fail.Wrap(fail.Internal, werr, "", "cannot write $GITHUB_STEP_SUMMARY")
 	}
 	return nil
+}
+
+// stageRows are the stages that ran, in the pipeline's order
+// (pipeline.StageOrder), then any the table does not name, by name.
+func stageRows(times map[string]float64) []string {
+	var out []string
+	for _, s := range pipeline.StageOrder() {
+		if _, ok := times[s]; ok {
+			out = append(out, s)
+		}
+	}
+	var rest []string
+	for s := range times {
+		if !slices.Contains(out, s) {
+			rest = append(rest, s)
+		}
+	}
+	sort.Strings(rest)
+	return append(out, rest...)
 }
 
 func mdEscape(s string) string {

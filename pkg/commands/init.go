@@ -13,10 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
 
-func newInitCommand(env Env, g *globalOptions) *cobra.Command {
+func newInitCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	var dir, out string
 	var force bool
 	cmd := &cobra.Command{

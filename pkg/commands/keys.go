@@ -2,13 +2,12 @@ package commands
 
 import (
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
-	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/sign"
 )
 
-func newKeysCommand(env Env, g *globalOptions) *cobra.Command {
+func newKeysCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Make the key pair that signs pushed images (cosign-compatible)",
@@ -28,7 +27,7 @@ with --verify-key cosign.pub (or cosign verify --key cosign.pub).`,
   idopipe keys generate --password-file ~/.idopipe-key-password --output-dir ~/.idopipe`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
-			pw, err := sign.ReadPassword(passwordFile, env.Getenv)
+			pw, err := sign.ReadPassword(passwordFile, env.Getenv("COSIGN_PASSWORD"))
 			if err != nil {
 				return err
 			}
@@ -47,41 +46,3 @@ with --verify-key cosign.pub (or cosign verify --key cosign.pub).`,
 	return cmd
 }
 
-// signOptions are --sign, --key and --key-password-file of push and release.
-type signOptions struct {
-	Sign         bool
-	Key          string
-	PasswordFile string
-}
-
-func (o *signOptions) addFlags(fs *pflag.FlagSet) {
-	fs.BoolVar(&o.Sign, "sign", false, "sign the pushed digest (and each platform image, and the provenance) with --key, in cosign's format")
-	fs.StringVar(&o.Key, "key", "", "private key that signs: cosign.key (password from $COSIGN_PASSWORD or --key-password-file) or a PEM private key; implies --sign (default ./cosign.key)")
-	fs.StringVar(&o.PasswordFile, "key-password-file", "", "file holding the password of --key (default $COSIGN_PASSWORD)")
-}
-
-// signer loads the signing key, or returns nil when signing is off. It
-// runs before any build or push: a wrong password costs nothing.
-func (o *signOptions) signer(env Env) (sign.Signer, error) {
-	if !o.Sign && o.Key == "" {
-		if o.PasswordFile != "" {
-			return nil, fail.New(fail.Usage, "pass --sign (and --key) to sign", "--key-password-file without --sign or --key")
-		}
-		return nil, nil
-	}
-	path := o.Key
-	if path == "" {
-		path = "cosign.key"
-	}
-	return sign.LoadSigner(path, func() ([]byte, error) { return sign.ReadPassword(o.PasswordFile, env.Getenv) })
-}
-
-// verifyKeyOptions are --verify-key of deploy and release.
-type verifyKeyOptions struct{ Keys []string }
-
-func (o *verifyKeyOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringArrayVar(&o.Keys, "verify-key", nil,
-		"public key (cosign.pub) one of which must have signed the image's digest; checked before anything is written to the cluster (repeatable)")
-}
-
-func (o *verifyKeyOptions) keys() ([]sign.Key, error) { return sign.LoadKeys(o.Keys) }

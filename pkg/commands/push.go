@@ -6,91 +6,116 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/idopipe/idopipe/pkg/build"
-	"github.com/idopipe/idopipe/pkg/creds"
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 	"github.com/idopipe/idopipe/pkg/publish"
-	"github.com/idopipe/idopipe/pkg/registry"
-	"github.com/idopipe/idopipe/pkg/report"
 	"github.com/idopipe/idopipe/pkg/sign"
 )
 
-func newPushCommand(env Env, g *globalOptions) *cobra.Command {
-	var img imageOptions
-	var reg registryOptions
-	var po pushOptions
-	var so signOptions
-	var layout, digest, progress string
+// pushOptions are push's flag groups and its own flags: the layout
+// `idopipe build` wrote and the digest in it.
+type pushOptions struct {
+	g        *options.GlobalOptions
+	img      options.ImageOptions
+	registry options.RegistryOptions
+	push     options.PushOptions
+	sign     options.SignOptions
+	progress options.ProgressOptions
+	layout   string
+	digest   string
+}
+
+func newPushCommand(env Env, g *options.GlobalOptions) *cobra.Command {
+	o := &pushOptions{g: g}
 	cmd := &cobra.Command{
 		Use:   "push",
 		Short: "Tag the built image <registry>/<owner>/<name>:<version> and push it",
+		Long: `push is the release's push stage on its own (the same code): it tags the image
+the layout holds and pushes it, uploading only what the registry lacks, and
+with --sign signs the digest.`,
 		Example: `  GITHUB_TOKEN=… idopipe push --owner my-org            # ghcr.io/my-org/planner:0.4.0
   idopipe push --owner my-org --token-file ~/.github-token
   idopipe push --owner my-org --image-name actuator --mount-from my-org/planner   # mount shared layers
   COSIGN_PASSWORD=… idopipe push --owner my-org --sign --key cosign.key           # and sign the digest`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			cr, r, err := g.credentialed(env, reg, reg.Registry)
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
+			o.Complete(env)
+			if err := o.Validate(); err != nil {
+				return finish(env, g, plainReporter(env, g), "", nil, err)
 			}
-			signer, err := so.signer(env)
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
-			}
-			var ref string
-			var stats publish.Stats
-			var signed *sign.Result
-			err = pipeline.RunStage(c.Context(), "push", func(ctx context.Context) (string, error) {
-				tag, err := pipeline.Tag(reg.Registry, reg.owner(env), img.Name, img.Version)
-				if err != nil {
-					return "", err
-				}
-				mounts, err := po.mountFrom(tag.RegistryStr())
-				if err != nil {
-					return "", err
-				}
-				w, bar, err := g.pushProgress(env, progress)
-				if err != nil {
-					return "", err
-				}
-				if layout == "" {
-					if layout, err = build.DefaultLayout(env.Getenv, img.Name); err != nil {
-						return "", err
-					}
-				}
-				if digest == "" {
-					if digest, err = publish.Latest(layout, img.Name+":"+img.Version); err != nil {
-						return "", err
-					}
-				}
-				d, err := publish.Push(ctx, layout, digest, tag, reg.access(&cr), publish.WithProgressBar(w, bar), publish.WithTags(po.Tags...),
-					publish.WithMountFrom(mounts...), publish.WithStats(&stats))
-				if err != nil {
-					return "", err
-				}
-				ref = registry.Describe(tag, d.DigestStr())
-				summary := ref + " [" + stats.String() + "]"
-				if signer != nil {
-					res, err := sign.Image(ctx, d, signer, reg.access(&cr))
-					if err != nil {
-						return "", err
-					}
-					signed = &res
-					summary += "; " + res.String()
-				}
-				return summary, nil
-			}, r)
-			return finish(env, g, r, "pushed "+ref, pushResult{Ref: ref, Digest: digest, Blobs: stats, Signed: signed}, err)
+			return o.Run(c.Context(), env)
 		},
 	}
-	img.addFlags(cmd.Flags())
-	reg.addFlags(cmd.Flags(), true)
-	po.addFlags(cmd.Flags())
-	so.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&layout, "oci-layout", "", "OCI image layout directory written by `idopipe build` (default ~/.cache/idopipe/oci/IMAGE-NAME, where it writes)")
-	cmd.Flags().StringVar(&digest, "digest", "", "digest of the image in the layout (default: the last one built as NAME:VERSION)")
-	cmd.Flags().StringVar(&progress, "progress", "auto", "push progress on stderr: auto (tty on a terminal, else plain), tty (a bar redrawn in place), plain (a line a second; rawjson counts as plain) or quiet")
+	fs := cmd.Flags()
+	o.img.AddFlags(fs)
+	o.registry.AddFlags(fs, options.RegistryFlags{Target: true, Jobs: true})
+	o.push.AddFlags(fs)
+	o.sign.AddFlags(fs)
+	fs.StringVar(&o.layout, "oci-layout", "", "OCI image layout directory written by `idopipe build` (default ~/.cache/idopipe/oci/IMAGE-NAME, where it writes)")
+	fs.StringVar(&o.digest, "digest", "", "digest of the image in the layout (default: the last one built as NAME:VERSION)")
+	o.progress.AddFlags(fs, options.PushProgressHelp)
 	return cmd
+}
+
+// Complete reads the environment's defaults.
+func (o *pushOptions) Complete(env Env) {
+	o.registry.Complete(env.Getenv)
+	o.sign.Complete(env.Getenv)
+}
+
+// Validate checks the groups.
+func (o *pushOptions) Validate() error {
+	for _, v := range []func() error{
+		o.img.Validate, o.registry.Validate, func() error { return o.push.Validate(o.registry.Registry) },
+		o.sign.Validate, o.progress.Validate,
+	} {
+		if err := v(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run finds the image in the layout and pushes it through pipeline.Push.
+func (o *pushOptions) Run(ctx context.Context, env Env) error {
+	g := o.g
+	cr, r, err := credentialed(env, g, &o.registry, o.registry.Registry)
+	if err != nil {
+		return finish(env, g, r, "", nil, err)
+	}
+	signer, err := o.sign.Signer()
+	if err != nil {
+		return finish(env, g, r, "", nil, err)
+	}
+	bar, err := pushProgress(env, g, o.progress.Mode)
+	if err != nil {
+		return finish(env, g, r, "", nil, err)
+	}
+	if o.layout == "" {
+		if o.layout, err = build.DefaultLayout(g.CacheDir, o.img.Name); err != nil {
+			return finish(env, g, r, "", nil, err)
+		}
+	}
+	if o.digest == "" {
+		if o.digest, err = publish.Latest(o.layout, o.img.Name+":"+o.img.Version); err != nil {
+			return finish(env, g, r, "", nil, err)
+		}
+	}
+	po := pipeline.Options{
+		Images: []build.Spec{{Name: o.img.Name, Version: o.img.Version, Layout: o.layout}},
+		Target: target(&o.registry, &o.push),
+		Creds:  cr,
+	}
+	deps := wiring{signer: signer, progress: bar, registry: &o.registry, creds: &cr}.deps()
+	res, err := pipeline.Push(ctx, po, deps, []build.Result{{Layout: o.layout, Digest: o.digest}}, r)
+	out := pushResult{Ref: res.Ref, Digest: o.digest}
+	if res.Blobs != nil {
+		out.Blobs = *res.Blobs
+	}
+	if len(res.Signed) > 0 {
+		out.Signed = res.Signed[0]
+	}
+	return finish(env, g, r, "pushed "+res.Ref, out, err)
 }
 
 // pushResult is push's result object (-o json).
@@ -100,26 +125,4 @@ type pushResult struct {
 	Blobs  publish.Stats `json:"blobs"` // uploaded, mounted, already present
 	// Signed is what --sign stored; absent when the image is not signed.
 	Signed *sign.Result `json:"signed,omitempty"`
-}
-
-// warner reports warnings (such as a token file readable by others).
-func warner(r report.Reporter) func(string) {
-	return func(msg string) { r.Report(report.Event{Kind: report.Warning, Message: msg}) }
-}
-
-// optionalCredentials resolves credentials, or none when no token is
-// configured at all (anonymous pulls of public images).
-func optionalCredentials(env Env, reg registryOptions, registryHost string, r report.Reporter) (*creds.Credentials, error) {
-	if reg.TokenFile == "" && reg.Username == "" {
-		c, err := reg.credentials(env, registryHost, warner(r))
-		if err != nil {
-			return nil, nil //nolint:nilerr // no usable credentials: pull anonymously
-		}
-		return &c, nil
-	}
-	c, err := reg.credentials(env, registryHost, warner(r))
-	if err != nil {
-		return nil, err
-	}
-	return &c, nil
 }

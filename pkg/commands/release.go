@@ -1,31 +1,48 @@
 package commands
 
 import (
+	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/idopipe/idopipe/pkg/build"
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/creds"
-	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 )
 
-func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
-	var img imageOptions
-	var b buildOptions
-	var reg registryOptions
-	var po pushOptions
-	var so signOptions
-	var vk verifyKeyOptions
-	var extras []string
-	var sel pipeline.Selection
-	cl := newClusterOptions()
+// releaseOptions are release's flag groups.
+type releaseOptions struct {
+	g        *options.GlobalOptions
+	img      options.ImageOptions
+	build    options.BuildOptions
+	buildkit options.BuildKitOptions
+	progress options.ProgressOptions
+	registry options.RegistryOptions
+	push     options.PushOptions
+	sign     options.SignOptions
+	keys     options.VerifyKeyOptions
+	kube     *options.KubeOptions
+	cluster  options.ClusterOptions
+	stages   options.StagesOptions
+}
+
+// releaseLong is release's help: the stages from the pipeline's table.
+func releaseLong() string {
+	return `release runs the pipeline's stages in order, each reported as it starts and ends:
+
+` + pipeline.StagesHelp() + `
+--from, --to and --skip select among ` + strings.Join(pipeline.StageNames, ", ") + `
+(validate always runs); --dry-run runs validate and plan only.`
+}
+
+func newReleaseCommand(env Env, g *options.GlobalOptions) *cobra.Command {
+	o := &releaseOptions{g: g, kube: options.NewKubeOptions()}
 	cmd := &cobra.Command{
 		Use:   "release",
 		Short: "Run every stage: build, push, verify-pull, secret, apply, wait",
+		Long:  releaseLong(),
 		Example: `  # the whole guide in one command (token from $GITHUB_TOKEN or .github-token)
   idopipe release --source ~/src/intent-driven-orchestration --owner my-org \
     --manifest deploy/manifest.yaml --crds artefacts/intents_crds_v1alpha1.yaml
@@ -33,111 +50,93 @@ func newReleaseCommand(env Env, g *globalOptions) *cobra.Command {
   COSIGN_PASSWORD=… idopipe release --owner my-org --provenance min --sign --key cosign.key --verify-key cosign.pub`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			cr, r, err := g.credentialed(env, reg, reg.Registry)
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
+			o.Complete(env)
+			if err := o.Validate(); err != nil {
+				return finish(env, g, plainReporter(env, g), "", nil, err)
 			}
-			if b.Layout == "" {
-				// Kept from run to run, so that an unchanged rebuild finds
-				// its export there (see pkg/build/export.go).
-				if b.Layout, err = build.DefaultLayout(env.Getenv, img.Name); err != nil {
-					return finish(env, g, r, "", nil, err)
-				}
-			}
-			main := b.spec(img)
-			extra, err := parseExtraImages(extras, main)
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
-			}
-			mounts, err := po.mountFrom(reg.Registry)
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
-			}
-			progress, bar, err := g.pushProgress(env, b.Progress)
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
-			}
-			signer, err := so.signer(env)
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
-			}
-			keys, err := vk.keys()
-			if err != nil {
-				return finish(env, g, r, "", nil, err)
-			}
-			o := pipeline.Options{
-				Extra:        extra,
-				Stages:       sel,
-				Build:        main,
-				BuildOptions: b.clientOptions(env, progressOr(g, env), newBuildCredentials(reg.Registry, main, func() (creds.Credentials, error) { return cr, nil })),
-				Registry:     reg.Registry,
-				Owner:        reg.owner(env),
-				Creds:        cr,
-				Access:       reg.access(nil),
-				Tags:         po.Tags,
-				MountFrom:    mounts,
-				Progress:     progress,
-				Bar:          bar,
-				Signer:       signer,
-				VerifyKeys:   keys,
-			}
-			cl.fill(&o, env)
-			res, err := pipeline.Release(c.Context(), o, r)
-			if gerr := writeGitHubResult(env, res, o.Namespace, err); gerr != nil && err == nil {
-				err = gerr
-			}
-			return finish(env, g, r, releaseSummary(res, o), res, err)
+			return o.Run(c.Context(), env)
 		},
 	}
-	img.addFlags(cmd.Flags())
-	b.addFlags(cmd.Flags(), false)
-	reg.addFlags(cmd.Flags(), true)
-	po.addFlags(cmd.Flags())
-	cl.addFlags(cmd.Flags())
-	so.addFlags(cmd.Flags())
-	vk.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&sel.From, "from", "", "first stage to run: "+strings.Join(pipeline.StageNames, ", ")+" (validate always runs)")
-	cmd.Flags().StringVar(&sel.To, "to", "", "last stage to run")
-	cmd.Flags().StringSliceVar(&sel.Skip, "skip", nil, "stages to leave out, e.g. --skip wait")
-	cmd.Flags().StringArrayVar(&extras, "extra-image", nil,
-		"another image to build, push and deploy in the same run: name=NAME,source=DIR[,file=DOCKERFILE][,version=V] (repeatable)")
+	fs := cmd.Flags()
+	o.img.AddFlags(fs)
+	o.build.AddFlags(fs, options.BuildFlags{Extras: true})
+	o.buildkit.AddFlags(fs)
+	o.progress.AddFlags(fs, options.BuildProgressHelp)
+	o.registry.AddFlags(fs, options.RegistryFlags{Target: true, Jobs: true})
+	o.push.AddFlags(fs)
+	o.kube.AddFlags(fs)
+	o.cluster.AddFlags(fs, options.ClusterFlags{DryRun: true, Wait: true})
+	o.sign.AddFlags(fs)
+	o.keys.AddFlags(fs)
+	o.stages.AddFlags(fs)
 	return cmd
 }
 
-// parseExtraImages reads --extra-image values; each image takes the main
-// build's options (platforms, build args, labels, ...) but its own name,
-// context, Dockerfile and version, and no cache export of its own.
-func parseExtraImages(values []string, main build.Spec) ([]build.Spec, error) {
-	var out []build.Spec
-	for _, v := range values {
-		s := main
-		s.Dockerfile, s.CacheTo, s.CacheFrom = "", nil, nil
-		for _, kv := range strings.Split(v, ",") {
-			k, val, ok := strings.Cut(kv, "=")
-			switch {
-			case !ok:
-				return nil, fail.New(fail.Usage, "write --extra-image name=NAME,source=DIR[,file=PATH][,version=V]", "--extra-image %q: %q is not key=value", v, kv)
-			case k == "name":
-				s.Name = val
-			case k == "source":
-				s.Context = val
-			case k == "file":
-				s.Dockerfile = val
-			case k == "version":
-				s.Version = val
-			default:
-				return nil, fail.New(fail.Usage, "use the keys name, source, file and version", "--extra-image %q: unknown key %q", v, k)
-			}
+// Complete reads the environment's defaults.
+func (o *releaseOptions) Complete(env Env) {
+	o.build.Complete(env.Getenv)
+	o.buildkit.Complete(env.Getenv)
+	o.registry.Complete(env.Getenv)
+	o.sign.Complete(env.Getenv)
+	o.cluster.Complete(env.Getenv)
+}
+
+// Validate checks every group: a bad value costs no build.
+func (o *releaseOptions) Validate() error {
+	for _, v := range []func() error{
+		o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate,
+		o.registry.Validate, func() error { return o.push.Validate(o.registry.Registry) }, o.sign.Validate,
+		o.keys.Validate, o.kube.Validate, o.cluster.Validate, o.stages.Validate,
+	} {
+		if err := v(); err != nil {
+			return err
 		}
-		if s.Name == "" || s.Name == main.Name || s.Context == main.Context && s.Dockerfile == "" {
-			return nil, fail.New(fail.Usage, "give each extra image its own name and source (or file)", "--extra-image %q needs a name of its own and a source or file", v)
-		}
-		if s.Dockerfile == "" {
-			s.Dockerfile = filepath.Join(s.Context, "Dockerfile")
-		}
-		out = append(out, s)
 	}
-	return out, nil
+	return nil
+}
+
+// Run resolves the token, loads the signing key and runs pipeline.Release.
+func (o *releaseOptions) Run(ctx context.Context, env Env) error {
+	g := o.g
+	cr, r, err := credentialed(env, g, &o.registry, o.registry.Registry)
+	if err != nil {
+		return finish(env, g, r, "", nil, err)
+	}
+	images, err := o.build.Specs(o.img, g.CacheDir)
+	if err != nil {
+		return finish(env, g, r, "", nil, err)
+	}
+	bar, err := pushProgress(env, g, o.progress.Mode)
+	if err != nil {
+		return finish(env, g, r, "", nil, err)
+	}
+	signer, err := o.sign.Signer()
+	if err != nil {
+		return finish(env, g, r, "", nil, err)
+	}
+	po := pipeline.Options{
+		Images:     images,
+		Target:     target(&o.registry, &o.push),
+		Deploy:     deployConfig(o.kube, &o.cluster),
+		Stages:     o.stages.Selection,
+		DryRun:     o.cluster.DryRun,
+		Creds:      cr,
+		VerifyKeys: o.keys.Keys,
+	}
+	bc := newBuildCredentials(o.registry.Registry, images, func() (creds.Credentials, error) { return cr, nil })
+	deps := wiring{
+		builder:  builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc),
+		signer:   signer,
+		progress: bar,
+		kube:     o.kube,
+		registry: &o.registry,
+		creds:    &cr,
+	}.deps()
+	res, err := pipeline.Release(ctx, po, deps, r)
+	if gerr := writeGitHubResult(g, res, po.Deploy.Namespace, err); gerr != nil && err == nil {
+		err = gerr
+	}
+	return finish(env, g, r, releaseSummary(res, po), res, err)
 }
 
 // releaseSummary is the one line a release or deploy ends with.
@@ -145,7 +144,7 @@ func releaseSummary(res pipeline.Result, o pipeline.Options) string {
 	if o.DryRun {
 		return "dry run: nothing was built, pushed or changed"
 	}
-	ns := o.Namespace
+	ns := o.Deploy.Namespace
 	ready := 0
 	var names []string
 	for _, p := range res.Pods {

@@ -6,19 +6,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/logs"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/report"
 )
 
+// Env is what a command reads from its surroundings; tests inject their
+// own. Getenv is read here, in pkg/commands, and nowhere below: the
+// options' Complete methods turn what it says into values.
+type Env struct {
+	Getenv func(string) string
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// OSEnv is the process's environment and standard streams.
+func OSEnv() Env { return Env{Getenv: os.Getenv, Stdout: os.Stdout, Stderr: os.Stderr} }
+
+// DefaultConfig is read when present and --config is not given.
+const DefaultConfig = options.DefaultConfig
+
 // NewRoot builds the idopipe command tree.
 func NewRoot(env Env) *cobra.Command {
-	g := &globalOptions{}
+	g := &options.GlobalOptions{}
 	root := &cobra.Command{
 		Use:   "idopipe",
 		Short: "Build, push, verify and deploy the IDO planner in one pipeline",
@@ -35,18 +51,19 @@ Each stage is also a command of its own.`,
 			if err := applySettings(c, env, path, g.Config != ""); err != nil {
 				return err
 			}
+			g.Complete(env.Getenv)
 			if g.Verbose {
 				// go-containerregistry's loggers; its Debug log (request
 				// dumps) stays off.
 				logs.Warn.SetOutput(env.Stderr)
 				logs.Progress.SetOutput(env.Stderr)
 			}
-			return g.validate()
+			return g.Validate()
 		},
 	}
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
-	g.addFlags(root.PersistentFlags())
+	g.AddFlags(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fail.Wrap(fail.Usage, err, "see `"+c.CommandPath()+" --help`", "bad flag")
 	})
@@ -81,28 +98,22 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 
 // finish prints the result: as a final JSON object, or as the human
 // summary line, and reports a failure as an event.
-func finish(env Env, g *globalOptions, r report.Reporter, summary string, result any, err error) error {
-	if g.Output == "json" {
-		out := map[string]any{"kind": "result", "ok": err == nil, "result": result}
-		if err != nil {
+func finish(env Env, g *options.GlobalOptions, r report.Reporter, summary string, result any, err error) error {
+	if g.JSON() {
+		out := map[string]any{"kind": "result", "ok": err == nil || isStatus(err), "result": result}
+		if err != nil && !isStatus(err) {
 			out["error"] = err.Error()
-			out["exitCode"] = fail.Code(err)
+			out["exitCode"] = exitCode(err)
 			out["class"] = fail.ClassOf(err).String()
 		}
 		enc := json.NewEncoder(env.Stdout)
 		_ = enc.Encode(out)
 		return err
 	}
-	if err == nil && summary != "" {
+	if (err == nil || isStatus(err)) && summary != "" {
 		fmt.Fprintln(env.Stdout, summary)
 	}
 	return err
-}
-
-func hideFlags(fs *pflag.FlagSet, names ...string) {
-	for _, n := range names {
-		_ = fs.MarkHidden(n)
-	}
 }
 
 func newExitCodesHelp() *cobra.Command {
@@ -142,10 +153,12 @@ func writeExitCodes(w io.Writer) {
 	for _, c := range fail.Classes() {
 		fmt.Fprintf(w, "  %3d  %-12s %s\n", int(c), c, classHelp[c])
 	}
+	fmt.Fprint(w, diffExitHelp)
 }
 
 // Execute runs the command line and returns the process exit code; the
-// error, if any, is printed as one line on stderr.
+// error, if any, is printed as one line on stderr. A status that is no
+// error (diff's differences) only sets the code.
 func Execute(ctx context.Context, env Env, args []string) int {
 	root := NewRoot(env)
 	root.SetArgs(args)
@@ -153,12 +166,16 @@ func Execute(ctx context.Context, env Env, args []string) int {
 	if err == nil {
 		return 0
 	}
+	if isStatus(err) {
+		return exitCode(err)
+	}
 	var fe *fail.Error
-	if !errors.As(err, &fe) && ctx.Err() == nil {
+	var ew *exitWith
+	if !errors.As(err, &fe) && !errors.As(err, &ew) && ctx.Err() == nil {
 		// Our commands classify their errors; what is left is cobra's own
 		// (unknown command, flag or argument).
 		err = fail.Wrap(fail.Usage, err, "see `idopipe --help`", "bad command line")
 	}
 	fmt.Fprintln(env.Stderr, "error: "+fail.OneLine(err.Error()))
-	return fail.Code(err)
+	return exitCode(err)
 }

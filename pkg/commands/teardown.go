@@ -8,13 +8,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/idopipe/idopipe/pkg/cluster"
+	"github.com/idopipe/idopipe/pkg/commands/options"
+	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 	"github.com/idopipe/idopipe/pkg/report"
 )
 
-func newTeardownCommand(env Env, g *globalOptions) *cobra.Command {
+func newTeardownCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	var o cluster.TeardownOptions
-	kube := newKubeFlags()
+	kopts := options.NewKubeOptions()
+	kube := kopts.Flags
 	cmd := &cobra.Command{
 		Use:   "teardown",
 		Short: "Delete what idopipe deployed in a namespace (its inventory), nothing else",
@@ -28,7 +31,13 @@ so that a release right after it starts from a clean namespace.`,
 		Example: `  idopipe teardown -n ido --cluster-scoped`,
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			r := g.reporter(env, nil)
+			r := plainReporter(env, g)
+			if err := kopts.Validate(); err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			if o.Wait < 0 {
+				return finish(env, g, r, "", nil, fail.New(fail.Usage, "pass --timeout 0 or more, e.g. 2m", "--timeout %s is negative", o.Wait))
+			}
 			var done []cluster.Applied
 			err := pipeline.RunStage(c.Context(), "teardown", func(ctx context.Context) (string, error) {
 				kc, err := cluster.New(ctx, kube)
@@ -52,6 +61,6 @@ so that a release right after it starts from a clean namespace.`,
 	cmd.Flags().BoolVar(&o.ClusterScoped, "cluster-scoped", false, "also delete the cluster-scoped objects idopipe applied")
 	cmd.Flags().BoolVar(&o.Namespace, "delete-namespace", false, "also delete the namespace")
 	cmd.Flags().DurationVar(&o.Wait, "timeout", 2*time.Minute, "how long to wait until what was deleted is gone (0: do not wait)")
-	kube.AddFlags(cmd.Flags())
+	kopts.AddFlags(cmd.Flags())
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/idopipe/idopipe/pkg/cluster"
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/pipeline"
@@ -15,8 +16,12 @@ import (
 	"github.com/idopipe/idopipe/pkg/verify"
 )
 
+// verifyOptions are verify-pull's flags: the registry group (no target:
+// REF names it), kubectl's for --as-cluster and --platforms-from-cluster.
 type verifyOptions struct {
-	reg                  registryOptions
+	g                    *options.GlobalOptions
+	reg                  options.RegistryOptions
+	kube                 *options.KubeOptions
 	digest               string
 	full                 bool
 	platforms            []string
@@ -35,9 +40,9 @@ type verifyResult struct {
 	Provenance []sign.Provenance `json:"provenance,omitempty"`
 }
 
-func newVerifyCommand(env Env, g *globalOptions) *cobra.Command {
-	var o verifyOptions
-	kube := newKubeFlags()
+func newVerifyCommand(env Env, g *options.GlobalOptions) *cobra.Command {
+	o := &verifyOptions{g: g, kube: options.NewKubeOptions()}
+	kube := o.kube.Flags
 	cmd := &cobra.Command{
 		Use:   "verify-pull REF",
 		Short: "Check that an image can be pulled (and has the expected digest)",
@@ -60,15 +65,9 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
   idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --key cosign.pub --source-repo https://github.com/my-org/intent-driven-orchestration`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
-			r := g.reporter(env, nil)
-			ref, err := name.ParseReference(args[0], name.StrictValidation)
-			if err != nil {
-				return finish(env, g, r, "", nil, fail.New(fail.Usage, "give REGISTRY/REPOSITORY:TAG or …@sha256:…, in lowercase", "invalid image reference %q: %v", args[0], err))
-			}
-			if o.sourceRepo != "" && len(o.keys) == 0 {
-				return finish(env, g, r, "", nil, fail.New(fail.Usage, "pass --key PUB: only a signed provenance says where an image came from", "--source-repo needs --key"))
-			}
-			keys, err := sign.LoadKeys(o.keys)
+			r := plainReporter(env, g)
+			o.reg.Complete(env.Getenv)
+			ref, keys, err := o.Validate(args[0])
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
@@ -102,7 +101,7 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 				}
 				if cr == nil {
 					var err error
-					if cr, err = optionalCredentials(env, o.reg, ref.Context().RegistryStr(), r); err != nil {
+					if cr, err = o.reg.OptionalCredentials(ref.Context().RegistryStr(), warner(r)); err != nil {
 						return "", err
 					}
 				}
@@ -113,18 +112,18 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 					}
 					want = d.DigestStr()
 				}
-				rep, err := verify.Pull(ctx, ref, want, o.reg.access(cr), opts...)
+				rep, err := verify.Pull(ctx, ref, want, o.reg.Access(cr), opts...)
 				res.Report = rep
 				if err != nil {
 					return "", err
 				}
-				return verifySignature(ctx, &res, ref.Context().Digest(rep.Digest), keys, o.sourceRepo, o.reg.access(cr))
+				return verifySignature(ctx, &res, ref.Context().Digest(rep.Digest), keys, o.sourceRepo, o.reg.Access(cr))
 			}, r)
 			return finish(env, g, r, "", res, err)
 		},
 	}
 	fs := cmd.Flags()
-	o.reg.addFlags(fs, false)
+	o.reg.AddFlags(fs, options.RegistryFlags{Jobs: true})
 	fs.StringVar(&o.digest, "digest", "", "expected digest (sha256:…)")
 	fs.BoolVar(&o.full, "full", false, "download every layer and check its size and sha256")
 	fs.StringArrayVar(&o.platforms, "platform", nil, "require an image for this os/arch (repeatable)")
@@ -133,8 +132,32 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 	fs.StringVar(&o.secretName, "secret-name", "ghcr-secret", "pull Secret read by --as-cluster")
 	fs.StringArrayVar(&o.keys, "key", nil, "public key (cosign.pub) one of which must have signed the resolved digest (repeatable)")
 	fs.StringVar(&o.sourceRepo, "source-repo", "", "with --key: require signed provenance whose source is this repository, e.g. https://github.com/OWNER/NAME")
-	kube.AddFlags(fs)
+	o.kube.AddFlags(fs)
 	return cmd
+}
+
+// Validate parses REF and loads the keys.
+func (o *verifyOptions) Validate(arg string) (name.Reference, []sign.Key, error) {
+	ref, err := name.ParseReference(arg, name.StrictValidation)
+	if err != nil {
+		return nil, nil, fail.New(fail.Usage, "give REGISTRY/REPOSITORY:TAG or …@sha256:…, in lowercase", "invalid image reference %q: %v", arg, err)
+	}
+	if o.sourceRepo != "" && len(o.keys) == 0 {
+		return nil, nil, fail.New(fail.Usage, "pass --key PUB: only a signed provenance says where an image came from", "--source-repo needs --key")
+	}
+	if o.digest != "" {
+		if _, err := name.NewDigest(ref.Context().String()+"@"+o.digest, name.StrictValidation); err != nil {
+			return nil, nil, fail.New(fail.Usage, "give --digest as sha256: and 64 hex digits", "invalid --digest %q", o.digest)
+		}
+	}
+	if err := o.reg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if err := o.kube.Validate(); err != nil {
+		return nil, nil, err
+	}
+	keys, err := sign.LoadKeys(o.keys)
+	return ref, keys, err
 }
 
 // verifySignature completes res for the digest d: with keys, the signature

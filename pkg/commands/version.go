@@ -3,11 +3,12 @@ package commands
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/report"
 	"github.com/idopipe/idopipe/pkg/version"
 )
 
-func newVersionCommand(env Env, g *globalOptions) *cobra.Command {
+func newVersionCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print idopipe's version and commit",
