@@ -82,7 +82,7 @@ func TestDeployRegistryCA(t *testing.T) {
 func TestDeployUsesRegistryOptions(t *testing.T) {
 	o := &deployOptions{g: &options.GlobalOptions{}, kube: options.NewKubeOptions()}
 	c := &cobra.Command{Use: "deploy"}
-	o.addFlags(c, options.ClusterFlags{DryRun: true, Wait: true})
+	o.addFlags(c, options.ClusterFlags{DryRun: true, Writes: true})
 	if err := c.ParseFlags([]string{"--registry-ca", "ca.pem", "--jobs", "3", "--image", "r.io/o/p:1", "-n", "x", "--verify-key", "k.pub"}); err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +107,8 @@ func TestRemovedFlags(t *testing.T) {
 		{"deploy", "--image", ref, "--version", "1"},
 		{"diff", "--image", ref, "--dry-run=false"},
 		{"diff", "--image", ref, "--timeout", "1m"},
+		{"diff", "--image", ref, "--no-recreate"},
+		{"diff", "--image", ref, "--lock-timeout", "1m"},
 		{"preflight", "--jobs", "2"},
 	} {
 		code, _, errs := run(t, nil, args...)

@@ -42,7 +42,7 @@ func newDeployCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 			return o.Run(c.Context(), env)
 		},
 	}
-	o.addFlags(cmd, options.ClusterFlags{DryRun: true, Wait: true})
+	o.addFlags(cmd, options.ClusterFlags{DryRun: true, Writes: true})
 	return cmd
 }
 

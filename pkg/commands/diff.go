@@ -37,7 +37,8 @@ Exit status, for a drift check in CI:
 			return o.Run(c.Context(), env)
 		},
 	}
-	// No --dry-run (diff always is one) and no --timeout (nothing is waited for).
+	// No --dry-run (diff always is one), and none of the flags only a
+	// writing run uses: --no-recreate, --timeout, --lock-timeout.
 	o.addFlags(cmd, options.ClusterFlags{})
 	return cmd
 }

@@ -65,7 +65,7 @@ func newReleaseCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	o.registry.AddFlags(fs, options.RegistryFlags{Target: true, Jobs: true})
 	o.push.AddFlags(fs)
 	o.kube.AddFlags(fs)
-	o.cluster.AddFlags(fs, options.ClusterFlags{DryRun: true, Wait: true})
+	o.cluster.AddFlags(fs, options.ClusterFlags{DryRun: true, Writes: true})
 	o.sign.AddFlags(fs)
 	o.keys.AddFlags(fs)
 	o.stages.AddFlags(fs)

@@ -30,7 +30,9 @@ type ClusterOptions struct {
 // ClusterFlags say which of the optional cluster flags a command has.
 type ClusterFlags struct {
 	DryRun bool // --dry-run (diff always is one)
-	Wait   bool // --timeout (diff waits for nothing)
+	// Writes: --no-recreate, --timeout and --lock-timeout, which only a run
+	// that writes uses (diff takes no lock, recreates and waits for nothing).
+	Writes bool
 }
 
 // AddFlags adds the cluster flags.
@@ -40,14 +42,14 @@ func (o *ClusterOptions) AddFlags(fs *pflag.FlagSet, with ClusterFlags) {
 	fs.StringVar(&o.SecretName, "secret-name", "ghcr-secret", "name of the image-pull Secret")
 	fs.BoolVar(&o.Pin, "pin", true, "reference the image by digest in the Pods")
 	fs.BoolVar(&o.Force, "force-conflicts", false, "take over fields owned by another field manager")
-	fs.BoolVar(&o.NoRecreate, "no-recreate", false, "refuse (instead of deleting and recreating) when a Pod's spec changes")
 	if with.DryRun {
 		fs.BoolVar(&o.DryRun, "dry-run", false, "validate everything and show each object's change; build, push and write nothing")
 	}
-	if with.Wait {
+	if with.Writes {
+		fs.BoolVar(&o.NoRecreate, "no-recreate", false, "refuse (instead of deleting and recreating) when a Pod's spec changes")
 		fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the Pods to become Ready")
+		fs.DurationVar(&o.LockWait, "lock-timeout", 5*time.Minute, "how long to wait for another release into the namespace to finish")
 	}
-	fs.DurationVar(&o.LockWait, "lock-timeout", 5*time.Minute, "how long to wait for another release into the namespace to finish")
 }
 
 // Complete names this run for the release lock: who ($USER), where, which

@@ -301,7 +301,7 @@ func TestClusterOptions(t *testing.T) {
 		{[]string{"--secret-name", ""}, "no pull Secret name"},
 	} {
 		var o ClusterOptions
-		parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs, ClusterFlags{Wait: true}) }, tc.args...)
+		parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs, ClusterFlags{Writes: true}) }, tc.args...)
 		usage(t, o.Validate(), tc.want)
 	}
 	var o ClusterOptions
