@@ -256,9 +256,6 @@ func TestPushValidate(t *testing.T) {
 	parse(t, o.AddFlags, "--mount-from", "o/base:1")
 	usage(t, o.Validate("ghcr.io"), "is not a repository")
 	o = PushOptions{}
-	parse(t, o.AddFlags, "--tag", "a/b")
-	usage(t, o.Validate("ghcr.io"), `invalid --tag "a/b"`)
-	o = PushOptions{}
 	parse(t, o.AddFlags, "--mount-from", "My-Org/base", "--mount-from", "ghcr.io/o/x", "--tag", "latest")
 	if err := o.Validate("ghcr.io"); err != nil {
 		t.Fatal(err)

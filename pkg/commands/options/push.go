@@ -1,7 +1,6 @@
 package options
 
 import (
-	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -9,9 +8,6 @@ import (
 
 	"github.com/idopipe/idopipe/pkg/fail"
 )
-
-// tagPattern is what the OCI distribution spec allows as a tag.
-var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 
 // PushOptions are the push's own flags, shared by push and release.
 type PushOptions struct {
@@ -30,13 +26,9 @@ func (o *PushOptions) AddFlags(fs *pflag.FlagSet) {
 
 // Validate parses --mount-from against the target registry: OWNER/NAME
 // is a repository of registryHost, and a repository of another registry is
-// refused (a registry mounts only blobs it holds). Tags must be tags.
+// refused (a registry mounts only blobs it holds). Tags are checked
+// where they are pushed (pkg/publish), with that message.
 func (o *PushOptions) Validate(registryHost string) error {
-	for _, t := range o.Tags {
-		if !tagPattern.MatchString(t) {
-			return fail.New(fail.Usage, "pass a plain --tag such as latest", "invalid --tag %q", t)
-		}
-	}
 	o.Mounts = nil
 	if reg, err := name.NewRegistry(registryHost); err == nil {
 		registryHost = reg.RegistryStr() // docker.io is index.docker.io
