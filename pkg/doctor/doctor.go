@@ -77,7 +77,7 @@ func Run(ctx context.Context, kube *cluster.Client, o Options) ([]Check, error) 
 	}
 	ref, err := name.ParseReference(image)
 	if err != nil {
-		return checks, fail.New(fail.Usage, "pass --image REGISTRY/OWNER/NAME:TAG", "invalid image %q", image)
+		return checks, fail.WithCause(fail.Usage, err, "pass --image REGISTRY/OWNER/NAME:TAG", "invalid image %q", image)
 	}
 	reg := ref.Context().RegistryStr()
 

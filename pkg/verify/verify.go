@@ -166,7 +166,7 @@ func checkLayers(img v1.Image, ref name.Reference, access registry.Access) error
 			n, err := io.Copy(io.Discard, rc)
 			switch {
 			case err != nil && (strings.Contains(err.Error(), "checksum") || strings.Contains(err.Error(), "size")):
-				return fail.New(fail.Corrupt, "push the image again", "%s: layer %s does not match its digest or size (%d bytes read, %d expected)", ref, d.Digest, n, d.Size)
+				return fail.WithCause(fail.Corrupt, err, "push the image again", "%s: layer %s does not match its digest or size (%d bytes read, %d expected)", ref, d.Digest, n, d.Size)
 			case err != nil:
 				return access.Explain(err, "pull", ref)
 			case n != d.Size:
