@@ -16,6 +16,7 @@ import (
 
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/registry"
+	"github.com/idopipe/idopipe/pkg/sign"
 )
 
 // Report is what a pull showed.
@@ -55,6 +56,31 @@ func WithFull() Option { return func(o *options) { o.full = true } }
 // WithPlatforms requires a manifest for each platform ("linux/amd64").
 func WithPlatforms(platforms ...string) Option {
 	return func(o *options) { o.platforms = append(o.platforms, platforms...) }
+}
+
+// Verifier runs the pull checks with one registry access: the pipeline's
+// verify stage calls it through an interface, so that its own logic is
+// tested without a registry.
+type Verifier struct {
+	access registry.Access
+	opts   []Option
+}
+
+// New returns a Verifier that reaches the registry with access; opts apply
+// to every Pull.
+func New(access registry.Access, opts ...Option) *Verifier {
+	return &Verifier{access: access, opts: opts}
+}
+
+// Pull pulls tag back as Pull does; digest, when not empty, is the digest
+// the tag must resolve to.
+func (v *Verifier) Pull(ctx context.Context, tag name.Tag, digest string) (Report, error) {
+	return Pull(ctx, tag, digest, v.access, v.opts...)
+}
+
+// Signed checks that d is signed by one of keys (sign.Verify).
+func (v *Verifier) Signed(ctx context.Context, d name.Digest, keys []sign.Key) (sign.Verified, error) {
+	return sign.Verify(ctx, d, keys, v.access)
 }
 
 // Pull resolves ref with access and reads its manifest(s) and config(s).
@@ -166,7 +192,7 @@ func checkLayers(img v1.Image, ref name.Reference, access registry.Access) error
 			n, err := io.Copy(io.Discard, rc)
 			switch {
 			case err != nil && (strings.Contains(err.Error(), "checksum") || strings.Contains(err.Error(), "size")):
-				return fail.New(fail.Corrupt, "push the image again", "%s: layer %s does not match its digest or size (%d bytes read, %d expected)", ref, d.Digest, n, d.Size)
+				return fail.WithCause(fail.Corrupt, err, "push the image again", "%s: layer %s does not match its digest or size (%d bytes read, %d expected)", ref, d.Digest, n, d.Size)
 			case err != nil:
 				return access.Explain(err, "pull", ref)
 			case n != d.Size:
