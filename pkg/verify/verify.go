@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/registry"
 	"github.com/idopipe/idopipe/pkg/sign"
@@ -110,29 +111,25 @@ func pull(ctx context.Context, ref name.Reference, expected string, access regis
 	if err != nil {
 		return Report{}, err
 	}
-	desc, err := remote.Get(ref, opts...)
-	if err != nil {
-		return Report{}, access.Explain(err, "pull", ref)
+	f, err := access.Fetch(ref, opts, "pull")
+	if err != nil && f.Descriptor == nil {
+		return Report{}, err
 	}
+	desc := f.Descriptor
 	r := Report{Ref: ref.String(), Digest: desc.Digest.String(), MediaType: string(desc.MediaType)}
 	if expected != "" && desc.Digest.String() != expected {
 		return r, fail.New(fail.Verify, "another push may have moved the tag; rerun the release",
 			"%s resolves to %s, not the expected %s", ref, desc.Digest, expected)
 	}
-	if desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return r, access.Explain(err, "pull", ref)
-		}
-		m, err := idx.IndexManifest()
-		if err != nil {
-			return r, access.Explain(err, "pull", ref)
-		}
-		for _, d := range m.Manifests {
+	if err != nil { // the index's manifest did not read
+		return r, err
+	}
+	if f.Index != nil {
+		for _, d := range f.Manifests {
 			if isAttestation(d) {
 				continue
 			}
-			img, err := idx.Image(d.Digest)
+			img, err := f.Index.Image(d.Digest)
 			if err != nil {
 				return r, access.Explain(err, "pull", ref)
 			}
@@ -222,10 +219,7 @@ func readConfig(img v1.Image) error {
 
 // isAttestation tells BuildKit's attestation manifests (provenance, SBOM),
 // which carry platform unknown/unknown, from the platform images.
-func isAttestation(d v1.Descriptor) bool {
-	return d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" ||
-		(d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown")
-}
+var isAttestation = build.IsAttestation
 
 // visibility asks for ref without credentials: an answer means public, a
 // 401 or 403 private, anything else unknown.
