@@ -19,7 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/idopipe/idopipe/pkg/testenv"
+	"github.com/idopipe/idopipe/internal/testenv"
 )
 
 // The end-to-end tests run the idopipe binary as a user would, against the

@@ -17,10 +17,10 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/registry"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // releaseResult is the final JSON object of `idopipe release -o json`.
