@@ -6,5 +6,7 @@
 //
 // helpers_test.go holds everything the tests share (setup, the runners,
 // namespace cleanup, arguments, parsing, assertions); every other file holds
-// the tests of one topic.
+// the tests of one topic. No test depends on another having run before it:
+// each one cleans up the namespaces it used, and a test that changes the
+// stack itself (TestAPIServerStopsMidApply) restores it before it returns.
 package e2e
