@@ -10,12 +10,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Cluster is a one-node Kubernetes cluster: etcd and kube-apiserver
@@ -39,6 +41,10 @@ func startCluster(ctx context.Context, tools, dir string, node *nodeConfig) (c *
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	// envtest logs through controller-runtime, whose logger is never set in
+	// a test: it would print a stack trace instead (after 30 s, as when the
+	// stack waited for the node lock).
+	ctrllog.SetLogger(logr.Discard())
 	c = &Cluster{}
 	defer func() {
 		if err != nil {
