@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -17,46 +17,11 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/registry"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
-
-// releaseResult is the final JSON object of `idopipe release -o json`.
-type releaseResult struct {
-	Kind   string `json:"kind"`
-	OK     bool   `json:"ok"`
-	Result struct {
-		Image   string `json:"image"`
-		Digest  string `json:"digest"`
-		Ref     string `json:"ref"`
-		Objects []struct {
-			Ref    string `json:"Ref"`
-			Status string `json:"Status"`
-		} `json:"objects"`
-		Pods []struct {
-			Name  string `json:"name"`
-			Ready bool   `json:"ready"`
-		} `json:"pods"`
-	} `json:"result"`
-}
-
-func parseRelease(t *testing.T, r result) releaseResult {
-	t.Helper()
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	for _, l := range lines[:len(lines)-1] {
-		var ev map[string]any
-		if err := json.Unmarshal([]byte(l), &ev); err != nil {
-			t.Fatalf("stdout line is not JSON: %q: %v", l, err)
-		}
-	}
-	var res releaseResult
-	if err := lastJSON(r, &res); err != nil || res.Kind != "result" {
-		t.Fatalf("last stdout line is not the result object: %v\n%s", err, r)
-	}
-	return res
-}
 
 func TestReleaseEndToEnd(t *testing.T) {
 	ctx := context.Background()
@@ -280,38 +245,6 @@ func TestServiceAccountOutsideTheManifest(t *testing.T) {
 	}
 }
 
-// resourceVersions maps every namespaced object in ns (of the kinds a
-// release writes) to its resourceVersion.
-func resourceVersions(t *testing.T, ctx context.Context, ns string) map[string]string {
-	t.Helper()
-	kube := stack.Cluster.Client
-	out := map[string]string{}
-	cms, _ := kube.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
-	for _, o := range cms.Items {
-		out["ConfigMap/"+o.Name] = o.ResourceVersion
-	}
-	sas, _ := kube.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
-	for _, o := range sas.Items {
-		out["ServiceAccount/"+o.Name] = o.ResourceVersion
-	}
-	svcs, _ := kube.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
-	for _, o := range svcs.Items {
-		out["Service/"+o.Name] = o.ResourceVersion
-	}
-	pods, _ := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-	for _, o := range pods.Items {
-		out["Pod/"+o.Name] = o.ResourceVersion
-	}
-	secs, _ := kube.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
-	for _, o := range secs.Items {
-		out["Secret/"+o.Name] = o.ResourceVersion
-	}
-	if len(out) < 8 {
-		t.Fatalf("expected the release's objects in %s, found %v", ns, out)
-	}
-	return out
-}
-
 // assertTokenOnlyInSecret lists every object of every listable kind (in ns
 // and cluster-wide) and fails if any but the pull Secret's data holds the
 // token: annotations, events and managed fields included.
@@ -350,21 +283,4 @@ func assertTokenOnlyInSecret(t *testing.T, ctx context.Context, ns string) {
 	if checked < 20 {
 		t.Fatalf("checked only %d objects", checked)
 	}
-}
-
-// lastJSON decodes the final line of stdout (the result object) into v.
-func lastJSON(r result, v any) error {
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	return json.Unmarshal([]byte(lines[len(lines)-1]), v)
-}
-
-// jsonField decodes result.<field> of the final JSON object into v.
-func jsonField(r result, field string, v any) error {
-	var obj struct {
-		Result map[string]json.RawMessage `json:"result"`
-	}
-	if err := lastJSON(r, &obj); err != nil {
-		return err
-	}
-	return json.Unmarshal(obj.Result[field], v)
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -89,22 +89,4 @@ func TestInterrupt(t *testing.T) {
 	if again.code != 0 || !strings.Contains(again.stdout, "2/2 Pods Ready") {
 		t.Fatalf("rerun after the interrupt:\n%s", again)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/fail"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 const keyPassword = "e2e key password"

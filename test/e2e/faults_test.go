@@ -1,21 +1,16 @@
-package main
+package e2e
 
 import (
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/fail"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // TestPushThroughRegistryFaults pushes through a loopback proxy in front of
@@ -110,29 +105,6 @@ func TestPushGivesUpAfterBoundedRetries(t *testing.T) {
 	if v.code != int(fail.NotFound) {
 		t.Errorf("the failed push left a tag:\n%s", v)
 	}
-}
-
-// randomLayout writes a random image of n layers of size bytes each as an
-// OCI layout and returns it with the image's digest and layer count.
-func randomLayout(t *testing.T, size int64, n int) (string, string) {
-	t.Helper()
-	img, err := random.Image(size, int64(n))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "oci")
-	lp, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir, d.String()
 }
 
 // TestPushThroughConnectionResets: every blob upload's first attempt has

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -18,30 +18,6 @@ import (
 
 	"github.com/idopipe/idopipe/pkg/fail"
 )
-
-// buildImage builds the planner fixture into a fresh OCI layout and returns
-// the layout and the digest.
-func buildImage(t *testing.T, version string) (string, string) {
-	t.Helper()
-	layout := filepath.Join(t.TempDir(), "oci")
-	b := idopipe(t, nil, "build", "--source", source, "--build-context", "golang:1.24.6=oci-layout://"+busybox,
-		"--oci-layout", layout, "--version", version, "--progress", "quiet", "-o", "json")
-	if b.code != 0 {
-		t.Fatalf("build:\n%s", b)
-	}
-	var built struct {
-		Result struct{ Digest string } `json:"result"`
-	}
-	lines := strings.Split(strings.TrimSpace(b.stdout), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &built); err != nil || built.Result.Digest == "" {
-		t.Fatalf("build result: %v\n%s", err, b)
-	}
-	return layout, built.Result.Digest
-}
-
-func registryArgs(owner string) []string {
-	return []string{"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile, "--owner", owner}
-}
 
 func TestPreflight(t *testing.T) {
 	ok := idopipe(t, nil, append([]string{"preflight"}, registryArgs("preflight")...)...)
@@ -243,10 +219,4 @@ func TestRegistryHostDoesNotResolve(t *testing.T) {
 			t.Errorf("%s took %s to fail on a host the resolver knows does not exist", args[0], took)
 		}
 	}
-}
-
-// lastLine is the last line of s, the error on stderr.
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -150,17 +150,4 @@ func pushPrivate(t *testing.T, ref, arch string) string {
 		t.Fatal(err)
 	}
 	return ref
-}
-
-// pushedImage releases the fixture once (namespace wait-setup, deleted
-// again at once: the node fits one release's Pods) and returns the pushed
-// reference with its digest.
-func pushedImage(t *testing.T) string {
-	t.Helper()
-	r := idopipe(t, nil, releaseArgs("wait-setup", "-o", "json")...)
-	if r.code != 0 {
-		t.Fatalf("release:\n%s", r)
-	}
-	deleteNamespace(t, "wait-setup")
-	return parseRelease(t, r).Result.Ref
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -15,8 +16,11 @@ import (
 
 // TestAPIServerStopsMidApply stops kube-apiserver while a deploy applies a
 // large manifest, starts it again, and checks that the rerun converges to
-// the whole manifest with both Pods Ready. It runs last: other tests must
-// not see the API server go away.
+// the whole manifest with both Pods Ready. It may run in any position: it
+// leaves the stack as it found it (StartAPIServer waits until the server,
+// the node and the controllers work again, and a cleanup starts the server
+// if the test ends while it is stopped), and its namespace is deleted when
+// it ends.
 func TestAPIServerStopsMidApply(t *testing.T) {
 	ctx := context.Background()
 	ref := pushedImage(t)
@@ -29,6 +33,14 @@ func TestAPIServerStopsMidApply(t *testing.T) {
 	args := []string{"deploy", "--image", ref, "-n", ns, "--manifest", manifest, "--timeout", "60s",
 		"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml")}
 	stopped := runUntil(t, args, func(out string) bool { return strings.Contains(out, "==> apply") }, func(*exec.Cmd) {
+		// Registered after the namespace's cleanup (by runUntil), so it
+		// runs before it: the namespace is deleted through a working API
+		// server even when the test fails while the server is stopped.
+		t.Cleanup(func() {
+			if err := stack.Cluster.StartAPIServer(context.Background()); err != nil {
+				t.Errorf("restart the API server for the tests that follow: %v", err)
+			}
+		})
 		if err := stack.Cluster.StopAPIServer(); err != nil {
 			t.Fatal(err)
 		}
@@ -38,9 +50,11 @@ func TestAPIServerStopsMidApply(t *testing.T) {
 	if code != int(fail.Cluster) && code != 0 {
 		t.Errorf("exit %d, want %d (cluster) or 0 if the apply finished first:\n%s", code, fail.Cluster, stopped.stdout)
 	}
+	restart := time.Now()
 	if err := stack.Cluster.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("API server, node and controllers back in %.1fs", time.Since(restart).Seconds())
 	r := idopipe(t, nil, args...)
 	if r.code != 0 || !strings.Contains(r.stdout, "2/2 Pods Ready") {
 		t.Fatalf("rerun after the API server came back:\n%s", r)

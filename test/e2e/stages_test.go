@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -11,10 +11,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/cluster"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/manifest"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // TestDeployManifestMatchesUpstream: deploy/manifest.yaml is the project's

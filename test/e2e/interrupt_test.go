@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,61 +38,6 @@ func slowSource(t *testing.T) string {
 		}
 	}
 	return dir
-}
-
-// withArg replaces the value of flag in args.
-func withArg(args []string, flag, value string) []string {
-	out := append([]string(nil), args...)
-	for i := range out {
-		if out[i] == flag {
-			out[i+1] = value
-			return out
-		}
-	}
-	return append(out, flag, value)
-}
-
-// runUntil starts idopipe with args and, once ready says so (given the
-// output so far), calls act; it returns the finished run. A run that ends
-// before it is ready is returned as it is.
-func runUntil(t *testing.T, args []string, ready func(out string) bool, act func(*exec.Cmd)) result {
-	t.Helper()
-	cmd := command(t, args...)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	deadline := time.After(90 * time.Second)
-poll:
-	for !ready(out.String()) {
-		select {
-		case <-exited:
-			break poll
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Fatalf("never ready:\n%s", out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	select {
-	case <-exited:
-	default:
-		act(cmd)
-		<-exited
-	}
-	r := result{stdout: out.String(), code: cmd.ProcessState.ExitCode(), args: args}
-	assertNoToken(t, "output", r.stdout)
-	return r
-}
-
-// interrupt is runUntil sending SIGINT.
-func interrupt(t *testing.T, args []string, ready func(out string) bool) result {
-	t.Helper()
-	return runUntil(t, args, ready, func(cmd *exec.Cmd) { _ = cmd.Process.Signal(syscall.SIGINT) })
 }
 
 // TestInterruptEachStage sends SIGINT while the release is in its build,

@@ -1,8 +1,7 @@
-package main
+package e2e
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,31 +12,6 @@ import (
 
 	"github.com/idopipe/idopipe/pkg/fail"
 )
-
-// upstreamWith writes the upstream manifest with each old→new replacement
-// made (each old must occur exactly once) plus extra documents.
-func upstreamWith(t *testing.T, replace map[string]string, extra ...string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixtures, "manifest-0.4.0.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	for old, repl := range replace {
-		if strings.Count(s, old) != 1 {
-			t.Fatalf("%q occurs %d times in the upstream manifest", old, strings.Count(s, old))
-		}
-		s = strings.Replace(s, old, repl, 1)
-	}
-	for _, e := range extra {
-		s += "\n---\n" + e
-	}
-	p := filepath.Join(t.TempDir(), "manifest.yaml")
-	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 func podUIDs(t *testing.T, ns string) map[string]types.UID {
 	t.Helper()

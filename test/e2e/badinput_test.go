@@ -1,11 +1,10 @@
-package main
+package e2e
 
 import (
 	"context"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -319,5 +318,3 @@ func removeCRD(t *testing.T, name string) {
 		t.Fatalf("CRD %s not gone: %v", name, err)
 	}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

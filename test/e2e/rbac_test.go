@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -13,9 +13,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/manifest"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // TestLeastPrivilege deploys with a ServiceAccount bound to exactly

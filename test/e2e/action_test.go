@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"archive/tar"
@@ -25,7 +25,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/idopipe/idopipe/pkg/testenv"
+	"github.com/idopipe/idopipe/internal/testenv"
 )
 
 // The action tests run action.yml's steps the way the GitHub Actions runner

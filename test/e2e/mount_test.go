@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -16,8 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/fail"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // recorder is a proxy in front of the registry that records every request
