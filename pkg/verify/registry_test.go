@@ -24,11 +24,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/registry"
 	"github.com/idopipe/idopipe/pkg/sign"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // The tests below pull from the local stack's registry (TLS and htpasswd,
