@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/idopipe/idopipe/pkg/testenv"
+	"github.com/idopipe/idopipe/internal/testenv"
 )
 
 func main() {

@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -90,10 +89,8 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 			return nil, ctx.Err()
 		}
 		// The first real failure, not a build cancelled because of it.
-		for _, e := range errs {
-			if e != nil && !errors.Is(e, context.Canceled) {
-				return nil, e
-			}
+		if first := fail.FirstFailure(ctx, errs); first != nil {
+			return nil, first
 		}
 		return nil, err
 	}

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // freshBuildKit starts a buildkitd with empty state (no cache at all) that

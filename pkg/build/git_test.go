@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // TestGitContext: a git URL context (http://…/repo.git#ref) is fetched by

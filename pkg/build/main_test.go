@@ -14,8 +14,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // The tests build against a real buildkitd (and, for the registry cache,

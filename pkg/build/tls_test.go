@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // TestRemoteMTLS: a tcp:// buildkitd that requires mTLS (as deploy/buildkit

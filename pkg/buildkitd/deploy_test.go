@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/manifest"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // TestDeployManifestsDryRun: deploy/buildkit/buildkitd.yaml passes a

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/buildkitd"
 	"github.com/idopipe/idopipe/pkg/commands"
 	"github.com/idopipe/idopipe/pkg/fail"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 func tools(t *testing.T) string {

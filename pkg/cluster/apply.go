@@ -158,7 +158,7 @@ func (c *Client) explainObject(ctx context.Context, err error, obj manifest.Obje
 		return fail.Wrap(fail.Cluster, err, "pass --force-conflicts to take the fields over", "%s conflicts with another field manager", ref)
 	}
 	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-		return fail.New(fail.Manifest, "fix "+obj.Source, "the API server rejected %s: %s", ref, serverCauses(err))
+		return fail.WithCause(fail.Manifest, err, "fix "+obj.Source, "the API server rejected %s: %s", ref, serverCauses(err))
 	}
 	return c.explain(ctx, err, verb+" "+ref)
 }

@@ -96,7 +96,7 @@ func (c *Client) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error)
 	}
 	if err != nil {
 		if meta.IsNoMatchError(err) {
-			return nil, fail.New(fail.Manifest, "apply its CustomResourceDefinition first (--crds FILE), or fix apiVersion/kind",
+			return nil, fail.WithCause(fail.Manifest, err, "apply its CustomResourceDefinition first (--crds FILE), or fix apiVersion/kind",
 				"the cluster does not serve kind %s in %s", gvk.Kind, gvk.GroupVersion())
 		}
 		return nil, fail.Wrap(fail.Cluster, err, "", "cannot look up kind %s", gvk)

@@ -58,7 +58,7 @@ func (c *Client) Inventory(ctx context.Context, ns string) ([]Entry, error) {
 	}
 	var entries []Entry
 	if err := json.Unmarshal([]byte(cm.Data[inventoryKey]), &entries); err != nil {
-		return nil, fail.New(fail.Cluster, "delete it; the next release writes it anew (nothing will be pruned once)",
+		return nil, fail.WithCause(fail.Cluster, err, "delete it; the next release writes it anew (nothing will be pruned once)",
 			"ConfigMap %s/%s is not an idopipe inventory", ns, InventoryName)
 	}
 	return entries, nil

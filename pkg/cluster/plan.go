@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -244,20 +243,7 @@ func forEach(ctx context.Context, n int, fn func(ctx context.Context, i int) err
 		})
 	}
 	_ = g.Wait()
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return fail.FirstFailure(ctx, errs)
 }
 
 // compact drops the entries of objects that were not applied.

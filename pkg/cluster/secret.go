@@ -112,7 +112,7 @@ func (c *Client) ApplySecret(ctx context.Context, p PullSecret, dryRun bool) (St
 func (c *Client) PullCredentials(ctx context.Context, ns, name, registryHost string) (creds.Credentials, error) {
 	s, err := c.Core.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return creds.Credentials{}, fail.New(fail.Credentials, "create it with `idopipe deploy` or `idopipe release`",
+		return creds.Credentials{}, fail.WithCause(fail.Credentials, err, "create it with `idopipe deploy` or `idopipe release`",
 			"the cluster has no pull Secret %s/%s", ns, name)
 	}
 	if err != nil {
@@ -125,7 +125,7 @@ func (c *Client) PullCredentials(ctx context.Context, ns, name, registryHost str
 	}
 	var cfg dockerConfig
 	if err := json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
-		return creds.Credentials{}, fail.New(fail.Credentials, "recreate it", "%s holds no valid %s", source, corev1.DockerConfigJsonKey)
+		return creds.Credentials{}, fail.WithCause(fail.Credentials, err, "recreate it", "%s holds no valid %s", source, corev1.DockerConfigJsonKey)
 	}
 	e, ok := cfg.Auths[registryHost]
 	if !ok {
@@ -140,7 +140,7 @@ func (c *Client) PullCredentials(ctx context.Context, ns, name, registryHost str
 		b, err := base64.StdEncoding.DecodeString(e.Auth)
 		u, p, found := strings.Cut(string(b), ":")
 		if err != nil || !found {
-			return creds.Credentials{}, fail.New(fail.Credentials, "recreate it", "%s has a malformed auth entry for %s", source, registryHost)
+			return creds.Credentials{}, fail.WithCause(fail.Credentials, err, "recreate it", "%s has a malformed auth entry for %s", source, registryHost)
 		}
 		user, pass = u, p
 	}

@@ -208,7 +208,7 @@ func (c *Client) classify(ctx context.Context, ns string, states []PodState) err
 				continue
 			}
 			if events == nil {
-				events = c.eventMessages(ctx, ns, s.Name)
+				events = c.PodEvents(ctx, ns, s.Name)
 			}
 			cause := Classify(w.Reason, w.Message, events)
 			if cause.Kind == "pull-unauthorized" {
@@ -222,7 +222,7 @@ func (c *Client) classify(ctx context.Context, ns string, states []PodState) err
 				cause.What += last
 			}
 			if cause.Kind == "crash-loop" {
-				s.Logs = c.lastLogLines(ctx, ns, s.Name, cs.Name, 10)
+				s.Logs = c.PodLogLines(ctx, ns, s.Name, cs.Name, true, 10)
 				if len(s.Logs) > 0 {
 					cause.What += "; last log lines: " + strings.Join(s.Logs, " | ")
 				}
@@ -274,24 +274,36 @@ func (c *Client) refinePull(ctx context.Context, ns string, pod *corev1.Pod, cau
 	return cause
 }
 
-func (c *Client) eventMessages(ctx context.Context, ns, pod string) []string {
-	evs, err := c.Core.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.SelectorFromSet(fields.Set{"involvedObject.name": pod, "involvedObject.kind": "Pod"}).String(),
-	})
-	if err != nil {
-		return []string{}
-	}
-	out := make([]string, 0, len(evs.Items))
-	for _, e := range evs.Items {
+// PodEvents is what the Pod's events say, oldest first, one
+// "Reason: message" each; none when they cannot be read (a diagnosis is
+// best effort).
+func (c *Client) PodEvents(ctx context.Context, ns, pod string) []string {
+	evs, _ := c.podEvents(ctx, ns, pod)
+	out := make([]string, 0, len(evs))
+	for _, e := range evs {
 		out = append(out, e.Reason+": "+e.Message)
 	}
 	return out
 }
 
-// lastLogLines reads the previous run's log of a crashing container; a
-// cluster without kubelets (or without log access) gives none.
-func (c *Client) lastLogLines(ctx context.Context, ns, pod, container string, n int64) []string {
-	b, err := c.Core.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Previous: true, TailLines: &n}).DoRaw(ctx)
+// podEvents lists the Pod's events, oldest first.
+func (c *Client) podEvents(ctx context.Context, ns, pod string) ([]corev1.Event, error) {
+	evs, err := c.Core.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.SelectorFromSet(fields.Set{"involvedObject.name": pod, "involvedObject.kind": "Pod"}).String(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(evs.Items, func(a, b int) bool { return eventTime(evs.Items[a]).Before(eventTime(evs.Items[b])) })
+	return evs.Items, nil
+}
+
+// PodLogLines is the last n non-blank lines of a container's log
+// (container "" for a Pod's only container), of its previous run when
+// previous is set (a crashing container's last words); none when the log
+// cannot be read (a cluster without kubelets, or without log access).
+func (c *Client) PodLogLines(ctx context.Context, ns, pod, container string, previous bool, n int64) []string {
+	b, err := c.Core.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Previous: previous, TailLines: &n}).DoRaw(ctx)
 	if err != nil {
 		return nil
 	}
@@ -356,17 +368,11 @@ func (c *Client) diagnose(ctx context.Context, ns string, w Waited, timeout time
 			continue
 		}
 		unready = append(unready, states[i].String())
-		evs, err := c.Core.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-			FieldSelector: fields.SelectorFromSet(fields.Set{"involvedObject.name": states[i].Name, "involvedObject.kind": "Pod"}).String(),
-		})
-		if err != nil && !apierrors.IsNotFound(err) {
+		evs, err := c.podEvents(ctx, ns, states[i].Name)
+		if err != nil {
 			continue // the diagnosis is best effort; the deadline error stands
 		}
-		if evs == nil {
-			continue
-		}
-		sort.Slice(evs.Items, func(a, b int) bool { return eventTime(evs.Items[a]).Before(eventTime(evs.Items[b])) })
-		for _, e := range lastN(evs.Items, 10) {
+		for _, e := range lastN(evs, 10) {
 			states[i].Events = append(states[i].Events, fmt.Sprintf("%s %s: %s", e.Type, e.Reason, strings.TrimSpace(e.Message)))
 		}
 	}

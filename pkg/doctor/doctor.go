@@ -29,6 +29,7 @@ type Check struct {
 	Info  string     `json:"info,omitempty"`
 	Fix   string     `json:"fix,omitempty"`
 	Class fail.Class `json:"-"`
+	err   error      // what failed, the cause of Run's error
 }
 
 func (c Check) String() string {
@@ -77,14 +78,14 @@ func Run(ctx context.Context, kube *cluster.Client, o Options) ([]Check, error) 
 	}
 	ref, err := name.ParseReference(image)
 	if err != nil {
-		return checks, fail.New(fail.Usage, "pass --image REGISTRY/OWNER/NAME:TAG", "invalid image %q", image)
+		return checks, fail.WithCause(fail.Usage, err, "pass --image REGISTRY/OWNER/NAME:TAG", "invalid image %q", image)
 	}
 	reg := ref.Context().RegistryStr()
 
 	creds, err := kube.PullCredentials(ctx, o.Namespace, o.SecretName, reg)
 	secretCheck := "Secret " + o.SecretName + " exists, has type kubernetes.io/dockerconfigjson and an entry for " + reg
 	if err != nil {
-		add(Check{Name: secretCheck, Info: fail.OneLine(err.Error()), Fix: "rerun the release (it creates the Secret), or `kubectl create secret docker-registry " + o.SecretName + " -n " + o.Namespace + "`", Class: fail.Credentials})
+		add(Check{Name: secretCheck, Info: fail.OneLine(err.Error()), err: err, Fix: "rerun the release (it creates the Secret), or `kubectl create secret docker-registry " + o.SecretName + " -n " + o.Namespace + "`", Class: fail.Credentials})
 	} else {
 		add(Check{Name: secretCheck, OK: true})
 	}
@@ -121,7 +122,7 @@ func Run(ctx context.Context, kube *cluster.Client, o Options) ([]Check, error) 
 	if err == nil && creds.Username != "" {
 		rep, perr := verify.Pull(ctx, ref, "", registry.Access{Creds: &creds, CAFile: o.CAFile})
 		if perr != nil {
-			add(Check{Name: image + " is pullable with the Secret's credentials", Info: fail.OneLine(perr.Error()), Fix: "update the Secret with a valid token (rerun the release)", Class: fail.ClassOf(perr)})
+			add(Check{Name: image + " is pullable with the Secret's credentials", Info: fail.OneLine(perr.Error()), err: perr, Fix: "update the Secret with a valid token (rerun the release)", Class: fail.ClassOf(perr)})
 		} else {
 			add(Check{Name: image + " is pullable with the Secret's credentials", OK: true, Info: rep.String()})
 		}
@@ -133,15 +134,12 @@ func Run(ctx context.Context, kube *cluster.Client, o Options) ([]Check, error) 
 	return checks, firstFailure(checks)
 }
 
+// podCheck is one Pod's line: Ready, or why not, as Wait classifies it,
+// with its events and last log lines.
 func podCheck(ctx context.Context, kube *cluster.Client, p corev1.Pod) Check {
-	ready := false
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			ready = true
-		}
-	}
-	c := Check{Name: "Pod " + p.Name + " Ready", OK: ready, Info: string(p.Status.Phase)}
-	if ready {
+	st := kube.Diagnose(ctx, &p)
+	c := Check{Name: "Pod " + p.Name + " Ready", OK: st.Ready, Info: string(p.Status.Phase)}
+	if st.Ready {
 		var running []string
 		for _, cs := range p.Status.ContainerStatuses {
 			if cs.State.Running != nil {
@@ -152,19 +150,15 @@ func podCheck(ctx context.Context, kube *cluster.Client, p corev1.Pod) Check {
 		return c
 	}
 	var why []string
-	for _, cause := range kube.Diagnose(ctx, &p).Causes {
+	for _, cause := range st.Causes {
 		why = append(why, cause.Kind+" ("+cause.What+")")
 		c.Fix = cause.Fix
 	}
-	evs, err := kube.Core.CoreV1().Events(p.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Pod,involvedObject.name=" + p.Name})
-	if err == nil {
-		for _, e := range evs.Items {
-			why = append(why, "event "+e.Reason+": "+e.Message)
-		}
+	for _, e := range kube.PodEvents(ctx, p.Namespace, p.Name) {
+		why = append(why, "event "+e)
 	}
-	n := int64(5)
-	if b, err := kube.Core.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &n}).DoRaw(ctx); err == nil && len(b) > 0 {
-		why = append(why, "log: "+strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", " | "))
+	if logs := kube.PodLogLines(ctx, p.Namespace, p.Name, "", false, 5); len(logs) > 0 {
+		why = append(why, "log: "+strings.Join(logs, " | "))
 	}
 	c.Info += ": " + strings.Join(why, "; ")
 	if c.Fix == "" {
@@ -175,13 +169,13 @@ func podCheck(ctx context.Context, kube *cluster.Client, p corev1.Pod) Check {
 }
 
 func failed(name string, err error, fix string, class fail.Class) Check {
-	return Check{Name: name, Info: fail.OneLine(err.Error()), Fix: fix, Class: class}
+	return Check{Name: name, Info: fail.OneLine(err.Error()), Fix: fix, Class: class, err: err}
 }
 
 func firstFailure(checks []Check) error {
 	for _, c := range checks {
 		if !c.OK {
-			return fail.New(c.Class, c.Fix, "%s: %s", c.Name, c.Info)
+			return fail.WithCause(c.Class, c.err, c.Fix, "%s: %s", c.Name, c.Info)
 		}
 	}
 	return nil

@@ -84,6 +84,38 @@ func Wrap(c Class, err error, fix, format string, args ...any) *Error {
 	return &Error{Class: c, Msg: msg, Fix: fix, Err: err}
 }
 
+// WithCause is New with err kept as the cause (for errors.Is/As) but left
+// out of the message: for a message that already says what err means, in
+// words of its own. A nil err gives what New gives.
+func WithCause(c Class, err error, fix, format string, args ...any) *Error {
+	e := New(c, fix, format, args...)
+	e.Err = err
+	return e
+}
+
+// FirstFailure picks, of the errors of tasks run together (errs in task
+// order, nil for a task that succeeded) that cancel each other on the
+// first failure, the one to report: the first that is not a cancellation
+// (the failure that cancelled the others), else ctx's own error when ctx
+// was cancelled, else the first cancellation (a task that returned
+// context.Canceled by itself), else nil.
+func FirstFailure(ctx context.Context, errs []error) error {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ClassOf returns the class of err: the outermost classified error wins, a
 // cancelled context counts as an interrupt, anything else is Internal.
 func ClassOf(err error) Class {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -47,8 +48,9 @@ func ReadFile(path string) ([]Object, error) {
 }
 
 // Decode reads the documents of data; name is used in messages. Empty
-// documents are skipped; each other one must have apiVersion, kind and
-// metadata.name, and no two may name the same object.
+// documents are skipped, lists (kind: List) are unwrapped into their
+// items; each object must have apiVersion, kind and metadata.name, and no
+// two may name the same object.
 func Decode(name string, data []byte) ([]Object, error) {
 	if !utf8.Valid(data) {
 		return nil, fail.New(fail.Manifest, "save it as UTF-8", "manifest %s is not valid UTF-8", name)
@@ -68,17 +70,58 @@ func Decode(name string, data []byte) ([]Object, error) {
 		if len(m) == 0 {
 			continue
 		}
-		u := &unstructured.Unstructured{Object: m}
-		o := Object{Unstructured: u, Source: src}
-		if err := validate(o); err != nil {
+		objs, err := unwrap(m, src)
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, o)
+		out = append(out, objs...)
 	}
 	if len(out) == 0 {
 		return nil, fail.New(fail.Manifest, "check the --manifest path", "manifest %s holds no objects", name)
 	}
 	return out, CheckDuplicates(out)
+}
+
+// unwrap validates the document m read from src. A list (kind List, or
+// any core v1 kind ending in List, as `kubectl get -o yaml` writes them)
+// gives its items, nested lists unwrapped too, each with the source
+// "file#doc.items[i]"; kubectl apply does the same.
+func unwrap(m map[string]any, src string) ([]Object, error) {
+	o := Object{Unstructured: &unstructured.Unstructured{Object: m}, Source: src}
+	if !isList(o) {
+		if err := validate(o); err != nil {
+			return nil, err
+		}
+		return []Object{o}, nil
+	}
+	raw, found := m["items"]
+	items, ok := raw.([]any)
+	if found && raw != nil && !ok {
+		return nil, fail.New(fail.Manifest, "make items a list of objects", "manifest %s (%s) has items that are not a list", src, o.GetKind())
+	}
+	var out []Object
+	for i, item := range items {
+		isrc := fmt.Sprintf("%s.items[%d]", src, i)
+		im, ok := item.(map[string]any)
+		if !ok {
+			return nil, fail.New(fail.Manifest, "make each item an object with apiVersion, kind and metadata", "manifest %s (in %s) is not an object", isrc, o.GetKind())
+		}
+		objs, err := unwrap(im, isrc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+// isList tells a list kubectl unwraps: v1 List, or a core v1 kind named
+// …List (PodList, ServiceList). A custom resource whose kind ends in List
+// is an object like any other.
+func isList(o Object) bool {
+	kind, _ := o.Object["kind"].(string)
+	api, _ := o.Object["apiVersion"].(string)
+	return api == "v1" && strings.HasSuffix(kind, "List")
 }
 
 // CheckDuplicates fails when two objects (from one file or several) name

@@ -172,7 +172,7 @@ func replaceImages(obj Object, spec map[string]any, images map[string]string, us
 			}
 			ref, err := name.ParseReference(img)
 			if err != nil {
-				return false, fail.New(fail.Manifest, "fix the image reference", "%s: container %v has invalid image %q", obj.Ref(), m["name"], img)
+				return false, fail.WithCause(fail.Manifest, err, "fix the image reference", "%s: container %v has invalid image %q", obj.Ref(), m["name"], img)
 			}
 			repo := path.Base(ref.Context().RepositoryStr())
 			if to, ok := images[repo]; ok {

@@ -121,7 +121,9 @@ func (a Access) Transport() (http.RoundTripper, error) {
 }
 
 // Explain turns a registry error into a classified one with the cause and
-// fix. op is what was being done ("push", "pull"), ref the image.
+// fix. op is what was being done ("push", "pull"), ref the image. err stays
+// the cause (redacted of the token): errors.As finds the *transport.Error,
+// the x509 error or the *net.DNSError under the one-line message.
 func (a Access) Explain(err error, op string, ref name.Reference) error {
 	if err == nil {
 		return nil
@@ -139,12 +141,12 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 	var ua x509.UnknownAuthorityError
 	var cv *tls.CertificateVerificationError
 	if errors.As(err, &ua) || errors.As(err, &cv) || strings.Contains(err.Error(), "certificate signed by unknown authority") {
-		return fail.New(fail.Registry, "pass --registry-ca FILE with the registry's CA certificate",
+		return fail.WithCause(fail.Registry, a.redact(err), "pass --registry-ca FILE with the registry's CA certificate",
 			"registry %s presented a certificate signed by an unknown authority", reg)
 	}
 	var hn x509.HostnameError
 	if errors.As(err, &hn) {
-		return fail.New(fail.Registry, "use the host name the certificate was issued for", "registry %s: %v", reg, hn)
+		return fail.WithCause(fail.Registry, a.redact(err), "use the host name the certificate was issued for", "registry %s: %v", reg, hn)
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
@@ -155,25 +157,25 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 		case http.StatusNotFound:
 			for _, d := range te.Errors {
 				if d.Code == transport.BlobUnknownErrorCode {
-					return fail.New(fail.Corrupt, "push the image again", "%s: a blob it references is missing from registry %s", ref, reg)
+					return fail.WithCause(fail.Corrupt, a.redact(te), "push the image again", "%s: a blob it references is missing from registry %s", ref, reg)
 				}
 			}
-			return fail.New(fail.NotFound, "check the reference, and that the push finished", "%s not found in registry %s", ref, reg)
+			return fail.WithCause(fail.NotFound, a.redact(te), "check the reference, and that the push finished", "%s not found in registry %s", ref, reg)
 		}
 		return fail.Wrap(fail.Registry, a.redact(te), "rerun; if it persists, check the registry's status", "registry %s refused the %s of %s", reg, op, ref)
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		if dnsErr.IsNotFound {
-			return fail.New(fail.Registry, "check the registry host name (--registry, or the image reference) for a typo",
+			return fail.WithCause(fail.Registry, a.redact(err), "check the registry host name (--registry, or the image reference) for a typo",
 				"cannot resolve registry host %s: no such host", dnsErr.Name)
 		}
-		return fail.New(fail.Registry, "check this machine's DNS (/etc/resolv.conf) and network, then rerun",
+		return fail.WithCause(fail.Registry, a.redact(err), "check this machine's DNS (/etc/resolv.conf) and network, then rerun",
 			"cannot resolve registry host %s: the DNS lookup failed (%s)", dnsErr.Name, dnsErr.Err)
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) || strings.Contains(err.Error(), "connection refused") {
-		return fail.New(fail.Registry, "check that the registry is up and --registry is right", "cannot connect to registry %s", reg)
+		return fail.WithCause(fail.Registry, a.redact(err), "check that the registry is up and --registry is right", "cannot connect to registry %s", reg)
 	}
 	return fail.Wrap(fail.Registry, a.redact(err), "", "%s of %s failed", op, ref)
 }
@@ -206,7 +208,7 @@ func Repository(registry, owner, image string) (name.Repository, error) {
 		}
 	}
 	if err != nil {
-		return name.Repository{}, fail.New(fail.Usage, "use lowercase letters, digits, '.', '_' and '-' in --owner and --image-name",
+		return name.Repository{}, fail.WithCause(fail.Usage, err, "use lowercase letters, digits, '.', '_' and '-' in --owner and --image-name",
 			"%s/%s is not a valid repository: %v", registry, path, err)
 	}
 	return repo, nil

@@ -19,9 +19,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/registry"
-	"github.com/idopipe/idopipe/pkg/testenv"
 )
 
 // The tests sign and verify against the local stack's registry (TLS and

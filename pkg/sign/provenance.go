@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/registry"
@@ -85,27 +84,16 @@ func ReadProvenance(ctx context.Context, ref name.Digest, access registry.Access
 	if err != nil {
 		return nil, err
 	}
-	desc, err := remote.Get(ref, contextOpts(ctx, base)...)
+	f, err := access.Fetch(ref, contextOpts(ctx, base), "read")
 	if err != nil {
-		return nil, access.Explain(err, "read", ref)
-	}
-	if !desc.MediaType.IsIndex() {
-		return nil, nil
-	}
-	idx, err := desc.ImageIndex()
-	if err != nil {
-		return nil, access.Explain(err, "read", ref)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return nil, access.Explain(err, "read", ref)
+		return nil, err
 	}
 	var out []Provenance
-	for _, d := range m.Manifests {
+	for _, d := range f.Manifests {
 		if !isAttestation(d) {
 			continue
 		}
-		sts, err := provenanceStatements(idx, d)
+		sts, err := provenanceStatements(f.Index, d)
 		if err != nil {
 			return nil, access.Explain(err, "read the provenance of", ref)
 		}

@@ -59,9 +59,9 @@ func Image(ctx context.Context, ref name.Digest, s Signer, access registry.Acces
 		return res, err
 	}
 	opts := contextOpts(ctx, base)
-	desc, err := remote.Get(ref, opts...)
+	f, err := access.Fetch(ref, opts, "read")
 	if err != nil {
-		return res, access.Explain(err, "read", ref)
+		return res, err
 	}
 	top, err := v1.NewHash(ref.DigestStr())
 	if err != nil {
@@ -69,36 +69,26 @@ func Image(ctx context.Context, ref name.Digest, s Signer, access registry.Acces
 	}
 	var children []v1.Hash
 	var statements []attestation
-	if desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return res, access.Explain(err, "read", ref)
+	for _, d := range f.Manifests {
+		if !isAttestation(d) {
+			children = append(children, d.Digest)
+			continue
 		}
-		m, err := idx.IndexManifest()
+		sts, err := provenanceStatements(f.Index, d)
 		if err != nil {
-			return res, access.Explain(err, "read", ref)
+			return res, access.Explain(err, "read the provenance of", ref)
 		}
-		for _, d := range m.Manifests {
-			if !isAttestation(d) {
-				children = append(children, d.Digest)
-				continue
+		for _, st := range sts {
+			// Stored with the image it is about (its subject), where
+			// cosign verify-attestation finds and accepts it.
+			subject, err := v1.NewHash(d.Annotations[build.AnnotationReferenceDigest])
+			if p, perr := parseProvenance(st); perr == nil && p.Subject != "" {
+				subject, err = v1.NewHash(p.Subject)
 			}
-			sts, err := provenanceStatements(idx, d)
 			if err != nil {
-				return res, access.Explain(err, "read the provenance of", ref)
+				subject = top
 			}
-			for _, st := range sts {
-				// Stored with the image it is about (its subject), where
-				// cosign verify-attestation finds and accepts it.
-				subject, err := v1.NewHash(d.Annotations[build.AnnotationReferenceDigest])
-				if p, perr := parseProvenance(st); perr == nil && p.Subject != "" {
-					subject, err = v1.NewHash(p.Subject)
-				}
-				if err != nil {
-					subject = top
-				}
-				statements = append(statements, attestation{subject: subject, statement: st})
-			}
+			statements = append(statements, attestation{subject: subject, statement: st})
 		}
 	}
 	repo := ref.Context()

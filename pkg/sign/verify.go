@@ -137,23 +137,13 @@ func signs(e entry, k Key, digest string) (bool, string) {
 // keys signed.
 func verifiedProvenance(ctx context.Context, ref name.Digest, h v1.Hash, keys []Key, access registry.Access, opts []remote.Option) ([]Provenance, error) {
 	digests := []v1.Hash{h}
-	desc, err := remote.Get(ref, opts...)
+	f, err := access.Fetch(ref, opts, "read")
 	if err != nil {
-		return nil, access.Explain(err, "read", ref)
+		return nil, err
 	}
-	if desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return nil, access.Explain(err, "read", ref)
-		}
-		m, err := idx.IndexManifest()
-		if err != nil {
-			return nil, access.Explain(err, "read", ref)
-		}
-		for _, d := range m.Manifests {
-			if !isAttestation(d) {
-				digests = append(digests, d.Digest)
-			}
+	for _, d := range f.Manifests {
+		if !isAttestation(d) {
+			digests = append(digests, d.Digest)
 		}
 	}
 	var out []Provenance

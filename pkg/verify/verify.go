@@ -14,8 +14,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/registry"
+	"github.com/idopipe/idopipe/pkg/sign"
 )
 
 // Report is what a pull showed.
@@ -57,6 +59,31 @@ func WithPlatforms(platforms ...string) Option {
 	return func(o *options) { o.platforms = append(o.platforms, platforms...) }
 }
 
+// Verifier runs the pull checks with one registry access: the pipeline's
+// verify stage calls it through an interface, so that its own logic is
+// tested without a registry.
+type Verifier struct {
+	access registry.Access
+	opts   []Option
+}
+
+// New returns a Verifier that reaches the registry with access; opts apply
+// to every Pull.
+func New(access registry.Access, opts ...Option) *Verifier {
+	return &Verifier{access: access, opts: opts}
+}
+
+// Pull pulls tag back as Pull does; digest, when not empty, is the digest
+// the tag must resolve to.
+func (v *Verifier) Pull(ctx context.Context, tag name.Tag, digest string) (Report, error) {
+	return Pull(ctx, tag, digest, v.access, v.opts...)
+}
+
+// Signed checks that d is signed by one of keys (sign.Verify).
+func (v *Verifier) Signed(ctx context.Context, d name.Digest, keys []sign.Key) (sign.Verified, error) {
+	return sign.Verify(ctx, d, keys, v.access)
+}
+
 // Pull resolves ref with access and reads its manifest(s) and config(s).
 // When expected is not empty the resolved digest must equal it.
 func Pull(ctx context.Context, ref name.Reference, expected string, access registry.Access, opts ...Option) (Report, error) {
@@ -84,29 +111,25 @@ func pull(ctx context.Context, ref name.Reference, expected string, access regis
 	if err != nil {
 		return Report{}, err
 	}
-	desc, err := remote.Get(ref, opts...)
-	if err != nil {
-		return Report{}, access.Explain(err, "pull", ref)
+	f, err := access.Fetch(ref, opts, "pull")
+	if err != nil && f.Descriptor == nil {
+		return Report{}, err
 	}
+	desc := f.Descriptor
 	r := Report{Ref: ref.String(), Digest: desc.Digest.String(), MediaType: string(desc.MediaType)}
 	if expected != "" && desc.Digest.String() != expected {
 		return r, fail.New(fail.Verify, "another push may have moved the tag; rerun the release",
 			"%s resolves to %s, not the expected %s", ref, desc.Digest, expected)
 	}
-	if desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return r, access.Explain(err, "pull", ref)
-		}
-		m, err := idx.IndexManifest()
-		if err != nil {
-			return r, access.Explain(err, "pull", ref)
-		}
-		for _, d := range m.Manifests {
+	if err != nil { // the index's manifest did not read
+		return r, err
+	}
+	if f.Index != nil {
+		for _, d := range f.Manifests {
 			if isAttestation(d) {
 				continue
 			}
-			img, err := idx.Image(d.Digest)
+			img, err := f.Index.Image(d.Digest)
 			if err != nil {
 				return r, access.Explain(err, "pull", ref)
 			}
@@ -166,7 +189,7 @@ func checkLayers(img v1.Image, ref name.Reference, access registry.Access) error
 			n, err := io.Copy(io.Discard, rc)
 			switch {
 			case err != nil && (strings.Contains(err.Error(), "checksum") || strings.Contains(err.Error(), "size")):
-				return fail.New(fail.Corrupt, "push the image again", "%s: layer %s does not match its digest or size (%d bytes read, %d expected)", ref, d.Digest, n, d.Size)
+				return fail.WithCause(fail.Corrupt, err, "push the image again", "%s: layer %s does not match its digest or size (%d bytes read, %d expected)", ref, d.Digest, n, d.Size)
 			case err != nil:
 				return access.Explain(err, "pull", ref)
 			case n != d.Size:
@@ -196,10 +219,7 @@ func readConfig(img v1.Image) error {
 
 // isAttestation tells BuildKit's attestation manifests (provenance, SBOM),
 // which carry platform unknown/unknown, from the platform images.
-func isAttestation(d v1.Descriptor) bool {
-	return d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" ||
-		(d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown")
-}
+var isAttestation = build.IsAttestation
 
 // visibility asks for ref without credentials: an answer means public, a
 // 401 or 403 private, anything else unknown.

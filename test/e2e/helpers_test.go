@@ -1,0 +1,597 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/idopipe/idopipe/internal/testenv"
+)
+
+// ---- The stack and the binary, set up once for the package.
+
+// mainPackage is the command under test, built once by TestMain.
+const mainPackage = "github.com/idopipe/idopipe/cmd/idopipe"
+
+// The local stack, the binary and the fixtures, shared by every test.
+var (
+	stack    *testenv.Stack
+	binary   string // the idopipe binary under test
+	source   string // planner-shaped build context
+	busybox  string // OCI layout of the fixture's base image
+	fixtures string // ../shared/fixtures/ido
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run()) // go test -list: names only, no stack
+	}
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "idopipe-e2e-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "idopipe")
+	if out, err := exec.Command("go", "build", "-o", binary, mainPackage).CombinedOutput(); err != nil {
+		return 1, fmt.Errorf("build idopipe: %v\n%s", err, out)
+	}
+	if fixtures, err = testenv.Fixtures(); err != nil {
+		return 1, err
+	}
+	source = filepath.Join(dir, "source")
+	if err := testenv.PlannerFixture(ctx, source); err != nil {
+		return 1, err
+	}
+	busybox = filepath.Join(dir, "busybox")
+	if _, err := testenv.BusyboxLayout(busybox); err != nil {
+		return 1, err
+	}
+	start := time.Now()
+	stack, err = testenv.Start(ctx, "", testenv.All)
+	if err != nil {
+		return 1, err
+	}
+	defer stack.Stop()
+	fmt.Fprintf(os.Stderr, "e2e: stack up in %.1fs\n", time.Since(start).Seconds())
+	return m.Run(), nil
+}
+
+// ---- Running the binary.
+
+// result is one run of the binary.
+type result struct {
+	stdout, stderr string
+	code           int
+	args           []string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("idopipe %s\nexit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
+}
+
+// idopipe runs the binary with the stack's environment plus env (KEY=VALUE;
+// an empty value removes the key), and checks that the token appears in no
+// argument and no output.
+func idopipe(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	r := idopipeRaw(t, env, args...)
+	assertNoToken(t, "stdout", r.stdout)
+	assertNoToken(t, "stderr", r.stderr)
+	return r
+}
+
+// idopipeRaw is idopipe without the output checks, for output that must
+// carry the token's ::add-mask:: line.
+func idopipeRaw(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	sweepNamespaces(t)
+	defer sweepNamespaces(t)
+	for i, a := range args {
+		if (a == "-n" || a == "--namespace") && i+1 < len(args) {
+			cleanupNamespace(t, args[i+1])
+		}
+	}
+	for _, kv := range env {
+		if ns, ok := strings.CutPrefix(kv, "IDOPIPE_NAMESPACE="); ok && ns != "" {
+			cleanupNamespace(t, ns)
+		}
+	}
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = mergeEnv(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, stack.Env()...), env)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), args: args}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run idopipe: %v", err)
+	}
+	assertNoToken(t, "argv", strings.Join(args, " "))
+	return r
+}
+
+// command is the binary with args and the stack's environment, not started.
+func command(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	sweepNamespaces(t)
+	for i, a := range args {
+		if (a == "-n" || a == "--namespace") && i+1 < len(args) {
+			cleanupNamespace(t, args[i+1])
+		}
+	}
+	cmd := exec.Command(binary, args...)
+	cmd.Env = mergeEnv([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, stack.Env())
+	return cmd
+}
+
+// runUntil starts idopipe with args and, once ready says so (given the
+// output so far), calls act; it returns the finished run. A run that ends
+// before it is ready is returned as it is.
+func runUntil(t *testing.T, args []string, ready func(out string) bool, act func(*exec.Cmd)) result {
+	t.Helper()
+	cmd := command(t, args...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	deadline := time.After(90 * time.Second)
+poll:
+	for !ready(out.String()) {
+		select {
+		case <-exited:
+			break poll
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("never ready:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	select {
+	case <-exited:
+	default:
+		act(cmd)
+		<-exited
+	}
+	r := result{stdout: out.String(), code: cmd.ProcessState.ExitCode(), args: args}
+	assertNoToken(t, "output", r.stdout)
+	return r
+}
+
+// interrupt is runUntil sending SIGINT.
+func interrupt(t *testing.T, args []string, ready func(out string) bool) result {
+	t.Helper()
+	return runUntil(t, args, ready, func(cmd *exec.Cmd) { _ = cmd.Process.Signal(syscall.SIGINT) })
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func mergeEnv(base, over []string) []string {
+	m := map[string]string{}
+	var order []string
+	for _, kv := range append(base, over...) {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, seen := m[k]; !seen {
+			order = append(order, k)
+		}
+		m[k] = v
+	}
+	var out []string
+	for _, k := range order {
+		if m[k] != "" {
+			out = append(out, k+"="+m[k])
+		}
+	}
+	return out
+}
+
+func getenv(k string) string { return os.Getenv(k) }
+
+// ---- Namespaces: a test's are deleted when it ends; what a test left
+// behind is deleted before the next one runs.
+
+// testFinalizer holds a namespace Terminating until deleteNamespace
+// removes it.
+const testFinalizer = "idopipe.test/hold"
+
+// sweep remembers the namespaces seen while the current top-level test
+// runs the binary, so that the first run of the next test deletes what
+// this one left however it named them (config files, action inputs),
+// while namespaces a test prepares before its first run stay.
+var sweep struct {
+	sync.Mutex
+	top  string
+	seen map[string]bool
+}
+
+func sweepNamespaces(t *testing.T) {
+	top, _, _ := strings.Cut(t.Name(), "/")
+	sweep.Lock()
+	defer sweep.Unlock()
+	if top != sweep.top {
+		for ns := range sweep.seen {
+			deleteNamespace(t, ns)
+		}
+		sweep.top, sweep.seen = top, nil
+		return
+	}
+	list, err := stack.Cluster.Client.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	if sweep.seen == nil {
+		sweep.seen = map[string]bool{}
+	}
+	for _, n := range list.Items {
+		if n.Name != "default" && !strings.HasPrefix(n.Name, "kube-") {
+			sweep.seen[n.Name] = true
+		}
+	}
+}
+
+// cleaned are the namespaces whose deletion a test has registered.
+var cleaned sync.Map
+
+// cleanupNamespace deletes ns when the test ends and waits until it is
+// gone. The real node has 2 CPUs and the upstream Pods request 1.5 of
+// them, so a release's Pods must be gone before the next test's can be
+// scheduled.
+func cleanupNamespace(t *testing.T, ns string) {
+	key := t.Name() + "\x00" + ns
+	if _, seen := cleaned.LoadOrStore(key, true); seen {
+		return
+	}
+	t.Cleanup(func() {
+		defer cleaned.Delete(key)
+		deleteNamespace(t, ns)
+	})
+}
+
+// deleteNamespace deletes ns and waits (at most 2 minutes) until the
+// namespace controller has removed it and everything in it.
+func deleteNamespace(t *testing.T, ns string) {
+	ctx := context.Background()
+	kube := stack.Cluster.Client
+	grace := int64(1)
+	// Short grace for the Pods: the namespace controller would give each
+	// its own (30 s by default).
+	if pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			_ = kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace})
+		}
+	}
+	err := kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		t.Errorf("delete namespace %s: %v", ns, err)
+		return
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if err == nil && slices.Contains(n.Finalizers, testFinalizer) {
+			// A test held the namespace Terminating: let it go.
+			n.Finalizers = slices.DeleteFunc(n.Finalizers, func(f string) bool { return f == testFinalizer })
+			_, _ = kube.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{})
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("namespace %s not gone 2 minutes after its deletion", ns)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// ---- Arguments and manifests.
+
+// releaseArgs is a release of the fixture into namespace ns.
+func releaseArgs(ns string, extra ...string) []string {
+	args := []string{
+		"release",
+		"--source", source,
+		"--build-context", "golang:1.24.6=oci-layout://" + busybox,
+		"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile,
+		"--owner", "IDO-Test",
+		"--manifest", filepath.Join(fixtures, "manifest-0.4.0.yaml"),
+		"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"),
+		"-n", ns, "--progress", "plain", "--timeout", "60s",
+	}
+	return append(args, extra...)
+}
+
+// releaseWith is releaseArgs with manifest in place of the upstream one.
+func releaseWith(ns, manifest string, extra ...string) []string {
+	args := releaseArgs(ns, extra...)
+	for i := range args {
+		if args[i] == "--manifest" {
+			args[i+1] = manifest
+			break
+		}
+	}
+	return args
+}
+
+// withArg replaces the value of flag in args.
+func withArg(args []string, flag, value string) []string {
+	out := append([]string(nil), args...)
+	for i := range out {
+		if out[i] == flag {
+			out[i+1] = value
+			return out
+		}
+	}
+	return append(out, flag, value)
+}
+
+func registryArgs(owner string) []string {
+	return []string{"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile, "--owner", owner}
+}
+
+// upstreamWith writes the upstream manifest with each old→new replacement
+// made (each old must occur exactly once) plus extra documents.
+func upstreamWith(t *testing.T, replace map[string]string, extra ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(fixtures, "manifest-0.4.0.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for old, repl := range replace {
+		if strings.Count(s, old) != 1 {
+			t.Fatalf("%q occurs %d times in the upstream manifest", old, strings.Count(s, old))
+		}
+		s = strings.Replace(s, old, repl, 1)
+	}
+	for _, e := range extra {
+		s += "\n---\n" + e
+	}
+	p := filepath.Join(t.TempDir(), "manifest.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ---- Images and registries.
+
+// buildImage builds the planner fixture into a fresh OCI layout and returns
+// the layout and the digest.
+func buildImage(t *testing.T, version string) (string, string) {
+	t.Helper()
+	layout := filepath.Join(t.TempDir(), "oci")
+	b := idopipe(t, nil, "build", "--source", source, "--build-context", "golang:1.24.6=oci-layout://"+busybox,
+		"--oci-layout", layout, "--version", version, "--progress", "quiet", "-o", "json")
+	if b.code != 0 {
+		t.Fatalf("build:\n%s", b)
+	}
+	var built struct {
+		Result struct{ Digest string } `json:"result"`
+	}
+	lines := strings.Split(strings.TrimSpace(b.stdout), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &built); err != nil || built.Result.Digest == "" {
+		t.Fatalf("build result: %v\n%s", err, b)
+	}
+	return layout, built.Result.Digest
+}
+
+// randomLayout writes a random image of n layers of size bytes each as an
+// OCI layout and returns it with the image's digest and layer count.
+func randomLayout(t *testing.T, size int64, n int) (string, string) {
+	t.Helper()
+	img, err := random.Image(size, int64(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "oci")
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, d.String()
+}
+
+// pushedImage releases the fixture once (namespace wait-setup, deleted
+// again at once: the node fits one release's Pods) and returns the pushed
+// reference with its digest.
+func pushedImage(t *testing.T) string {
+	t.Helper()
+	r := idopipe(t, nil, releaseArgs("wait-setup", "-o", "json")...)
+	if r.code != 0 {
+		t.Fatalf("release:\n%s", r)
+	}
+	deleteNamespace(t, "wait-setup")
+	return parseRelease(t, r).Result.Ref
+}
+
+// startProxy puts a proxy with inject in front of the stack's registry,
+// makes the node trust it (its Pods pull through it too) and closes it
+// when the test ends.
+func startProxy(t *testing.T, inject testenv.Inject) *testenv.Proxy {
+	t.Helper()
+	proxy, err := stack.Registry.StartProxy(t.TempDir(), inject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.Cluster.Node.Trust(proxy.Host, proxy.CAFile); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	return proxy
+}
+
+// ---- Reading what a run printed and what it left in the cluster.
+
+// releaseResult is the final JSON object of `idopipe release -o json`.
+type releaseResult struct {
+	Kind   string `json:"kind"`
+	OK     bool   `json:"ok"`
+	Result struct {
+		Image   string `json:"image"`
+		Digest  string `json:"digest"`
+		Ref     string `json:"ref"`
+		Objects []struct {
+			Ref    string `json:"Ref"`
+			Status string `json:"Status"`
+		} `json:"objects"`
+		Pods []struct {
+			Name  string `json:"name"`
+			Ready bool   `json:"ready"`
+		} `json:"pods"`
+	} `json:"result"`
+}
+
+func parseRelease(t *testing.T, r result) releaseResult {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("stdout line is not JSON: %q: %v", l, err)
+		}
+	}
+	var res releaseResult
+	if err := lastJSON(r, &res); err != nil || res.Kind != "result" {
+		t.Fatalf("last stdout line is not the result object: %v\n%s", err, r)
+	}
+	return res
+}
+
+// lastJSON decodes the final line of stdout (the result object) into v.
+func lastJSON(r result, v any) error {
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	return json.Unmarshal([]byte(lines[len(lines)-1]), v)
+}
+
+// jsonField decodes result.<field> of the final JSON object into v.
+func jsonField(r result, field string, v any) error {
+	var obj struct {
+		Result map[string]json.RawMessage `json:"result"`
+	}
+	if err := lastJSON(r, &obj); err != nil {
+		return err
+	}
+	return json.Unmarshal(obj.Result[field], v)
+}
+
+// lastLine is the last line of s, the error on stderr.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// resourceVersions maps every namespaced object in ns (of the kinds a
+// release writes) to its resourceVersion.
+func resourceVersions(t *testing.T, ctx context.Context, ns string) map[string]string {
+	t.Helper()
+	kube := stack.Cluster.Client
+	out := map[string]string{}
+	cms, _ := kube.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	for _, o := range cms.Items {
+		out["ConfigMap/"+o.Name] = o.ResourceVersion
+	}
+	sas, _ := kube.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
+	for _, o := range sas.Items {
+		out["ServiceAccount/"+o.Name] = o.ResourceVersion
+	}
+	svcs, _ := kube.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	for _, o := range svcs.Items {
+		out["Service/"+o.Name] = o.ResourceVersion
+	}
+	pods, _ := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	for _, o := range pods.Items {
+		out["Pod/"+o.Name] = o.ResourceVersion
+	}
+	secs, _ := kube.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	for _, o := range secs.Items {
+		out["Secret/"+o.Name] = o.ResourceVersion
+	}
+	if len(out) < 8 {
+		t.Fatalf("expected the release's objects in %s, found %v", ns, out)
+	}
+	return out
+}
+
+func runtimeFromUnstructured(obj map[string]any, into any) error {
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(obj, into)
+}
+
+// ---- Assertions and small conversions.
+
+func assertNoToken(t *testing.T, where, text string) {
+	t.Helper()
+	if tok := stack.Registry.Password; strings.Contains(text, tok) {
+		t.Errorf("the registry token leaked into %s", where)
+	}
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func itoa(i int) string { return strconv.Itoa(i) }

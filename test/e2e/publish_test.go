@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+func TestPreflight(t *testing.T) {
+	ok := idopipe(t, nil, append([]string{"preflight"}, registryArgs("preflight")...)...)
+	if ok.code != 0 || !strings.Contains(ok.stdout, "may push to "+stack.Registry.Host+"/preflight/planner") {
+		t.Fatalf("preflight with a good token:\n%s", ok)
+	}
+	bad := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(bad, []byte("ghp_notTheToken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := idopipe(t, nil, append([]string{"preflight", "--token-file", bad}, registryArgs("preflight")...)...)
+	t.Logf("preflight with a wrong token failed in %s", time.Since(start))
+	if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "401") || !strings.Contains(r.stderr, "--token-file "+bad) {
+		t.Fatalf("preflight with a wrong token:\n%s", r)
+	}
+}
+
+// TestPreflightFakeGHCR403 injects, through a loopback proxy in front of the
+// real registry, the response GHCR gives a token without write:packages
+// (our registry lets every authenticated user push, so only a fake shows it),
+// and checks that the release stops before the build with the fix.
+func TestPreflightFakeGHCR403(t *testing.T) {
+	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
+		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+			return http.StatusForbidden, `{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}`, true
+		}
+		return 0, "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	args := releaseArgs("preflight-403", "--registry", proxy.Host, "--registry-ca", proxy.CAFile)
+	r := idopipe(t, nil, args...)
+	if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "403") || !strings.Contains(r.stderr, "Manage Actions access") {
+		t.Fatalf("release against a 403ing registry:\n%s", r)
+	}
+	if strings.Contains(r.stdout, "==> push") {
+		t.Error("the 403 was found only after the push started")
+	}
+}
+
+func TestPushExtraTagsAndDockerConfig(t *testing.T) {
+	layout, digest := buildImage(t, "0.5.0")
+	// No $GITHUB_TOKEN: the token comes from a docker config.json.
+	dockerDir := t.TempDir()
+	auth := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, stack.Registry.Host,
+		b64(stack.Registry.Username+":"+stack.Registry.Password))
+	if err := os.WriteFile(filepath.Join(dockerDir, "config.json"), []byte(auth), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"GITHUB_TOKEN=", "GITHUB_ACTOR=", "DOCKER_CONFIG=" + dockerDir}
+	r := idopipe(t, env, append([]string{"push", "--oci-layout", layout, "--version", "0.5.0", "--tag", "latest", "--tag", "stable", "-o", "json"}, registryArgs("tags")...)...)
+	if r.code != 0 {
+		t.Fatalf("push:\n%s", r)
+	}
+	for _, tag := range []string{"0.5.0", "latest", "stable"} {
+		v := idopipe(t, nil, "verify-pull", "--registry-ca", stack.Registry.CAFile, "--digest", digest, stack.Registry.Host+"/tags/planner:"+tag)
+		if v.code != 0 {
+			t.Errorf("tag %s does not resolve to the pushed digest:\n%s", tag, v)
+		}
+	}
+	bad := idopipe(t, nil, append([]string{"push", "--oci-layout", layout, "--version", "0.5.0", "--tag", "Bad:Tag"}, registryArgs("tags")...)...)
+	if bad.code != int(fail.Usage) || !strings.Contains(bad.stderr, `invalid tag "Bad:Tag"`) {
+		t.Errorf("invalid extra tag:\n%s", bad)
+	}
+}
+
+func TestVerifyPullDeeper(t *testing.T) {
+	ctx := context.Background()
+	layout, digest := buildImage(t, "0.6.0")
+	p := idopipe(t, nil, append([]string{"push", "--oci-layout", layout, "--version", "0.6.0"}, registryArgs("deep")...)...)
+	if p.code != 0 {
+		t.Fatalf("push:\n%s", p)
+	}
+	tag := stack.Registry.Host + "/deep/planner:0.6.0"
+	ca := []string{"--registry-ca", stack.Registry.CAFile, "--kubeconfig", stack.Cluster.Kubeconfig}
+
+	if r := idopipe(t, nil, append([]string{"verify-pull", tag, "--full", "--platforms-from-cluster"}, ca...)...); r.code != 0 {
+		t.Fatalf("full verify:\n%s", r)
+	}
+	if r := idopipe(t, nil, append([]string{"verify-pull", tag, "--platform", "linux/arm64"}, ca...)...); r.code != int(fail.Platform) || !strings.Contains(r.stderr, "no image for platform linux/arm64") {
+		t.Errorf("missing platform:\n%s", r)
+	}
+
+	// --as-cluster reads the cluster's pull Secret: missing, then right, then wrong.
+	const ns = "verify-as-cluster"
+	if _, err := stack.Cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	asCluster := append([]string{"verify-pull", tag, "--as-cluster", "-n", ns}, ca...)
+	if r := idopipe(t, []string{"GITHUB_TOKEN="}, asCluster...); r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "no pull Secret "+ns+"/ghcr-secret") {
+		t.Errorf("as-cluster without a Secret:\n%s", r)
+	}
+	secret := func(password string) {
+		cfg := fmt.Sprintf(`{"auths":{%q:{"username":%q,"password":%q,"auth":%q}}}`, stack.Registry.Host, stack.Registry.Username, password, b64(stack.Registry.Username+":"+password))
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ghcr-secret", Namespace: ns}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(cfg)}}
+		_ = stack.Cluster.Client.CoreV1().Secrets(ns).Delete(ctx, s.Name, metav1.DeleteOptions{})
+		if _, err := stack.Cluster.Client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret(stack.Registry.Password)
+	if r := idopipe(t, []string{"GITHUB_TOKEN="}, asCluster...); r.code != 0 {
+		t.Errorf("as-cluster with the right Secret:\n%s", r)
+	}
+	secret("ghp_stale")
+	if r := idopipe(t, nil, asCluster...); r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "Secret "+ns+"/ghcr-secret") {
+		t.Errorf("as-cluster with a stale Secret:\n%s", r)
+	}
+
+	// Corrupt the first layer in the registry's storage: only --full sees it.
+	m := idopipe(t, nil, "verify-pull", "--registry-ca", stack.Registry.CAFile, tag, "-o", "json")
+	if m.code != 0 {
+		t.Fatalf("verify:\n%s", m)
+	}
+	corruptLayer(t, layout, digest)
+	if r := idopipe(t, nil, append([]string{"verify-pull", tag}, ca...)...); r.code != 0 {
+		t.Errorf("without --full a corrupt layer is not read, so this must pass:\n%s", r)
+	}
+	if r := idopipe(t, nil, append([]string{"verify-pull", tag, "--full"}, ca...)...); r.code != int(fail.Corrupt) {
+		t.Errorf("corrupt layer with --full:\n%s", r)
+	}
+}
+
+// corruptLayer flips bytes of the image's largest layer in the registry's
+// filesystem storage, keeping its size.
+func corruptLayer(t *testing.T, layout, digest string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Layers []struct {
+			Digest string
+			Size   int64
+		}
+	}
+	if err := json.Unmarshal(b, &m); err != nil || len(m.Layers) == 0 {
+		t.Fatalf("manifest: %v", err)
+	}
+	big := m.Layers[0]
+	for _, l := range m.Layers {
+		if l.Size > big.Size {
+			big = l
+		}
+	}
+	hex := strings.TrimPrefix(big.Digest, "sha256:")
+	p := filepath.Join(stack.Registry.Root, "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex, "data")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(data) / 2; i < len(data)/2+16 && i < len(data); i++ {
+		data[i] ^= 0xff
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRegistryHostDoesNotResolve: a registry host under the reserved
+// .invalid TLD (RFC 6761: never resolves) fails preflight, push and
+// verify-pull with a one-line error naming the host and the fix, class
+// registry, as fast as this machine's resolver says NXDOMAIN.
+func TestRegistryHostDoesNotResolve(t *testing.T) {
+	const host = "registry.idopipe.invalid"
+	start := time.Now()
+	_, lookupErr := net.DefaultResolver.LookupHost(context.Background(), host)
+	var dnsErr *net.DNSError
+	nxdomain := errors.As(lookupErr, &dnsErr) && dnsErr.IsNotFound
+	t.Logf("the resolver answers %s in %s: %v", host, time.Since(start), lookupErr)
+
+	layout, digest := randomLayout(t, 1<<10, 1)
+	for _, args := range [][]string{
+		{"preflight", "--registry", host, "--owner", "dns"},
+		{"push", "--oci-layout", layout, "--digest", digest, "--registry", host, "--owner", "dns"},
+		{"verify-pull", host + "/dns/planner:0.4.0"},
+	} {
+		start := time.Now()
+		r := idopipe(t, nil, args...)
+		took := time.Since(start)
+		t.Logf("%s failed in %s", args[0], took)
+		last := lastLine(r.stderr)
+		// What idopipe says follows what the resolver answered: NXDOMAIN
+		// here; a machine whose resolver fails gets the DNS message.
+		want, fix := "error: cannot resolve registry host "+host+": no such host", "--registry"
+		if !nxdomain {
+			want, fix = "error: cannot resolve registry host "+host+": the DNS lookup failed", "/etc/resolv.conf"
+		}
+		if r.code != int(fail.Registry) || !strings.HasPrefix(last, want) ||
+			!strings.Contains(last, fix) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
+			t.Errorf("%s with an unresolvable registry:\n%s", args[0], r)
+		}
+		if nxdomain && took > 2*time.Second {
+			t.Errorf("%s took %s to fail on a host the resolver knows does not exist", args[0], took)
+		}
+	}
+}
