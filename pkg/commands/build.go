@@ -120,4 +120,3 @@ func buildSummary(res build.Result) string {
 	}
 	return line + " (" + strings.Join(notes, "; ") + ")"
 }
-

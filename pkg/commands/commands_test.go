@@ -148,7 +148,7 @@ func TestEveryCommandValidates(t *testing.T) {
 }
 
 // TestDiffStatus: 0 nothing to change, 1 differences, above 1 an error;
-// an internal error, 1 elsewhere, is 70 in diff.
+// an internal error is 70, as everywhere.
 func TestDiffStatus(t *testing.T) {
 	for _, tc := range []struct {
 		changes int
@@ -160,7 +160,7 @@ func TestDiffStatus(t *testing.T) {
 		{0, fail.New(fail.Cluster, "", "x"), int(fail.Cluster)},
 		{2, fail.New(fail.Manifest, "", "x"), int(fail.Manifest)},
 		{0, fail.New(fail.Usage, "", "x"), int(fail.Usage)},
-		{0, fail.New(fail.Internal, "", "x"), DiffInternal},
+		{0, fail.New(fail.Internal, "", "x"), 70},
 		{0, context.Canceled, int(fail.Interrupted)},
 	} {
 		err := diffStatus(tc.changes, tc.err)

@@ -24,8 +24,8 @@ Exit status, for a drift check in CI:
   0  nothing would change
   1  differences: something would be created, updated, recreated or pruned,
      the pull Secret included
-  >1 an error, with the code of its class (see ` + "`idopipe exit-codes`" + `); an
-     internal error exits 70 here, as 1 means differences`,
+  >1 an error, with the code of its class (see ` + "`idopipe exit-codes`" + `;
+     no class has code 1)`,
 		Example: `  idopipe diff --image ghcr.io/my-org/planner:0.4.0@sha256:… --manifest deploy/manifest.yaml
   idopipe diff --image … -q || echo "the cluster differs from the manifest"`,
 		Args: usageArgs(cobra.NoArgs),

@@ -13,17 +13,13 @@ import (
 // an error with its class's code.
 const (
 	DiffNoChanges = 0
-	DiffChanges   = 1
-	// DiffInternal is diff's code for an internal error (a bug), whose
-	// class code elsewhere is 1: in diff 1 means differences.
-	DiffInternal = 70
+	DiffChanges   = 1 // no error class has code 1
 )
 
 const diffExitHelp = `
 idopipe diff, a drift check for CI, exits 0 when nothing would change, 1 when
 something would be created, updated, recreated or pruned (the pull Secret
-included), and otherwise with the failure's code above; there an internal
-error exits 70, as 1 means differences.
+included), and otherwise with the failure's code above.
 `
 
 // status is an exit status that is no error: diff's differences. The
@@ -40,37 +36,19 @@ func isStatus(err error) bool {
 	return errors.As(err, &s)
 }
 
-// exitWith gives err another exit code than its class's (diff's internal
-// errors), keeping the error and its class for errors.Is/As and -o json.
-type exitWith struct {
-	code int
-	err  error
-}
-
-func (e *exitWith) Error() string { return e.err.Error() }
-func (e *exitWith) Unwrap() error { return e.err }
-
 // exitCode is the process exit code for err.
 func exitCode(err error) int {
 	var s *status
 	if errors.As(err, &s) {
 		return s.code
 	}
-	var e *exitWith
-	if errors.As(err, &e) {
-		return e.code
-	}
 	return fail.Code(err)
 }
 
 // diffStatus is diff's outcome for a dry run that found changes changes
-// and ended with err: nil for none, a status for differences, and err
-// (an internal one re-coded) otherwise.
+// and ended with err: err, else nil for none and a status for differences.
 func diffStatus(changes int, err error) error {
 	if err != nil {
-		if fail.Code(err) == DiffChanges {
-			return &exitWith{code: DiffInternal, err: err}
-		}
 		return err
 	}
 	if changes > 0 {

@@ -45,4 +45,3 @@ with --verify-key cosign.pub (or cosign verify --key cosign.pub).`,
 	cmd.AddCommand(gen)
 	return cmd
 }
-

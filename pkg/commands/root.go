@@ -170,8 +170,7 @@ func Execute(ctx context.Context, env Env, args []string) int {
 		return exitCode(err)
 	}
 	var fe *fail.Error
-	var ew *exitWith
-	if !errors.As(err, &fe) && !errors.As(err, &ew) && ctx.Err() == nil {
+	if !errors.As(err, &fe) && ctx.Err() == nil {
 		// Our commands classify their errors; what is left is cobra's own
 		// (unknown command, flag or argument).
 		err = fail.Wrap(fail.Usage, err, "see `idopipe --help`", "bad command line")

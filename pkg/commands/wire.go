@@ -163,12 +163,12 @@ func (d failedDaemon) Address(context.Context) (string, error) { return "", d.er
 // registry's access with the token, the signer, and the cluster from
 // kubectl's flags (nil for none).
 type wiring struct {
-	builder   pipeline.Builder
-	signer    sign.Signer
-	progress  publish.Option
-	kube      *options.KubeOptions
-	registry  *options.RegistryOptions
-	creds     *creds.Credentials
+	builder  pipeline.Builder
+	signer   sign.Signer
+	progress publish.Option
+	kube     *options.KubeOptions
+	registry *options.RegistryOptions
+	creds    *creds.Credentials
 }
 
 func (w wiring) deps() pipeline.Deps {

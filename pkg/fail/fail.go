@@ -13,7 +13,7 @@ type Class int
 // The failure classes, in the order of their exit codes. The values are the
 // exit codes documented in the README and in `idopipe help exit-codes`.
 const (
-	Internal    Class = 1  // a bug or an unexpected library error
+	Internal    Class = 70 // a bug or an unexpected library error (EX_SOFTWARE: 1 is no class, idopipe diff says "differences" with it)
 	Usage       Class = 2  // bad flags or arguments
 	Credentials Class = 3  // token or username missing, unreadable or rejected
 	Manifest    Class = 4  // the Kubernetes manifest cannot be read or is invalid
@@ -42,7 +42,7 @@ var names = map[Class]string{
 
 // Classes lists every class in exit-code order.
 func Classes() []Class {
-	return []Class{Internal, Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, RateLimit, Unsigned, Interrupted}
+	return []Class{Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, RateLimit, Unsigned, Internal, Interrupted}
 }
 
 func (c Class) String() string {

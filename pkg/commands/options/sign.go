@@ -51,4 +51,6 @@ func (o *SignOptions) Signer() (sign.Signer, error) {
 }
 
 // Password is the password for a new key (keys generate).
-func (o *SignOptions) Password() ([]byte, error) { return sign.ReadPassword(o.PasswordFile, o.EnvPassword) }
+func (o *SignOptions) Password() ([]byte, error) {
+	return sign.ReadPassword(o.PasswordFile, o.EnvPassword)
+}
