@@ -76,7 +76,7 @@ func TestDeployLifecycle(t *testing.T) {
 
 	d := idopipe(t, nil, "diff", "--image", ref, "-n", ns, "--manifest", envChanged)
 	if d.code != 1 || // 1: differences
-		 !strings.Contains(d.stdout, "Pod/"+ns+"/planner: recreate") || !strings.Contains(d.stdout, "+      value: mongodb://elsewhere:27017/") ||
+		!strings.Contains(d.stdout, "Pod/"+ns+"/planner: recreate") || !strings.Contains(d.stdout, "+      value: mongodb://elsewhere:27017/") ||
 		!strings.Contains(d.stdout, "Secret/"+ns+"/ghcr-secret: unchanged (data not shown)") {
 		t.Fatalf("diff:\n%s", d)
 	}
