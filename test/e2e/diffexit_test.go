@@ -16,7 +16,7 @@ import (
 // error), and deploy's --registry-ca is refused when it cannot be read and
 // used when it can: it is the trust of the tag's resolution and of
 // --verify-key's signature check.
-func TestCommands13(t *testing.T) {
+func TestDiffExitStatusAndDeployRegistryCA(t *testing.T) {
 	ctx := context.Background()
 	const ns = "cmd13"
 	r := idopipe(t, nil, releaseArgs(ns, "-o", "json")...)
