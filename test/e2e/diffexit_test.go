@@ -11,7 +11,7 @@ import (
 	"github.com/idopipe/idopipe/pkg/fail"
 )
 
-// TestCommands13: issue 13's command-side promises on the real stack.
+// TestDiffExitStatusAndDeployRegistryCA, on the real stack:
 // diff is a drift check (0 nothing to change, 1 differences, above 1 an
 // error), and deploy's --registry-ca is refused when it cannot be read and
 // used when it can: it is the trust of the tag's resolution and of
