@@ -38,13 +38,7 @@ func newBuildCommand(env Env, g *options.GlobalOptions) *cobra.Command {
     --cache-from type=registry,ref=ghcr.io/my-org/planner:buildcache \
     --cache-to type=registry,ref=ghcr.io/my-org/planner:buildcache,mode=max`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			o.Complete(env)
-			if err := o.Validate(); err != nil {
-				return finish(env, g, plainReporter(env, g), "", nil, err)
-			}
-			return o.Run(c.Context(), env)
-		},
+		RunE: runCommand(env, g, o),
 	}
 	fs := cmd.Flags()
 	o.img.AddFlags(fs)

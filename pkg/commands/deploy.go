@@ -34,13 +34,7 @@ func newDeployCommand(env Env, g *options.GlobalOptions) *cobra.Command {
     --manifest deploy/manifest.yaml --crds artefacts/intents_crds_v1alpha1.yaml
   idopipe deploy --image ghcr.io/my-org/planner:0.4.0 --verify-key cosign.pub   # only if its digest is signed`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			o.Complete(env)
-			if err := o.Validate(); err != nil {
-				return finish(env, g, plainReporter(env, g), "", nil, err)
-			}
-			return o.Run(c.Context(), env)
-		},
+		RunE: runCommand(env, g, o),
 	}
 	o.addFlags(cmd, options.ClusterFlags{DryRun: true, Writes: true})
 	return cmd

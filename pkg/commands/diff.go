@@ -29,13 +29,7 @@ Exit status, for a drift check in CI:
 		Example: `  idopipe diff --image ghcr.io/my-org/planner:0.4.0@sha256:… --manifest deploy/manifest.yaml
   idopipe diff --image … -q || echo "the cluster differs from the manifest"`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			o.Complete(env)
-			if err := o.Validate(); err != nil {
-				return finish(env, g, plainReporter(env, g), "", nil, diffStatus(0, err))
-			}
-			return o.Run(c.Context(), env)
-		},
+		RunE: runCommand(env, g, o),
 	}
 	// No --dry-run (diff always is one), and none of the flags only a
 	// writing run uses: --no-recreate, --timeout, --lock-timeout.

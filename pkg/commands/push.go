@@ -38,13 +38,7 @@ with --sign signs the digest.`,
   idopipe push --owner my-org --image-name actuator --mount-from my-org/planner   # mount shared layers
   COSIGN_PASSWORD=… idopipe push --owner my-org --sign --key cosign.key           # and sign the digest`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			o.Complete(env)
-			if err := o.Validate(); err != nil {
-				return finish(env, g, plainReporter(env, g), "", nil, err)
-			}
-			return o.Run(c.Context(), env)
-		},
+		RunE: runCommand(env, g, o),
 	}
 	fs := cmd.Flags()
 	o.img.AddFlags(fs)

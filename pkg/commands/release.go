@@ -49,13 +49,7 @@ func newReleaseCommand(env Env, g *options.GlobalOptions) *cobra.Command {
   # sign what is pushed, and deploy it only if the signature checks out
   COSIGN_PASSWORD=… idopipe release --owner my-org --provenance min --sign --key cosign.key --verify-key cosign.pub`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
-			o.Complete(env)
-			if err := o.Validate(); err != nil {
-				return finish(env, g, plainReporter(env, g), "", nil, err)
-			}
-			return o.Run(c.Context(), env)
-		},
+		RunE: runCommand(env, g, o),
 	}
 	fs := cmd.Flags()
 	o.img.AddFlags(fs)

@@ -86,6 +86,28 @@ Each stage is also a command of its own.`,
 	return root
 }
 
+// runner is what a command's options do (as ko's commands): Complete
+// fills defaults from the environment, Validate refuses bad values before
+// any work, Run does the work.
+type runner interface {
+	Complete(env Env)
+	Validate() error
+	Run(ctx context.Context, env Env) error
+}
+
+// runCommand is the RunE of a command whose options are o. A refused value
+// is reported like any failure (as JSON with -o json); diff gives it its
+// exit status.
+func runCommand(env Env, g *options.GlobalOptions, o runner) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, _ []string) error {
+		o.Complete(env)
+		if err := o.Validate(); err != nil {
+			return finish(env, g, plainReporter(env, g), "", nil, err)
+		}
+		return o.Run(c.Context(), env)
+	}
+}
+
 // usageArgs wraps cobra's argument checks into usage errors.
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
