@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
@@ -50,11 +52,14 @@ func New(ctx context.Context, flags genericclioptions.RESTClientGetter) (*Client
 	if err := c.Ping(ctx); err != nil {
 		return nil, err
 	}
-	dc, err := flags.ToDiscoveryClient()
+	// Discovery is read afresh for each run and kept in memory only: a
+	// release must see the kinds the API server serves now (a CRD removed
+	// an hour ago), not kubectl's disk cache of them, which lives for hours.
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, fail.Wrap(fail.Cluster, err, "", "cannot read the API server's discovery data")
 	}
-	c.Mapper = restmapper.NewDeferredDiscoveryRESTMapper(dc)
+	c.Mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	return c, nil
 }
 
