@@ -48,10 +48,15 @@ func Classify(reason, message string, events []string) Cause {
 	text := strings.ToLower(message + " " + strings.Join(events, " "))
 	switch reason {
 	case "ErrImagePull", "ImagePullBackOff":
-		for _, r := range pullRules {
-			for _, w := range r.words {
-				if strings.Contains(text, w) {
-					return Cause{Kind: r.kind, Fatal: r.fatal, What: reason + " (" + message + ")", Fix: r.fix}
+		// The kubelet's message is about this pull; the events may hold
+		// older ones (a retry that met another error): the message decides
+		// when it names a cause.
+		for _, t := range []string{strings.ToLower(message), text} {
+			for _, r := range pullRules {
+				for _, w := range r.words {
+					if strings.Contains(t, w) {
+						return Cause{Kind: r.kind, Fatal: r.fatal, What: reason + " (" + message + ")", Fix: r.fix}
+					}
 				}
 			}
 		}
