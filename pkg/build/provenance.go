@@ -30,6 +30,13 @@ func provenanceAttrs(mode string) (map[string]string, error) {
 	return map[string]string{"attest:provenance": "mode=" + mode}, nil
 }
 
+// ValidateProvenance refuses a --provenance mode that is not one (min,
+// max, false; true and none as their aliases), before any build work.
+func ValidateProvenance(mode string) error {
+	_, err := provenanceAttrs(mode)
+	return err
+}
+
 // IsAttestation tells an attestation manifest from a platform image in an
 // index: by BuildKit's reference-type annotation, or by the platform
 // unknown/unknown it carries (what GHCR shows when this is mishandled).

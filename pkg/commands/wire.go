@@ -158,7 +158,8 @@ type failedDaemon struct{ err error }
 
 func (d failedDaemon) Address(context.Context) (string, error) { return "", d.err }
 
-// deps are the collaborators of a release, deploy or push: the builder
+// wiring is what the collaborators of a release, deploy or push are made
+// of; deps makes them: the builder
 // (nil where nothing is built), the publisher and verifier on the
 // registry's access with the token, the signer, and the cluster from
 // kubectl's flags (nil for none).

@@ -80,17 +80,16 @@ func (s scope) cluster() bool {
 // stagesOf are the stages of the table that run in s, bound to rel.
 func stagesOf(s scope, rel *release) []Stage {
 	var out []Stage
+	runs := map[string]bool{}
 	for _, d := range table {
-		if !d.runs(s) {
-			continue
+		if d.runs(s) {
+			runs[d.name] = true
+			out = append(out, Stage{Name: d.name, Run: func(ctx context.Context) (string, error) { return d.body(rel, ctx) }})
 		}
-		out = append(out, Stage{Name: d.name, Run: func(ctx context.Context) (string, error) { return d.body(rel, ctx) }})
 	}
-	for i := range out {
-		for _, d := range table {
-			if d.name == out[i].Name && d.during != "" && slices.ContainsFunc(out, func(o Stage) bool { return o.Name == d.during }) {
-				out[i].During = d.during
-			}
+	for i, st := range out {
+		if d := table[slices.IndexFunc(table, func(d stageDef) bool { return d.name == st.Name })]; runs[d.during] {
+			out[i].During = d.during
 		}
 	}
 	return out
@@ -130,6 +129,13 @@ func StagesHelp() string {
 type Selection struct {
 	From, To string
 	Skip     []string
+}
+
+// Validate refuses an unknown stage name or a selection whose stages
+// cannot run together (a usage error), before anything runs.
+func (s Selection) Validate() error {
+	_, err := s.selected()
+	return err
 }
 
 // selected returns the names of the selectable stages to run, or a usage

@@ -2,7 +2,6 @@ package options
 
 import (
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -90,8 +89,8 @@ func (o *BuildOptions) Complete(getenv Getenv) {
 // Validate refuses values the build could only fail on later: a label or
 // a provenance mode that is not one, extra images without a name of their own.
 func (o *BuildOptions) Validate(img ImageOptions) error {
-	if !slices.Contains([]string{"", "false", "min", "max"}, o.Provenance) {
-		return fail.New(fail.Usage, "use --provenance min, max or false", "unknown provenance mode %q", o.Provenance)
+	if err := build.ValidateProvenance(o.Provenance); err != nil {
+		return err
 	}
 	for _, l := range o.Labels {
 		if k, _, ok := strings.Cut(l, "="); !ok || k == "" {

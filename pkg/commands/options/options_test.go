@@ -276,7 +276,7 @@ func TestSignOptions(t *testing.T) {
 	}
 	o.Complete(env("COSIGN_PASSWORD", "pw"))
 	if pw, err := o.Password(); err != nil || string(pw) != "pw" {
-		t.Errorf("password %q %v", pw, err)
+		t.Errorf("password from $COSIGN_PASSWORD: %d bytes, %v; want the 2 bytes set", len(pw), err)
 	}
 }
 
@@ -319,14 +319,15 @@ func TestStagesValidate(t *testing.T) {
 		{[]string{"--from", "nope"}, `--from: unknown stage "nope"`},
 		{[]string{"--to", "nope"}, `--to: unknown stage "nope"`},
 		{[]string{"--skip", "wait,nope"}, `--skip: unknown stage "nope"`},
+		{[]string{"--from", "push"}, "push needs the build stage"},
 	} {
 		var o StagesOptions
 		parse(t, o.AddFlags, tc.args...)
 		usage(t, o.Validate(), tc.want)
 	}
 	var o StagesOptions
-	parse(t, o.AddFlags, "--from", "push", "--skip", "wait")
-	if err := o.Validate(); err != nil || o.From != "push" || o.Skip[0] != "wait" {
+	parse(t, o.AddFlags, "--from", "build", "--skip", "wait")
+	if err := o.Validate(); err != nil || o.From != "build" || o.Skip[0] != "wait" {
 		t.Fatalf("%+v %v", o, err)
 	}
 }

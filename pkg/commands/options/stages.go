@@ -1,12 +1,10 @@
 package options
 
 import (
-	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
 
-	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 )
 
@@ -22,22 +20,6 @@ func (o *StagesOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Skip, "skip", nil, "stages to leave out, e.g. --skip wait")
 }
 
-// Validate refuses a name that is not a stage; whether the selected
-// stages can run together is the pipeline's to say.
-func (o *StagesOptions) Validate() error {
-	check := func(flag string, names ...string) error {
-		for _, n := range names {
-			if n != "" && !slices.Contains(pipeline.StageNames, n) {
-				return fail.New(fail.Usage, "use one of "+strings.Join(pipeline.StageNames, ", "), "%s: unknown stage %q", flag, n)
-			}
-		}
-		return nil
-	}
-	if err := check("--from", o.From); err != nil {
-		return err
-	}
-	if err := check("--to", o.To); err != nil {
-		return err
-	}
-	return check("--skip", o.Skip...)
-}
+// Validate refuses an unknown stage name or a selection that cannot run,
+// with the pipeline's own check, before anything runs.
+func (o *StagesOptions) Validate() error { return o.Selection.Validate() }
