@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -129,4 +130,20 @@ func mustDiffIDs(l v1.Layer) []v1.Hash {
 		return nil
 	}
 	return []v1.Hash{d}
+}
+
+// PlatformImage is a random image of layers layers of size bytes each
+// whose config says os/arch: for tests of platform checks.
+func PlatformImage(os, arch string, size int64, layers int) (v1.Image, error) {
+	img, err := random.Image(size, int64(layers))
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = os, arch
+	return mutate.ConfigFile(img, cf)
 }
