@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -120,18 +121,53 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// Fixtures is ../shared/fixtures/ido beside the checkout: the upstream IDO
-// manifest and CRDs.
+// Fixtures is testdata/ido in the checkout: idopipe's own IDO-shaped
+// manifest and CRDs (see its README), which need nothing but a clone.
 func Fixtures() (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(root, "..", "shared", "fixtures", "ido")
+	dir := filepath.Join(root, "testdata", "ido")
 	if _, err := os.Stat(filepath.Join(dir, "manifest-0.4.0.yaml")); err != nil {
-		return "", errors.New("the upstream IDO fixtures are missing: expected ../shared/fixtures/ido beside the checkout")
+		return "", fmt.Errorf("idopipe's own fixtures are missing from the checkout: %w", err)
 	}
 	return dir, nil
+}
+
+// UpstreamFixturesDir is where the upstream IDO 0.4.0 manifest and CRDs sit
+// when the workspace provides them: ../shared/fixtures/ido beside the
+// checkout. They are optional input; see UpstreamFixtures.
+const UpstreamFixturesDir = "../shared/fixtures/ido"
+
+// UpstreamFixtures is the folder holding the upstream IDO 0.4.0 manifest and
+// CRDs, or an error saying which folder is missing: the tests that check
+// idopipe against real upstream input skip with that one line when it is
+// absent (a clone alone does not have it).
+func UpstreamFixtures() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, filepath.FromSlash(UpstreamFixturesDir))
+	if _, err := os.Stat(filepath.Join(dir, "manifest-0.4.0.yaml")); err != nil {
+		return "", fmt.Errorf("skipped: the optional upstream IDO fixtures folder %s is not present beside the checkout", UpstreamFixturesDir)
+	}
+	return dir, nil
+}
+
+// SkipWithoutUpstream returns the upstream fixtures folder, or skips t with
+// one line naming the missing folder.
+func SkipWithoutUpstream(t interface {
+	Helper()
+	Skip(...any)
+}) string {
+	t.Helper()
+	dir, err := UpstreamFixtures()
+	if err != nil {
+		t.Skip(err.Error())
+	}
+	return dir
 }
 
 // Env is the environment a release against this stack runs with: where

@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// Microbenchmarks of the manifest path a release takes: decode the upstream
+// Microbenchmarks of the manifest path a release takes: decode the IDO
 // manifest, transform it (namespace, image, pull Secret), order it. They
 // guard against regressions; `make bench` records their figures. No timing
 // is asserted.
@@ -24,56 +24,16 @@ var benchScoper = ScoperFunc(func(gvk schema.GroupVersionKind) (bool, error) {
 	return true, nil
 })
 
-// benchInput is the upstream IDO 0.4.0 manifest when the shared fixtures sit
-// beside the checkout, else a small manifest of the same shape.
+// benchInput is idopipe's own IDO-shaped manifest (testdata/ido), which
+// declares the same objects as the upstream IDO 0.4.0 one.
 func benchInput(b *testing.B) (string, []byte) {
 	b.Helper()
-	p := filepath.Join("..", "..", "..", "shared", "fixtures", "ido", "manifest-0.4.0.yaml")
-	if data, err := os.ReadFile(p); err == nil {
-		return "manifest-0.4.0.yaml", data
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "ido", "manifest-0.4.0.yaml"))
+	if err != nil {
+		b.Fatal(err)
 	}
-	return "bench.yaml", []byte(benchFallback)
+	return "manifest-0.4.0.yaml", data
 }
-
-const benchFallback = `
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: planner-configmap}
-data: {defaults.json: "{}"}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: planner-service-account}
----
-kind: ClusterRole
-apiVersion: rbac.authorization.k8s.io/v1
-metadata: {name: planner-role}
-rules: [{apiGroups: [""], resources: [pods], verbs: [get, list, watch]}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: planner-role-binding, namespace: ido}
-subjects: [{kind: ServiceAccount, name: planner-service-account, namespace: ido}]
-roleRef: {kind: ClusterRole, name: planner-role, apiGroup: rbac.authorization.k8s.io}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: planner-mongodb, labels: {name: planner-mongodb}}
-spec:
-  containers: [{name: mongo, image: "mongo:6", ports: [{containerPort: 27017}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: planner-mongodb-service}
-spec: {selector: {name: planner-mongodb}, ports: [{port: 27017}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: planner, labels: {name: planner}}
-spec:
-  serviceAccountName: planner-service-account
-  containers: [{name: planner, image: "127.0.0.1:5000/planner:0.4.0", args: [-config, /config/defaults.json]}]
-`
 
 var benchOptions = Options{
 	Namespace:  "ido",

@@ -41,7 +41,7 @@ var (
 	binary   string // the idopipe binary under test
 	source   string // planner-shaped build context
 	busybox  string // OCI layout of the fixture's base image
-	fixtures string // ../shared/fixtures/ido
+	fixtures string // testdata/ido: idopipe's own IDO-shaped manifest and CRDs
 )
 
 func TestMain(m *testing.M) {
