@@ -12,6 +12,7 @@ import (
 	"github.com/idopipe/idopipe/pkg/cluster"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/manifest"
+	"github.com/idopipe/idopipe/pkg/names"
 	"github.com/idopipe/idopipe/pkg/registry"
 	"github.com/idopipe/idopipe/pkg/report"
 )
@@ -210,8 +211,8 @@ func Tag(registryHost, owner, image, version string) (name.Tag, error) {
 	if err != nil {
 		return name.Tag{}, err
 	}
-	if strings.ContainsAny(version, "/@: ") || version == "" {
-		return name.Tag{}, fail.New(fail.Usage, "pass a plain --version such as 0.4.0", "invalid image version %q", version)
+	if err := names.Tag("version", version); err != nil {
+		return name.Tag{}, err
 	}
 	return repo.Tag(version), nil
 }

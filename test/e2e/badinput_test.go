@@ -28,6 +28,8 @@ import (
 // namespace is never created). Inputs that exist before the build are
 // rejected before any build work.
 func TestReleaseBadInput(t *testing.T) {
+	// Serial: its first case removes the IDO CRDs, which the parallel
+	// tests' releases apply.
 	ctx := context.Background()
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -106,7 +108,7 @@ current-context: down
 		{name: "unknown output format", args: []string{"-o", "yaml"}, class: fail.Usage,
 			want: []string{`unknown output format "yaml"`}, preBuild: true},
 		{name: "invalid version", args: []string{"--version", "0.4/0"}, class: fail.Usage,
-			want: []string{`invalid image version "0.4/0"`}, preBuild: true},
+			want: []string{`--version "0.4/0" is not a valid image tag`}, preBuild: true},
 		{name: "missing registry CA file", args: []string{"--registry-ca", filepath.Join(dir, "no-ca.pem")}, class: fail.Usage,
 			want: []string{"cannot read registry CA", "--registry-ca"}, preBuild: true},
 		{name: "Dockerfile syntax error", args: []string{"--file", badDockerfile}, class: fail.Build,
@@ -150,7 +152,19 @@ current-context: down
 		{name: "missing manifest", args: []string{"--manifest", filepath.Join(dir, "absent.yaml")}, class: fail.Manifest,
 			want: []string{"cannot read manifest", "--manifest"}, preBuild: true},
 		{name: "owner with a space", args: []string{"--owner", "bad owner"}, class: fail.Usage,
-			want: []string{"not a valid repository", "--owner"}, preBuild: true},
+			want: []string{"not a valid registry owner", "--owner"}, preBuild: true},
+		// Names the registry or the API server would refuse only after the
+		// build and push: refused at validate, with the rule and an example.
+		{name: "version with build metadata", args: []string{"--version", "0.4.0+build1"}, class: fail.Usage,
+			want: []string{`--version "0.4.0+build1" is not a valid image tag`, "use a tag such as 0.4.0-build1"}, preBuild: true},
+		{name: "namespace that is no DNS label", args: []string{"-n", "Bad_NS"}, class: fail.Usage,
+			want: []string{`-n "Bad_NS" is not a valid namespace name`, "e.g. ido"}, preBuild: true},
+		{name: "Secret name that is no DNS subdomain", args: []string{"--secret-name", "Bad_Secret"}, class: fail.Usage,
+			want: []string{`--secret-name "Bad_Secret" is not a valid Secret name`, "e.g. ghcr-secret"}, preBuild: true},
+		{name: "GHCR owner no GitHub account can have", args: []string{"--registry", "ghcr.io", "--owner", "My_Org"}, class: fail.Usage,
+			want: []string{`--owner "My_Org" is no GitHub user or organisation name`, "e.g. my-org"}, preBuild: true},
+		{name: "extra tag that is no tag", args: []string{"--tag", "v1+x"}, class: fail.Usage,
+			want: []string{`--tag "v1+x" is not a valid image tag`}, preBuild: true},
 		{name: "object in another namespace", args: []string{"--manifest", otherNS}, class: fail.Manifest,
 			want: []string{`sets namespace "elsewhere"`, "-n elsewhere"}, preBuild: true, remote: true},
 		{name: "manifest does not run the image", args: []string{"--manifest", noPlanner}, class: fail.Manifest,
@@ -175,7 +189,7 @@ current-context: down
 			owner := "bad" + itoa(i)
 			args := releaseArgs(ns, append([]string{"--owner", owner}, tc.args...)...)
 			drop := tc.drop
-			if slices.Contains(tc.args, "--manifest") { // replace the upstream manifest
+			if slices.Contains(tc.args, "--manifest") { // replace the fixture manifest
 				drop = append(drop, "--manifest")
 			}
 			args = slices.Clone(args)

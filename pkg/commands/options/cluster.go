@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/names"
 )
 
 // ClusterOptions are what a release or deploy writes to the cluster and how:
@@ -66,7 +67,8 @@ func (o *ClusterOptions) Complete(getenv Getenv) {
 	}
 }
 
-// Validate refuses negative durations, no manifest and an empty Secret name.
+// Validate refuses negative durations, no manifest and an empty or invalid
+// Secret name.
 func (o *ClusterOptions) Validate() error {
 	if o.Timeout < 0 {
 		return fail.New(fail.Usage, "pass --timeout 0 or more, e.g. 5m", "--timeout %s is negative", o.Timeout)
@@ -80,5 +82,5 @@ func (o *ClusterOptions) Validate() error {
 	if o.SecretName == "" {
 		return fail.New(fail.Usage, "pass --secret-name NAME (default ghcr-secret)", "no pull Secret name")
 	}
-	return nil
+	return names.SecretName("--secret-name", o.SecretName)
 }

@@ -1,11 +1,10 @@
 package options
 
 import (
-	"strings"
-
 	"github.com/spf13/pflag"
 
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/names"
 )
 
 // ImageOptions name the image: --image-name and --version.
@@ -29,13 +28,17 @@ func (o *ImageOptions) AddNameFlag(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Name, "image-name", "planner", "image name; containers whose image has this name get the deployed image")
 }
 
-// Validate refuses an empty name and a version that is no tag.
+// Validate refuses an empty or invalid image name and a version that is no
+// valid tag.
 func (o *ImageOptions) Validate() error {
 	if o.Name == "" {
 		return fail.New(fail.Usage, "pass --image-name NAME, e.g. planner", "no image name")
 	}
-	if !o.noVersion && (o.Version == "" || strings.ContainsAny(o.Version, "/@: ")) {
-		return fail.New(fail.Usage, "pass a plain --version such as 0.4.0", "invalid image version %q", o.Version)
+	if err := names.ImageName("--image-name", o.Name); err != nil {
+		return err
+	}
+	if !o.noVersion {
+		return names.Tag("--version", o.Version)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/names"
 )
 
 // KubeOptions are kubectl's connection flags (--kubeconfig, --context, -n
@@ -31,10 +32,10 @@ func (o *KubeOptions) AddFlags(fs *pflag.FlagSet) { o.Flags.AddFlags(fs) }
 // Namespace is -n.
 func (o *KubeOptions) Namespace() string { return *o.Flags.Namespace }
 
-// Validate refuses an empty namespace.
+// Validate refuses an empty or invalid namespace.
 func (o *KubeOptions) Validate() error {
 	if o.Namespace() == "" {
 		return fail.New(fail.Usage, "pass -n NAMESPACE (default ido)", "no namespace")
 	}
-	return nil
+	return names.Namespace("-n", o.Namespace())
 }

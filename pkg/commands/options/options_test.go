@@ -86,7 +86,7 @@ func TestGlobalComplete(t *testing.T) {
 
 func TestImageValidate(t *testing.T) {
 	o := ImageOptions{Name: "planner", Version: "0.4/0"}
-	usage(t, o.Validate(), `invalid image version "0.4/0"`)
+	usage(t, o.Validate(), `--version "0.4/0" is not a valid image tag`)
 	o = ImageOptions{Version: "1"}
 	usage(t, o.Validate(), "no image name")
 	var d ImageOptions

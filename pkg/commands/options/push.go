@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/names"
 )
 
 // PushOptions are the push's own flags, shared by push and release.
@@ -26,9 +27,14 @@ func (o *PushOptions) AddFlags(fs *pflag.FlagSet) {
 
 // Validate parses --mount-from against the target registry: OWNER/NAME
 // is a repository of registryHost, and a repository of another registry is
-// refused (a registry mounts only blobs it holds). Tags are checked
-// where they are pushed (pkg/publish), with that message.
+// refused (a registry mounts only blobs it holds); every --tag must be a
+// valid tag.
 func (o *PushOptions) Validate(registryHost string) error {
+	for _, t := range o.Tags {
+		if err := names.Tag("--tag", t); err != nil {
+			return err
+		}
+	}
 	o.Mounts = nil
 	if reg, err := name.NewRegistry(registryHost); err == nil {
 		registryHost = reg.RegistryStr() // docker.io is index.docker.io

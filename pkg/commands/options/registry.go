@@ -6,6 +6,7 @@ import (
 
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/names"
 	"github.com/idopipe/idopipe/pkg/registry"
 )
 
@@ -75,12 +76,16 @@ func (o *RegistryOptions) Complete(getenv Getenv) {
 	}
 }
 
-// Validate refuses --jobs below 1 and a --registry-ca that cannot be read
+// Validate refuses --jobs below 1, an --owner that cannot own a package
+// on the registry (GitHub's rule on ghcr.io), and a --registry-ca that cannot be read
 // or holds no certificate, before anything runs: a command that would not
 // reach the registry (a deploy by digest) still refuses a wrong CA file.
 func (o *RegistryOptions) Validate() error {
 	if o.Jobs < 0 || o.hasJobs && o.Jobs < 1 {
 		return fail.New(fail.Usage, "pass --jobs 1 or more", "--jobs %d: at least one transfer must run", o.Jobs)
+	}
+	if err := names.Owner("--owner", o.Registry, o.Owner); err != nil {
+		return err
 	}
 	return ValidateCA(o.CAFile)
 }
