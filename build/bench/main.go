@@ -139,6 +139,7 @@ type bench struct {
 	micro    []microResult
 	started  time.Time
 	groups   []string
+	failures []string  // cases whose tool exited unexpectedly
 	owner    string    // registry owner and namespace prefix, new for every run of the bench
 	load     [2]string // /proc/loadavg before and after
 }
@@ -211,13 +212,20 @@ func run(c config) error {
 		b.logf("=== %s", g.name)
 		if err := g.fn(); err != nil {
 			b.note(fmt.Sprintf("group %s stopped early: %v", g.name, err))
+			b.failures = append(b.failures, fmt.Sprintf("group %s stopped early: %v", g.name, err))
 			b.logf("group %s: %v", g.name, err)
 		}
 		b.groups = append(b.groups, g.name)
 		b.logf("=== %s done in %.0fs", g.name, time.Since(start).Seconds())
 	}
 	b.load[1] = readTrim("/proc/loadavg")
-	return b.write()
+	if err := b.write(); err != nil {
+		return err
+	}
+	if len(b.failures) > 0 {
+		return fmt.Errorf("%d failures (runs that exited unexpectedly are not in the table):\n  %s", len(b.failures), strings.Join(b.failures, "\n  "))
+	}
+	return nil
 }
 
 func (b *bench) selected(g string) bool {
@@ -386,10 +394,15 @@ func (b *bench) measure(id, tool string, run, order int, c cmd) sample {
 	if b.results[id] == nil {
 		b.results[id] = map[string][]sample{}
 	}
-	b.results[id][tool] = append(b.results[id][tool], s)
 	status := ""
-	if !s.OK {
+	if s.OK {
+		b.results[id][tool] = append(b.results[id][tool], s)
+	} else {
+		// A tool that exits unexpectedly measured nothing: it stays out of
+		// the table and fails the bench.
 		status = fmt.Sprintf(" UNEXPECTED exit %d", s.Exit)
+		b.failures = append(b.failures, fmt.Sprintf("%s %s run %d: exit %d (log %s)", id, tool, run+1, s.Exit,
+			filepath.Join(b.logs, safe(id+"-"+tool)+".log")))
 	}
 	b.logf("  %-12s %-15s run %d: %7.3fs %6.1f MiB%s", id, tool, run+1, s.Seconds, float64(s.RSSKiB)/1024, status)
 	return s
@@ -447,9 +460,17 @@ func (b *bench) groupBuild() error {
 	if err := b.buildNoopLarge(base); err != nil {
 		b.note("build-noop-large: " + err.Error())
 	}
-	// The planner image the apply case deploys.
+	if err := b.pushPlanner(last); err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Join(b.work, "build"))
+}
+
+// pushPlanner pushes the planner image in layout (untimed, with crane) as
+// the image the apply group deploys.
+func (b *bench) pushPlanner(layout string) error {
 	ref := b.env["REGISTRY"] + "/" + b.owner + "/planner:0.4.0"
-	out, err := b.output("crane-push-planner", cmd{argv: []string{b.crane, "push", last, ref}, env: b.peerEnv()})
+	out, err := b.output("crane-push-planner", cmd{argv: []string{b.crane, "push", layout, ref}, env: b.peerEnv()})
 	if err != nil {
 		return err
 	}
@@ -457,7 +478,22 @@ func (b *bench) groupBuild() error {
 	if i := strings.LastIndex(b.planner, "@"); i >= 0 {
 		b.planner = ref + b.planner[i:]
 	}
-	return os.RemoveAll(filepath.Join(b.work, "build"))
+	return nil
+}
+
+// ensurePlanner makes the planner image the apply group deploys when the
+// build group did not run (-only apply): one untimed idopipe build and a
+// crane push.
+func (b *bench) ensurePlanner() error {
+	if b.planner != "" {
+		return nil
+	}
+	out := filepath.Join(b.work, "apply-planner")
+	if err := b.untimed("build-planner", b.idopipe("build", "--source", b.env["SRC"],
+		"--build-context", "golang:1.24.6=oci-layout://"+b.env["BUSYBOX"], "--oci-layout", out, "--progress", "quiet")); err != nil {
+		return err
+	}
+	return b.pushPlanner(out)
 }
 
 // buildNoopLarge measures an unchanged rebuild of a planner-sized image:
@@ -704,9 +740,8 @@ func (b *bench) dropNamespace(ns string) {
 }
 
 func (b *bench) groupApply() error {
-	if b.planner == "" {
-		b.planner = b.env["REGISTRY"] + "/" + b.owner + "/planner:0.4.0"
-		b.note("apply: no planner image was pushed by the build group; deploying the tag without a digest")
+	if err := b.ensurePlanner(); err != nil {
+		return err
 	}
 	manifest, err := os.ReadFile(b.env["MANIFEST"])
 	if err != nil {

@@ -18,17 +18,34 @@ mkdir -p "$cache/tools"
 bk_version=$(mod_version buildkit github.com/moby/buildkit)
 kube_version=$(mod_version kube k8s.io/kubernetes)
 
-build etcd etcd go.etcd.io/etcd/server/v3
-build registry registry github.com/distribution/distribution/v3/cmd/registry
-build buildkit buildkitd github.com/moby/buildkit/cmd/buildkitd "-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
-build buildkit buildctl github.com/moby/buildkit/cmd/buildctl "-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
-build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$(ldflags_kube "$kube_version")"
-build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$(ldflags_kube "$kube_version")"
-build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$(ldflags_kube "$kube_version")"
-build kube kubelet k8s.io/kubernetes/cmd/kubelet "$(ldflags_kube "$kube_version")"
-build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint
 cosign_version=$(mod_version cosign github.com/sigstore/cosign/v2)
-build cosign cosign github.com/sigstore/cosign/v2/cmd/cosign "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=$cosign_version"
+
+# NAME OUT PKG LDFLAGS, one tool a line: `make tools` builds what the cache
+# lacks and says which tool it is building and how many are left.
+tools=(
+  "etcd|etcd|go.etcd.io/etcd/server/v3|-s -w"
+  "registry|registry|github.com/distribution/distribution/v3/cmd/registry|-s -w"
+  "buildkit|buildkitd|github.com/moby/buildkit/cmd/buildkitd|-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
+  "buildkit|buildctl|github.com/moby/buildkit/cmd/buildctl|-s -w -X github.com/moby/buildkit/version.Version=$bk_version"
+  "kube|kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|$(ldflags_kube "$kube_version")"
+  "kube|kube-scheduler|k8s.io/kubernetes/cmd/kube-scheduler|$(ldflags_kube "$kube_version")"
+  "kube|kube-controller-manager|k8s.io/kubernetes/cmd/kube-controller-manager|$(ldflags_kube "$kube_version")"
+  "kube|kubelet|k8s.io/kubernetes/cmd/kubelet|$(ldflags_kube "$kube_version")"
+  "actionlint|actionlint|github.com/rhysd/actionlint/cmd/actionlint|-s -w"
+  "cosign|cosign|github.com/sigstore/cosign/v2/cmd/cosign|-s -w -X sigs.k8s.io/release-utils/version.gitVersion=$cosign_version"
+)
+missing=()
+for t in "${tools[@]}"; do
+  IFS='|' read -r name out _ _ <<<"$t"
+  [ -x "$(tool_dir "$name")/$out" ] || missing+=("$t")
+done
+n=0
+for t in "${missing[@]}"; do
+  n=$((n + 1))
+  IFS='|' read -r name out pkg ldflags <<<"$t"
+  echo "make tools: [$n/${#missing[@]}] $out ($(( ${#missing[@]} - n )) left after it)" >&2
+  build "$name" "$out" "$pkg" "$ldflags"
+done
 
 # One directory of links to the current builds, named after all the hashes.
 all=$(for t in etcd registry buildkit kube actionlint cosign; do tool_dir $t; done | sha256sum | cut -c1-12)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"testing"
 )
 
 // Stack is the whole local stack.
@@ -190,4 +191,16 @@ func (s *Stack) Env() []string {
 		env = append(env, "KUBECONFIG="+s.Cluster.Kubeconfig)
 	}
 	return env
+}
+
+// NeedStack skips t when the tests run with -short: the fast tier (`make
+// test-unit`) runs every test that needs no stack, and starts none.
+func NeedStack(t interface {
+	Helper()
+	Skip(...any)
+}) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the local stack: skipped with -short")
+	}
 }

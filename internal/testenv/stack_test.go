@@ -15,6 +15,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/idopipe/idopipe/internal/testenv"
 )
 
 // TestStackLeavesHostAsFound starts the whole stack with its real node,
@@ -23,6 +25,7 @@ import (
 // (processes, mounts, links, iptables chains, cgroups, sysctls, paths)
 // with the state before.
 func TestStackLeavesHostAsFound(t *testing.T) {
+	NeedStack(t)
 	if _, err := ToolsDir(); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +94,7 @@ func TestStackLeavesHostAsFound(t *testing.T) {
 // impatient Ctrl-C would, and checks that the reaper stopped every process
 // of that stack and left the host as it was.
 func TestStackCleanedAfterKill(t *testing.T) {
+	NeedStack(t)
 	if os.Getenv("IDOPIPE_TEST_CHILD_STACK") == "1" {
 		s, err := Start(context.Background(), "", All)
 		if err != nil {

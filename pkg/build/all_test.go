@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/publish"
 )
@@ -17,6 +18,7 @@ import (
 // layout; both share the busybox layer, so their exports write the same
 // blob at once. Each result has its own digest, findable by name:version.
 func TestBuildAll(t *testing.T) {
+	testenv.NeedStack(t)
 	planner := plannerSource(t)
 	actuator := writeFiles(t, map[string]string{
 		"Dockerfile": "FROM busybox\nCOPY plugin.sh /plugin.sh\nRUN chmod 0755 /plugin.sh\nENTRYPOINT [\"/plugin.sh\"]\n",

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
@@ -23,6 +24,7 @@ func noDockerConfig(t *testing.T) {
 // the registry, what it answered and which credentials it was given. Each
 // build runs on a fresh buildkitd, so that no earlier pull is reused.
 func TestPrivateBaseImage(t *testing.T) {
+	testenv.NeedStack(t)
 	noDockerConfig(t)
 	ref := pushImage(t, markerImage(t, "private base\n"), "private/base:1")
 	host := stack.Registry.Host
@@ -90,6 +92,7 @@ func TestPrivateBaseImage(t *testing.T) {
 // $GITHUB_TOKEN, with no docker config; a wrong token is reported as the
 // token from $GITHUB_TOKEN, without asking to set variables that are set.
 func TestCLIPrivateBaseImage(t *testing.T) {
+	testenv.NeedStack(t)
 	noDockerConfig(t)
 	ref := pushImage(t, markerImage(t, "private base\n"), "private/cli-base:1")
 	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM " + ref + " AS base\nFROM scratch\nCOPY --from=base /marker /marker\n"})

@@ -47,6 +47,7 @@ func plannerSource(t *testing.T) string {
 // as a :buildcache tag; a freshly started buildkitd with empty state
 // imports it and reports every step CACHED, and builds the same image.
 func TestRegistryCache(t *testing.T) {
+	testenv.NeedStack(t)
 	src := plannerSource(t)
 	ref := stack.Registry.Host + "/cache-test/planner:buildcache"
 	creds := build.WithCredentials(build.StaticCredentials{
@@ -110,6 +111,7 @@ func TestRegistryCache(t *testing.T) {
 // TestLocalCache: --cache-to type=local,dest=DIR, then a fresh buildkitd
 // with --cache-from type=local,src=DIR reports every step CACHED.
 func TestLocalCache(t *testing.T) {
+	testenv.NeedStack(t)
 	src := plannerSource(t)
 	cacheDir := filepath.Join(t.TempDir(), "cache")
 	s := spec(t, src)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/commands"
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -61,6 +62,7 @@ func buildResult(t *testing.T, r cliResult) build.Result {
 // min` makes one index; push sends it whole and verify-pull reports the two
 // platforms, not the attestations (no unknown/unknown).
 func TestCLIMultiPlatformProvenance(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{
 		"Dockerfile": perArchDockerfile, "hello-amd64": "amd64\n", "hello-arm64": "arm64\n",
 	})
@@ -94,6 +96,7 @@ func TestCLIMultiPlatformProvenance(t *testing.T) {
 // TestCLIRegistryCache: --cache-to/--cache-from of a registry cache take
 // the registry token from the environment, as push does.
 func TestCLIRegistryCache(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo cached > /x\n"})
 	cache := "type=registry,ref=" + stack.Registry.Host + "/cli-test/cache:buildcache"
 	args := []string{"build", "--source", dir, "--build-context", "busybox=oci-layout://" + busybox,
@@ -120,6 +123,7 @@ func TestCLIRegistryCache(t *testing.T) {
 // TestCLIBadInput: each bad build input gives one line on stderr and its
 // class's exit code.
 func TestCLIBadInput(t *testing.T) {
+	testenv.NeedStack(t)
 	ok := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "x"})
 	syntax := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f\n", "f": "x"})
 	base := func(dir string, extra ...string) []string {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
@@ -14,6 +15,7 @@ import (
 // TestBuildErrors: each bad input fails with one line naming what and
 // where, in its class.
 func TestBuildErrors(t *testing.T) {
+	testenv.NeedStack(t)
 	syntax := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\nFORM scratch\n", "f": "x"})
 	failingRun := writeFiles(t, map[string]string{"Dockerfile": `FROM busybox
 RUN echo preparing && echo line-two && echo "the last words" && false

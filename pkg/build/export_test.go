@@ -13,6 +13,7 @@ import (
 
 	"github.com/gofrs/flock"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
@@ -53,6 +54,7 @@ func plannerShapedSpec(t *testing.T, dir string) build.Spec {
 // layout that lacks a blob, or a fresh layout is exported again, and a
 // fresh layout gets the digest the first build had.
 func TestUnchangedRebuildSkipsExport(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := plannerShapedSource(t)
 	s := plannerShapedSpec(t, dir)
 	first, out := mustBuild(t, s)
@@ -143,6 +145,7 @@ func sentBytes(t *testing.T, log string) float64 {
 // the second build is fully cached, sends no more context than the first,
 // and the image does not hold the layout.
 func TestLayoutInsideContext(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := plannerShapedSource(t)
 	s := plannerShapedSpec(t, dir)
 	s.Layout = filepath.Join(dir, ".idopipe", "oci")
@@ -177,6 +180,7 @@ func TestLayoutInsideContext(t *testing.T) {
 // TestNoCacheCounts: under --no-cache no step is counted cached, though
 // BuildKit reuses WORKDIR's directory creation and reports it CACHED.
 func TestNoCacheCounts(t *testing.T) {
+	testenv.NeedStack(t)
 	s := plannerShapedSpec(t, plannerShapedSource(t))
 	mustBuild(t, s)
 	s.NoCache = true
@@ -189,6 +193,7 @@ func TestNoCacheCounts(t *testing.T) {
 // TestFailedBuildLeavesNoLayout: a failed build into a new layout leaves no
 // directory there; one into an existing layout leaves it as it was.
 func TestFailedBuildLeavesNoLayout(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo failing && false\n"})
 	s := spec(t, dir)
 	s.Layout = filepath.Join(t.TempDir(), "new", "oci")
@@ -222,6 +227,7 @@ func TestFailedBuildLeavesNoLayout(t *testing.T) {
 // (two builds of one image name share its default layout), and goes on once
 // it is free.
 func TestLayoutLocked(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "x"})
 	s := spec(t, dir)
 	if err := os.MkdirAll(s.Layout, 0o755); err != nil {
@@ -248,6 +254,7 @@ func TestLayoutLocked(t *testing.T) {
 // user cache directory keyed by the image name, not into the build
 // context, and push finds it there.
 func TestCLIDefaultLayout(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "x"})
 	cache := t.TempDir()
 	env := map[string]string{"XDG_CACHE_HOME": cache}

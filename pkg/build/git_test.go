@@ -15,6 +15,7 @@ import (
 // the repository; the revision label names the commit the ref points at,
 // and with an epoch the build is reproducible.
 func TestGitContext(t *testing.T) {
+	testenv.NeedStack(t)
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git is not installed")
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moby/buildkit/util/progress/progressui"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
@@ -20,6 +21,7 @@ import (
 // comes from the version unless a label overrides it; outside a git
 // checkout there is no source or revision label.
 func TestLabels(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "x"})
 	s := spec(t, dir)
 	s.Labels = map[string]string{"com.example.team": "ido, planner", build.LabelVersion: "v1-custom"}
@@ -47,6 +49,7 @@ RUN --mount=type=secret,id=envtok,required=true test "$(cat /run/secrets/envtok)
 // TestSecrets: --secret id=…,src=FILE and id=…,env=VAR reach RUN
 // --mount=type=secret, and never the image; a wrong value fails the RUN.
 func TestSecrets(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{"Dockerfile": secretDockerfile, "token": "s3cret", "expected": "s3cret", "wrong": "nope"})
 	env := map[string]string{"IDO_TOKEN": "from-env"}
 	s := spec(t, dir)
@@ -90,6 +93,7 @@ func TestSecrets(t *testing.T) {
 // TestProgressModes: auto is plain off a terminal, tty needs one, rawjson
 // prints BuildKit's status as JSON lines, quiet prints nothing.
 func TestProgressModes(t *testing.T) {
+	testenv.NeedStack(t)
 	var buf strings.Builder
 	if m, err := build.DisplayMode(&buf, "auto"); err != nil || m != progressui.PlainMode {
 		t.Errorf("auto off a terminal: %v %v, want plain", m, err)
@@ -145,6 +149,7 @@ func TestProgressModes(t *testing.T) {
 // TestNamedDirContext: --build-context NAME=DIR serves a local directory
 // to COPY --from=NAME.
 func TestNamedDirContext(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY --from=extra hello /hello\n"})
 	extra := writeFiles(t, map[string]string{"hello": "from the named context\n"})
 	s := spec(t, dir)

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 )
 
@@ -53,6 +54,7 @@ func (w *watcher) String() string {
 // large base layer from an OCI layout (a named context), then builds again:
 // the second build must succeed.
 func TestInterruptDuringLayoutCopy(t *testing.T) {
+	testenv.NeedStack(t)
 	big := bigLayer(t, 256<<20)
 	bl, err := layout.FromPath(busybox)
 	if err != nil {

@@ -3,6 +3,7 @@ package build_test
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"github.com/containerd/log"
 	"os"
@@ -28,6 +29,10 @@ var (
 
 func TestMain(m *testing.M) {
 	_ = log.SetLevel("error") // containerd's content store warns about fsverity on every layout
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // the fast tier: no stack, its tests skip
+	}
 	code, err := setup(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pkg/build setup:", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	bkclient "github.com/moby/buildkit/client"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
@@ -124,6 +125,7 @@ func freshPruned(t *testing.T) build.Option {
 // FROM or COPY --from can name, each on a fresh, pruned buildkitd: the
 // image built holds the marker of the context given, not of another image.
 func TestNamedContextForms(t *testing.T) {
+	testenv.NeedStack(t)
 	img := markerImage(t, "from the named context\n")
 	tagged, dgst := markerLayout(t, img, "1.24.6")
 	single, _ := markerLayout(t, img, "")
@@ -185,6 +187,7 @@ func TestNamedContextForms(t *testing.T) {
 // TestNamedContextErrors: a context that cannot be what it names fails
 // before the build, naming the context and the fix.
 func TestNamedContextErrors(t *testing.T) {
+	testenv.NeedStack(t)
 	img := markerImage(t, "x")
 	tagged, _ := markerLayout(t, img, "1.24.6")
 	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM golang:1.24.6\n"})

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
@@ -21,6 +22,7 @@ COPY hello-${TARGETARCH} /hello
 // index listing both platforms, each image holding its own architecture's
 // file.
 func TestMultiPlatform(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{
 		"Dockerfile": perArchDockerfile, "hello-amd64": "amd64\n", "hello-arm64": "arm64\n",
 	})

@@ -7,6 +7,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 )
 
@@ -14,6 +15,7 @@ import (
 // per platform image; the result lists the platforms without them, and
 // names the image each attestation is about. false attaches none.
 func TestProvenance(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{
 		"Dockerfile": perArchDockerfile, "hello-amd64": "amd64\n", "hello-arm64": "arm64\n",
 	})

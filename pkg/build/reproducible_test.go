@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/build"
 )
 
@@ -24,6 +25,7 @@ COPY --from=build /out/ /app/
 // TestReproducibleWithEpoch: two --no-cache builds of the same source with
 // the same SOURCE_DATE_EPOCH, into two layouts, give the same digest.
 func TestReproducibleWithEpoch(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := writeFiles(t, map[string]string{"Dockerfile": reproDockerfile, "app.txt": "app\n"})
 	digests := map[string]bool{}
 	for range 2 {
@@ -71,6 +73,7 @@ func TestReproducibleWithEpoch(t *testing.T) {
 // TestReproducibleFromGit: in a git checkout the last commit's time is the
 // epoch, and the OCI labels name the commit; two clean builds agree.
 func TestReproducibleFromGit(t *testing.T) {
+	testenv.NeedStack(t)
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git is not installed")
 	}

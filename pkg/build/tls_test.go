@@ -15,6 +15,7 @@ import (
 // runs one) builds with the client certificate, and refuses a client
 // without one.
 func TestRemoteMTLS(t *testing.T) {
+	testenv.NeedStack(t)
 	dir, err := os.MkdirTemp("", "idopipe-bk-tls-")
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 // validation), and wires the mTLS Secret to the daemon's TLS flags and the
 // Service to the daemon's port.
 func TestDeployManifestsDryRun(t *testing.T) {
+	testenv.NeedStack(t)
 	ctx := context.Background()
 	stack, err := testenv.Start(ctx, "", testenv.Parts{Cluster: true})
 	if err != nil {

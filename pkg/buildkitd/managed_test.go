@@ -71,6 +71,7 @@ func tinySpec(t *testing.T) build.Spec {
 // later run (another Managed on the same directory) reuses it; stop ends
 // it, and a restart keeps its cache.
 func TestManagedLifecycle(t *testing.T) {
+	testenv.NeedStack(t)
 	ctx := context.Background()
 	dir := filepath.Join(stateDir(t), "state")
 	bin := filepath.Join(tools(t), "buildkitd")
@@ -132,6 +133,7 @@ func TestManagedLifecycle(t *testing.T) {
 
 // TestManagedMissing: without buildkitd the error says what to install.
 func TestManagedMissing(t *testing.T) {
+	testenv.NeedStack(t)
 	empty := t.TempDir()
 	for _, m := range []*buildkitd.Managed{
 		{Dir: filepath.Join(stateDir(t), "s"), Path: empty},
@@ -148,6 +150,7 @@ func TestManagedMissing(t *testing.T) {
 // build` starts its own buildkitd from $PATH under $HOME/.cache, says so in
 // one line, reuses it, and `idopipe buildkit status|stop` manage it.
 func TestCLIManaged(t *testing.T) {
+	testenv.NeedStack(t)
 	home := stateDir(t)
 	bin := filepath.Join(home, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/sign"
 )
@@ -28,6 +29,7 @@ func verifyArgs(t *testing.T, pub string) []string {
 // the provenance (cosign verify-attestation --type slsaprovenance); with
 // another key, cosign refuses.
 func TestCosignVerifiesIdopipe(t *testing.T) {
+	testenv.NeedStack(t)
 	ctx := context.Background()
 	s, _, dir := keyPair(t)
 	ref, children := pushIndex(t, "interop/idopipe-signed", "0.4.0")
@@ -67,6 +69,7 @@ func TestCosignVerifiesIdopipe(t *testing.T) {
 // through the referrers tag fallback). cosign's own key pair (cosign
 // generate-key-pair) signs for idopipe as well.
 func TestIdopipeVerifiesCosign(t *testing.T) {
+	testenv.NeedStack(t)
 	ctx := context.Background()
 	_, k, dir := keyPair(t)
 	env := []string{"COSIGN_PASSWORD=" + password}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,6 +30,10 @@ import (
 var stack *testenv.Stack
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // the fast tier: no stack, its tests skip
+	}
 	var err error
 	stack, err = testenv.Start(context.Background(), "", testenv.Parts{Registry: true})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/sign"
 )
@@ -64,6 +65,7 @@ func wantClass(t *testing.T, err error, c fail.Class, words ...string) {
 // private key signs too; a public key is refused as a signing key and the
 // other way round.
 func TestKeys(t *testing.T) {
+	testenv.NeedStack(t)
 	dir := t.TempDir()
 	priv, pub, err := sign.Generate(dir, []byte(password), false)
 	if err != nil {
@@ -122,6 +124,7 @@ func TestKeys(t *testing.T) {
 // added); each digest verifies, and the provenance says source, revision
 // and builder.
 func TestSignIndex(t *testing.T) {
+	testenv.NeedStack(t)
 	ctx := context.Background()
 	s, k, _ := keyPair(t)
 	ref, children := pushIndex(t, "sign/index", "0.4.0")
@@ -198,6 +201,7 @@ func TestSignIndex(t *testing.T) {
 // another digest and a tampered signature are all refused, each with its
 // own words, class Unsigned, naming the image, the digest and the keys.
 func TestRefusals(t *testing.T) {
+	testenv.NeedStack(t)
 	ctx := context.Background()
 	s, k, _ := keyPair(t)
 	_, other, _ := keyPair(t)
@@ -268,6 +272,7 @@ func TestRefusals(t *testing.T) {
 // the image unsigned, with a registry error that says so; a rerun
 // through a working registry completes the signature.
 func TestStoreFails(t *testing.T) {
+	testenv.NeedStack(t)
 	ctx := context.Background()
 	s, k, _ := keyPair(t)
 	ref := pushImage(t, "fails/app", "v1")

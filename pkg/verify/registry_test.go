@@ -98,6 +98,7 @@ func image(t *testing.T, os, arch string) v1.Image {
 }
 
 func TestPullFromRegistry(t *testing.T) {
+	testenv.NeedStack(t)
 	r := startRegistry(t)
 	ctx := context.Background()
 	tag, digest := push(t, r, "verify/single", image(t, "linux", "amd64"))
@@ -161,6 +162,7 @@ func TestPullFromRegistry(t *testing.T) {
 
 // TestPullIndex: the platforms of an index, attestations left out.
 func TestPullIndex(t *testing.T) {
+	testenv.NeedStack(t)
 	r := startRegistry(t)
 	att := image(t, "unknown", "unknown")
 	idx := mutate.AppendManifests(empty.Index,
@@ -181,6 +183,7 @@ func TestPullIndex(t *testing.T) {
 // TestFullPullFindsCorruptLayer: a layer whose bytes changed on the
 // registry's disk is found by WithFull, and only by it.
 func TestFullPullFindsCorruptLayer(t *testing.T) {
+	testenv.NeedStack(t)
 	r := startRegistry(t)
 	img := image(t, "linux", "amd64")
 	tag, digest := push(t, r, "verify/corrupt", img)
@@ -214,6 +217,7 @@ func TestFullPullFindsCorruptLayer(t *testing.T) {
 // TestSignedThroughVerifier: Signed is sign.Verify with the Verifier's
 // access: a signed digest verifies, an unsigned one is Unsigned.
 func TestSignedThroughVerifier(t *testing.T) {
+	testenv.NeedStack(t)
 	r := startRegistry(t)
 	ctx := context.Background()
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -565,6 +565,7 @@ func runCached(progress string) bool {
 // second run on a fresh runner (new buildkitd, empty local cache) builds
 // from the registry cache under :buildcache.
 func TestActionRelease(t *testing.T) {
+	t.Parallel()
 	fake := startFakeGitHub(t)
 	bin, err := os.ReadFile(binary)
 	if err != nil {
@@ -579,10 +580,9 @@ func TestActionRelease(t *testing.T) {
 	in := actionInputs("Action-Test", "")
 	in["releases-url"] = fake.URL
 	in["kubeconfig"] = string(kubeconfig) // as a secret holds it
-	in["manifests"] = filepath.Join(fixtures, "manifest-0.4.0.yaml")
+	in["manifests"] = manifestFor("action")
 	in["crds"] = filepath.Join(fixtures, "intents_crds_v1alpha1.yaml")
 	in["namespace"] = "action"
-	// The action's Pods hold most of the node's CPU: gone before the next test.
 	cleanupNamespace(t, "action")
 	in["tags"] = "latest"
 	in["buildkitd-config"] = fmt.Sprintf("[registry.%q]\n  http = false\n  ca = [%q]\n", stack.Registry.Host, stack.Registry.CAFile)
@@ -671,6 +671,7 @@ func TestActionRelease(t *testing.T) {
 // only; the action's ref has no release (a branch), so idopipe is built
 // from the action's source; a given buildkit-host is used as is.
 func TestActionWithoutKubeconfig(t *testing.T) {
+	t.Parallel()
 	fake := startFakeGitHub(t)
 	in := actionInputs("Action-Nokube", "2.0.0")
 	in["releases-url"] = fake.URL
@@ -712,6 +713,7 @@ func TestActionWithoutKubeconfig(t *testing.T) {
 // TestActionFailures: what goes wrong before or in the release is one
 // ::error annotation naming the cause and the fix, and the step fails.
 func TestActionFailures(t *testing.T) {
+	t.Parallel()
 	fake := startFakeGitHub(t)
 	bin, err := os.ReadFile(binary)
 	if err != nil {

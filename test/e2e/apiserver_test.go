@@ -28,8 +28,8 @@ func TestAPIServerStopsMidApply(t *testing.T) {
 	for i := range 300 {
 		extra = append(extra, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: filler-%03d}\ndata: {i: \"%d\"}\n", i, i))
 	}
-	manifest := upstreamWith(t, nil, extra...)
 	const ns = "apiserver-restart"
+	manifest := fixtureWith(t, ns, nil, extra...)
 	args := []string{"deploy", "--image", ref, "-n", ns, "--manifest", manifest, "--timeout", "60s",
 		"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml")}
 	stopped := runUntil(t, args, func(out string) bool { return strings.Contains(out, "==> apply") }, func(*exec.Cmd) {

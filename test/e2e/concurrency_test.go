@@ -19,6 +19,7 @@ import (
 // one namespace both end consistent; two into different namespaces both
 // succeed.
 func TestReleaseLock(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const ns = "locked"
 	kube := stack.Cluster.Client
@@ -65,10 +66,11 @@ func TestReleaseLock(t *testing.T) {
 // TestInterrupt: SIGINT during the wait stage stops the release cleanly,
 // names the stage, and a rerun converges.
 func TestInterrupt(t *testing.T) {
+	t.Parallel()
 	const ns = "interrupted"
 	// The planner runs but never passes its readiness probe: the wait
 	// stage waits.
-	manifest := upstreamWith(t, map[string]string{"      imagePullPolicy: Always\n": "      imagePullPolicy: Always\n      readinessProbe: {tcpSocket: {port: 4444}, periodSeconds: 1}\n"})
+	manifest := fixtureWith(t, ns, map[string]string{"      imagePullPolicy: Always\n": "      imagePullPolicy: Always\n      readinessProbe: {tcpSocket: {port: 4444}, periodSeconds: 1}\n"})
 	var waiting time.Time // when the wait stage started
 	r := interrupt(t, releaseWith(ns, manifest, "--timeout", "5m"), func(out string) bool {
 		if waiting.IsZero() && strings.Contains(out, "==> wait") {

@@ -16,6 +16,7 @@ import (
 // and flags override both; unknown keys and bad values name key and line;
 // init writes a config for an IDO checkout.
 func TestConfigFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "idopipe.yaml")
 	write := func(p, s string) {
@@ -33,7 +34,7 @@ registry-ca: `+stack.Registry.CAFile+`
 owner: From-Config
 build-context: golang:1.24.6=oci-layout://`+busybox+`
 manifest:
-  - `+filepath.Join(fixtures, "manifest-0.4.0.yaml")+`
+  - `+manifestFor("from-config")+`
 crds: [`+filepath.Join(fixtures, "intents_crds_v1alpha1.yaml")+`]
 namespace: from-config
 progress: plain
@@ -43,7 +44,6 @@ timeout: 60s
 	if r.code != 0 || !strings.Contains(r.stdout, "/from-config/planner:0.4.0@sha256:") || !strings.Contains(r.stdout, "to namespace from-env") {
 		t.Fatalf("release from the config file with $IDOPIPE_NAMESPACE:\n%s", r)
 	}
-	deleteNamespace(t, "from-env") // the node fits one release's Pods
 	r = idopipe(t, []string{"IDOPIPE_NAMESPACE=from-env"}, "release", "--config", cfg, "-n", "from-flag")
 	if r.code != 0 || !strings.Contains(r.stdout, "to namespace from-flag") {
 		t.Fatalf("-n over $IDOPIPE_NAMESPACE:\n%s", r)

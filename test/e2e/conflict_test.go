@@ -15,6 +15,7 @@ import (
 // release before any write, naming the field and the manager;
 // --force-conflicts takes it back.
 func TestFieldManagerConflict(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const ns = "conflict"
 	if r := idopipe(t, nil, releaseArgs(ns)...); r.code != 0 {

@@ -31,6 +31,7 @@ func podUIDs(t *testing.T, ns string) map[string]types.UID {
 // objects dropped from the manifest are pruned but unrelated ones survive,
 // and diff / --dry-run show changes and write nothing.
 func TestDeployLifecycle(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const ns = "lifecycle"
 	kube := stack.Cluster.Client
@@ -45,7 +46,7 @@ func TestDeployLifecycle(t *testing.T) {
 		t.Fatal("release --dry-run created the namespace")
 	}
 
-	r := idopipe(t, nil, releaseWith(ns, upstreamWith(t, nil, extraCM), "-o", "json")...)
+	r := idopipe(t, nil, releaseWith(ns, fixtureWith(t, ns, nil, extraCM), "-o", "json")...)
 	if r.code != 0 {
 		t.Fatalf("release:\n%s", r)
 	}
@@ -61,7 +62,7 @@ func TestDeployLifecycle(t *testing.T) {
 	}
 
 	// A changed env var: the planner Pod must be recreated.
-	envChanged := upstreamWith(t, map[string]string{`value: "mongodb://planner-mongodb-service:27017/"`: `value: "mongodb://elsewhere:27017/"`}, extraCM)
+	envChanged := fixtureWith(t, ns, map[string]string{`value: "mongodb://planner-mongodb-service:27017/"`: `value: "mongodb://elsewhere:27017/"`}, extraCM)
 	before := podUIDs(t, ns)
 	rvs := resourceVersions(t, ctx, ns)
 	refused := deploy(envChanged, "--no-recreate")
@@ -95,9 +96,9 @@ func TestDeployLifecycle(t *testing.T) {
 
 	// A ConfigMap change recreates the Pod that mounts it, and the manifest
 	// no longer has extra-cm: it is pruned; "unrelated" stays.
-	cmChanged := upstreamWith(t, map[string]string{
+	cmChanged := fixtureWith(t, ns, map[string]string{
 		`value: "mongodb://planner-mongodb-service:27017/"`: `value: "mongodb://elsewhere:27017/"`,
-		`"workers": 4,`: `"workers": 8,`,
+		`"workers": 2,`: `"workers": 8,`,
 	})
 	before = after
 	rec = deploy(cmChanged)

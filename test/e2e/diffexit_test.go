@@ -17,6 +17,7 @@ import (
 // used when it can: it is the trust of the tag's resolution and of
 // --verify-key's signature check.
 func TestDiffExitStatusAndDeployRegistryCA(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const ns = "cmd13"
 	r := idopipe(t, nil, releaseArgs(ns, "-o", "json")...)
@@ -25,7 +26,7 @@ func TestDiffExitStatusAndDeployRegistryCA(t *testing.T) {
 	}
 	ref := parseRelease(t, r).Result.Ref
 	tag, _, _ := strings.Cut(ref, "@")
-	manifest := filepath.Join(fixtures, "manifest-0.4.0.yaml")
+	manifest := manifestFor(ns)
 	crds := filepath.Join(fixtures, "intents_crds_v1alpha1.yaml")
 	diff := func(namespace, manifest string, extra ...string) result {
 		return idopipe(t, nil, append([]string{"diff", "--image", ref, "-n", namespace, "--manifest", manifest, "--crds", crds}, extra...)...)
@@ -39,7 +40,7 @@ func TestDiffExitStatusAndDeployRegistryCA(t *testing.T) {
 	})
 
 	t.Run("diff exits 1 on differences", func(t *testing.T) {
-		changed := upstreamWith(t, map[string]string{`value: "mongodb://planner-mongodb-service:27017/"`: `value: "mongodb://elsewhere:27017/"`})
+		changed := fixtureWith(t, ns, map[string]string{`value: "mongodb://planner-mongodb-service:27017/"`: `value: "mongodb://elsewhere:27017/"`})
 		d := diff(ns, changed)
 		if d.code != 1 || !strings.Contains(d.stdout, "Pod/"+ns+"/planner: recreate") || !strings.Contains(d.stdout, "difference(s)") ||
 			strings.Contains(d.stderr, "error:") {

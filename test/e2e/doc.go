@@ -1,12 +1,27 @@
 // Package e2e holds the end-to-end tests of idopipe. They build the idopipe
 // binary (cmd/idopipe) once and run it as a user would, against the real
-// local stack of internal/testenv (buildkitd, a TLS+htpasswd registry, a
+// local stack of internal/testenv (buildkitd, the GHCR stand-in registry, a
 // one-node cluster whose kubelet really pulls and runs the Pods), started
 // once for the package by TestMain.
 //
 // helpers_test.go holds everything the tests share (setup, the runners,
 // namespace cleanup, arguments, parsing, assertions); every other file holds
-// the tests of one topic. No test depends on another having run before it:
-// each one cleans up the namespaces it used, and a test that changes the
-// stack itself (TestAPIServerStopsMidApply) restores it before it returns.
+// the tests of one topic. No test depends on another having run before it.
+//
+// Most tests run in parallel (t.Parallel; `go test -parallel N` sets how
+// many at once). What lets them: each test has namespaces of its own,
+// deleted when it ends without waiting for the namespace controller; a
+// release into namespace NS pushes under owner IDO-Test-NS (ownerOf) and
+// applies a copy of the fixture manifest whose ClusterRole and
+// ClusterRoleBinding are named for NS (manifestFor), so no two tests write
+// the same repository or cluster-scoped object; and the fixture's Pods
+// request little CPU, so several releases fit on the node together.
+//
+// A few tests stay serial, and Go runs them before the parallel ones: the
+// one that stops the API server (TestAPIServerStopsMidApply, which restores
+// it before it returns), those that count requests against repositories
+// they share (the mount and registry-fault tests), and those that deploy
+// manifests with upstream's resource requests (1.5 of the node's 2 CPUs:
+// TestStagesOneByOne, TestUpstreamRelease), which wait until their
+// namespace is gone.
 package e2e

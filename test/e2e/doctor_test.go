@@ -18,6 +18,7 @@ import (
 // TestDoctor runs the guide's checklist on a healthy release, then breaks
 // what the guide's ErrImagePull section lists, one thing at a time.
 func TestDoctor(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const ns = "doctor"
 	if r := idopipe(t, nil, releaseArgs(ns)...); r.code != 0 {
@@ -71,6 +72,7 @@ func TestDoctor(t *testing.T) {
 // TestTeardown deletes only what idopipe applied: namespaced objects first,
 // cluster-scoped ones and the namespace on request.
 func TestTeardown(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const ns = "teardown"
 	manifest := filepath.Join(t.TempDir(), "m.yaml")

@@ -14,6 +14,7 @@ import (
 // in one release, pushes both, and deploys each into the containers that
 // run it.
 func TestReleaseSeveralImages(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	actuator := filepath.Join(dir, "actuator")
 	if err := os.MkdirAll(actuator, 0o755); err != nil {

@@ -111,6 +111,7 @@ func TestPushGivesUpAfterBoundedRetries(t *testing.T) {
 // its connection dropped halfway through the body; the push retries and
 // completes with the right digest.
 func TestPushThroughConnectionResets(t *testing.T) {
+	t.Parallel()
 	dir, digest := randomLayout(t, 256<<10, 3)
 	var mu sync.Mutex
 	cut := map[string]bool{}
@@ -148,6 +149,7 @@ func TestPushThroughConnectionResets(t *testing.T) {
 // its uploads; the rerun completes and uploads no blob the registry already
 // holds (counted at the proxy).
 func TestPushKilledAndRerun(t *testing.T) {
+	t.Parallel()
 	dir, digest := randomLayout(t, 128<<10, 4)
 	var slow atomic.Bool
 	slow.Store(true)

@@ -30,6 +30,7 @@ const (
 // any request reaches the registry, for a push and for a release (which
 // then builds nothing).
 func TestFakeGHCRFineGrainedToken(t *testing.T) {
+	t.Parallel()
 	proxy, err := stack.Registry.StartProxy(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +63,7 @@ func TestFakeGHCRFineGrainedToken(t *testing.T) {
 // preflight, is one line with its own cause and fix; reading another
 // repository's package is found by verify-pull.
 func TestFakeGHCRRefusals(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		status int
@@ -171,6 +173,7 @@ func TestFakeGHCRRefusals(t *testing.T) {
 // credentials problem. HEAD requests go through: an answer to a HEAD has no
 // body, so a rate limit there cannot be told from a refusal (by anyone).
 func TestFakeGHCRSecondaryRateLimit(t *testing.T) {
+	t.Parallel()
 	dir, digest := randomLayout(t, 4096, 2)
 	push := func(host, ca, owner string) result {
 		return idopipe(t, nil, "push", "--oci-layout", dir, "--digest", digest, "--version", "limited",
@@ -258,6 +261,7 @@ func TestFakeGHCRSecondaryRateLimit(t *testing.T) {
 // answers anonymous pulls; the proxy lets them through as the registry's
 // user) from a private one, and says what a private one needs.
 func TestFakeGHCRPublicPackage(t *testing.T) {
+	t.Parallel()
 	dir, digest := randomLayout(t, 1024, 1)
 	if p := idopipe(t, nil, "push", "--oci-layout", dir, "--digest", digest, "--version", "1", "--registry", stack.Registry.Host,
 		"--registry-ca", stack.Registry.CAFile, "--owner", "visibility"); p.code != 0 {

@@ -13,6 +13,7 @@ import (
 // GITHUB_ACTIONS=true and GITHUB_OUTPUT / GITHUB_STEP_SUMMARY pointing at
 // files.
 func TestGitHubActions(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	outFile, summaryFile := filepath.Join(dir, "output"), filepath.Join(dir, "summary")
 	env := []string{"GITHUB_ACTIONS=true", "GITHUB_OUTPUT=" + outFile, "GITHUB_STEP_SUMMARY=" + summaryFile}
@@ -40,7 +41,7 @@ func TestGitHubActions(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := string(out)
-	if !strings.Contains(o, "image="+stack.Registry.Host+"/ido-test/planner:0.4.0\n") || !strings.Contains(o, "digest=sha256:") || !strings.Contains(o, "pods-ready=2/2\n") {
+	if !strings.Contains(o, "image="+repoOf("gha")+":0.4.0\n") || !strings.Contains(o, "digest=sha256:") || !strings.Contains(o, "pods-ready=2/2\n") {
 		t.Errorf("GITHUB_OUTPUT:\n%s", o)
 	}
 	sum, err := os.ReadFile(summaryFile)

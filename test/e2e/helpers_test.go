@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -41,6 +42,7 @@ var (
 	binary   string // the idopipe binary under test
 	source   string // planner-shaped build context
 	busybox  string // OCI layout of the fixture's base image
+	workDir  string // the package's scratch directory
 	fixtures string // testdata/ido: idopipe's own IDO-shaped manifest and CRDs
 )
 
@@ -48,6 +50,10 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
 		os.Exit(m.Run()) // go test -list: names only, no stack
+	}
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "e2e: every test here runs the binary against the local stack: skipped with -short")
+		os.Exit(0)
 	}
 	code, err := setup(m)
 	if err != nil {
@@ -64,6 +70,7 @@ func setup(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(dir)
+	workDir = dir
 	binary = filepath.Join(dir, "idopipe")
 	if out, err := exec.Command("go", "build", "-o", binary, mainPackage).CombinedOutput(); err != nil {
 		return 1, fmt.Errorf("build idopipe: %v\n%s", err, out)
@@ -117,8 +124,6 @@ func idopipe(t *testing.T, env []string, args ...string) result {
 // carry the token's ::add-mask:: line.
 func idopipeRaw(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	sweepNamespaces(t)
-	defer sweepNamespaces(t)
 	for i, a := range args {
 		if (a == "-n" || a == "--namespace") && i+1 < len(args) {
 			cleanupNamespace(t, args[i+1])
@@ -150,7 +155,6 @@ func idopipeRaw(t *testing.T, env []string, args ...string) result {
 // command is the binary with args and the stack's environment, not started.
 func command(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	sweepNamespaces(t)
 	for i, a := range args {
 		if (a == "-n" || a == "--namespace") && i+1 < len(args) {
 			cleanupNamespace(t, args[i+1])
@@ -243,69 +247,40 @@ func mergeEnv(base, over []string) []string {
 
 func getenv(k string) string { return os.Getenv(k) }
 
-// ---- Namespaces: a test's are deleted when it ends; what a test left
-// behind is deleted before the next one runs.
+// ---- Namespaces: each test has its own, deleted when it ends. The
+// end-to-end tests run in parallel (see doc.go), so a test never shares a
+// namespace, a registry repository or a cluster-scoped object with
+// another.
 
 // testFinalizer holds a namespace Terminating until deleteNamespace
 // removes it.
 const testFinalizer = "idopipe.test/hold"
 
-// sweep remembers the namespaces seen while the current top-level test
-// runs the binary, so that the first run of the next test deletes what
-// this one left however it named them (config files, action inputs),
-// while namespaces a test prepares before its first run stay.
-var sweep struct {
-	sync.Mutex
-	top  string
-	seen map[string]bool
-}
-
-func sweepNamespaces(t *testing.T) {
-	top, _, _ := strings.Cut(t.Name(), "/")
-	sweep.Lock()
-	defer sweep.Unlock()
-	if top != sweep.top {
-		for ns := range sweep.seen {
-			deleteNamespace(t, ns)
-		}
-		sweep.top, sweep.seen = top, nil
-		return
-	}
-	list, err := stack.Cluster.Client.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		return
-	}
-	if sweep.seen == nil {
-		sweep.seen = map[string]bool{}
-	}
-	for _, n := range list.Items {
-		if n.Name != "default" && !strings.HasPrefix(n.Name, "kube-") {
-			sweep.seen[n.Name] = true
-		}
-	}
-}
-
 // cleaned are the namespaces whose deletion a test has registered.
 var cleaned sync.Map
 
-// cleanupNamespace deletes ns when the test ends and waits until it is
-// gone. The real node has 2 CPUs and the upstream Pods request 1.5 of
-// them, so a release's Pods must be gone before the next test's can be
-// scheduled.
+// cleanupNamespace deletes ns (and the cluster-scoped objects its release
+// wrote) when the test ends, without waiting for the namespace controller:
+// no later test uses the name, and the fixture's Pods request little
+// enough that a Terminating namespace takes no room another test needs.
 func cleanupNamespace(t *testing.T, ns string) {
+	if len(validation.IsDNS1123Label(ns)) > 0 {
+		return // a bad-input test's name that no run can create
+	}
 	key := t.Name() + "\x00" + ns
 	if _, seen := cleaned.LoadOrStore(key, true); seen {
 		return
 	}
 	t.Cleanup(func() {
 		defer cleaned.Delete(key)
-		deleteNamespace(t, ns)
+		startDeleteNamespace(t, ns)
 	})
 }
 
-// deleteNamespace deletes ns and waits (at most 2 minutes) until the
-// namespace controller has removed it and everything in it.
-func deleteNamespace(t *testing.T, ns string) {
+// startDeleteNamespace deletes ns, its Pods with a short grace, and the
+// cluster-scoped objects of the fixture copy made for it, and returns
+// without waiting.
+func startDeleteNamespace(t *testing.T, ns string) {
 	ctx := context.Background()
 	kube := stack.Cluster.Client
 	grace := int64(1)
@@ -316,14 +291,25 @@ func deleteNamespace(t *testing.T, ns string) {
 			_ = kube.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace})
 		}
 	}
-	err := kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-	if apierrors.IsNotFound(err) {
-		return
-	}
-	if err != nil {
+	_ = kube.RbacV1().ClusterRoleBindings().Delete(ctx, clusterName("planner-role-binding", ns), metav1.DeleteOptions{})
+	_ = kube.RbacV1().ClusterRoles().Delete(ctx, clusterName("planner-role", ns), metav1.DeleteOptions{})
+	if err := kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		t.Errorf("delete namespace %s: %v", ns, err)
-		return
 	}
+	// A test may have held the namespace Terminating: let it go.
+	if n, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err == nil && slices.Contains(n.Finalizers, testFinalizer) {
+		n.Finalizers = slices.DeleteFunc(n.Finalizers, func(f string) bool { return f == testFinalizer })
+		_, _ = kube.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{})
+	}
+}
+
+// deleteNamespace deletes ns and waits (at most 2 minutes) until the
+// namespace controller has removed it and everything in it, for the tests
+// that check what is left.
+func deleteNamespace(t *testing.T, ns string) {
+	ctx := context.Background()
+	kube := stack.Cluster.Client
+	startDeleteNamespace(t, ns)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		n, err := kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
@@ -331,7 +317,6 @@ func deleteNamespace(t *testing.T, ns string) {
 			return
 		}
 		if err == nil && slices.Contains(n.Finalizers, testFinalizer) {
-			// A test held the namespace Terminating: let it go.
 			n.Finalizers = slices.DeleteFunc(n.Finalizers, func(f string) bool { return f == testFinalizer })
 			_, _ = kube.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{})
 		}
@@ -345,19 +330,60 @@ func deleteNamespace(t *testing.T, ns string) {
 
 // ---- Arguments and manifests.
 
-// releaseArgs is a release of the fixture into namespace ns.
+// releaseArgs is a release of the fixture into namespace ns, under the
+// registry owner ownerOf(ns) and with the fixture's cluster-scoped objects
+// named for ns (manifestFor), so that tests in parallel share nothing.
 func releaseArgs(ns string, extra ...string) []string {
 	args := []string{
 		"release",
 		"--source", source,
 		"--build-context", "golang:1.24.6=oci-layout://" + busybox,
 		"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile,
-		"--owner", "IDO-Test",
-		"--manifest", filepath.Join(fixtures, "manifest-0.4.0.yaml"),
+		"--owner", ownerOf(ns),
+		"--manifest", manifestFor(ns),
 		"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"),
 		"-n", ns, "--progress", "plain", "--timeout", "60s",
 	}
 	return append(args, extra...)
+}
+
+// ownerOf is the registry owner of the releases into ns: IDO-Test-<ns>
+// (idopipe lowercases it: repoOf).
+func ownerOf(ns string) string { return "IDO-Test-" + ns }
+
+// repoOf is the planner's repository of the releases into ns, with the
+// registry host.
+func repoOf(ns string) string {
+	return stack.Registry.Host + "/" + strings.ToLower(ownerOf(ns)) + "/planner"
+}
+
+// clusterName is the name the fixture copy for ns gives a cluster-scoped
+// object (planner-role, planner-role-binding).
+func clusterName(name, ns string) string { return name + "-" + ns }
+
+// manifests caches the fixture copies made by manifestFor.
+var manifests sync.Map
+
+// manifestFor is the fixture manifest with its ClusterRole and
+// ClusterRoleBinding named for ns (clusterName), written once per
+// namespace: releases into different namespaces then never write the
+// same cluster-scoped object.
+func manifestFor(ns string) string {
+	if p, ok := manifests.Load(ns); ok {
+		return p.(string)
+	}
+	b, err := os.ReadFile(filepath.Join(fixtures, "manifest-0.4.0.yaml"))
+	if err != nil {
+		panic(err)
+	}
+	s := strings.ReplaceAll(string(b), "name: planner-role-binding\n", "name: "+clusterName("planner-role-binding", ns)+"\n")
+	s = strings.ReplaceAll(s, "name: planner-role\n", "name: "+clusterName("planner-role", ns)+"\n")
+	p := filepath.Join(workDir, "manifest-"+ns+".yaml")
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		panic(err)
+	}
+	manifests.Store(ns, p)
+	return p
 }
 
 // releaseWith is releaseArgs with manifest in place of the upstream one.
@@ -388,18 +414,18 @@ func registryArgs(owner string) []string {
 	return []string{"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile, "--owner", owner}
 }
 
-// upstreamWith writes the upstream manifest with each old→new replacement
-// made (each old must occur exactly once) plus extra documents.
-func upstreamWith(t *testing.T, replace map[string]string, extra ...string) string {
+// fixtureWith writes manifestFor(ns) with each old→new replacement made
+// (each old must occur exactly once) plus extra documents.
+func fixtureWith(t *testing.T, ns string, replace map[string]string, extra ...string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixtures, "manifest-0.4.0.yaml"))
+	b, err := os.ReadFile(manifestFor(ns))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	for old, repl := range replace {
 		if strings.Count(s, old) != 1 {
-			t.Fatalf("%q occurs %d times in the upstream manifest", old, strings.Count(s, old))
+			t.Fatalf("%q occurs %d times in the fixture manifest", old, strings.Count(s, old))
 		}
 		s = strings.Replace(s, old, repl, 1)
 	}
@@ -458,17 +484,32 @@ func randomLayout(t *testing.T, size int64, n int) (string, string) {
 	return dir, d.String()
 }
 
-// pushedImage releases the fixture once (namespace wait-setup, deleted
-// again at once: the node fits one release's Pods) and returns the pushed
-// reference with its digest.
+// pushedImage releases the fixture once into a namespace of the test's
+// own (deleted again when the test ends) and returns the pushed reference
+// with its digest.
 func pushedImage(t *testing.T) string {
 	t.Helper()
-	r := idopipe(t, nil, releaseArgs("wait-setup", "-o", "json")...)
+	r := idopipe(t, nil, releaseArgs(testNS(t, "setup"), "-o", "json")...)
 	if r.code != 0 {
 		t.Fatalf("release:\n%s", r)
 	}
-	deleteNamespace(t, "wait-setup")
 	return parseRelease(t, r).Result.Ref
+}
+
+// testNS is a namespace name of the test's own: prefix and the test's
+// name, lowercased, at most 63 characters.
+func testNS(t *testing.T, prefix string) string {
+	n := strings.ToLower(prefix + "-" + t.Name())
+	n = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, n)
+	if len(n) > 50 {
+		n = n[:50]
+	}
+	return strings.Trim(n, "-")
 }
 
 // startProxy puts a proxy with inject in front of the stack's registry,

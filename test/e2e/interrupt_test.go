@@ -46,6 +46,7 @@ func slowSource(t *testing.T) string {
 // the interrupted push leaves no tag; and a rerun converges to a deployed
 // release.
 func TestInterruptEachStage(t *testing.T) {
+	t.Parallel()
 	// Requests to the registry through this proxy hang for 3 s each while
 	// slow holds "PATCH", "PUT" or "GET" (blob uploads, blob reads).
 	var slow atomic.Value
@@ -113,6 +114,7 @@ func TestInterruptEachStage(t *testing.T) {
 // the inventory records the ConfigMap it created, so that a later release
 // without it prunes it; the rerun converges.
 func TestInterruptApply(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const ns = "interrupt-apply"
 	if r := idopipe(t, nil, releaseArgs(ns)...); r.code != 0 {
@@ -121,7 +123,7 @@ func TestInterruptApply(t *testing.T) {
 	holdPlanner(t, ns, true)
 	// A new ConfigMap (applied before Pods), and a Pod spec change that
 	// only a recreation can make.
-	changed := upstreamWith(t, recreatePlanner, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: added-before-interrupt}\ndata: {a: b}\n")
+	changed := fixtureWith(t, ns, recreatePlanner, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: added-before-interrupt}\ndata: {a: b}\n")
 	args := releaseWith(ns, changed)
 	r := interrupt(t, args, func(out string) bool { return strings.Contains(out, "recreating Pod/"+ns+"/planner") })
 	want := "interrupted during stage apply (done: validate, build, checks, push, verify-pull, secret)"
@@ -136,14 +138,14 @@ func TestInterruptApply(t *testing.T) {
 	if again := idopipe(t, nil, args...); again.code != 0 || !strings.Contains(again.stdout, "2/2 Pods Ready") {
 		t.Fatalf("rerun after the interrupt:\n%s", again)
 	}
-	// Back to the upstream manifest: the ConfigMap is pruned.
+	// Back to the fixture manifest: the ConfigMap is pruned.
 	back := idopipe(t, nil, releaseArgs(ns)...)
 	if back.code != 0 || !strings.Contains(back.stdout, "ConfigMap/"+ns+"/added-before-interrupt pruned") {
 		t.Errorf("release without the ConfigMap:\n%s", back)
 	}
 }
 
-// recreatePlanner changes the upstream planner Pod's spec (upstreamWith)
+// recreatePlanner changes the upstream planner Pod's spec (fixtureWith)
 // so that applying it recreates the Pod.
 var recreatePlanner = map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: planner-service-account\n  hostname: held\n"}
 
@@ -165,6 +167,7 @@ func holdPlanner(t *testing.T, ns string, hold bool) {
 // long build (GHCR's 403 for a token without write:packages, injected by
 // a proxy) stops the build rather than waiting a minute for it.
 func TestFailedCheckCancelsBuild(t *testing.T) {
+	t.Parallel()
 	started := make(chan struct{}) // closed once the long step runs
 	proxy := startProxy(t, func(r *http.Request) (int, string, bool) {
 		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {

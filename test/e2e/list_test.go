@@ -10,13 +10,14 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 )
 
-// TestManifestAsList: the upstream manifest as kubectl get -o yaml writes
+// TestManifestAsList: the fixture manifest as kubectl get -o yaml writes
 // it, one `kind: List` whose items are the objects (a ConfigMapList among
 // them), is unwrapped like kubectl apply does: the release applies every
 // item and the Pods run.
 func TestManifestAsList(t *testing.T) {
+	t.Parallel()
 	const ns = "as-list"
-	f, err := os.Open(filepath.Join(fixtures, "manifest-0.4.0.yaml"))
+	f, err := os.Open(manifestFor(ns))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,7 @@ func inPlace(s string) int { return strings.Count(strings.ReplaceAll(s, "\r\n", 
 // stdout keeps clean JSON; --progress plain, and stderr on a pipe, give
 // periodic lines without a carriage return; --progress quiet gives none.
 func TestPushProgressOnTerminal(t *testing.T) {
+	t.Parallel()
 	dir, digest := randomLayout(t, 2<<20, 3)
 	host, ca := slowPushProxy(t)
 	push := func(owner string, more ...string) []string {

@@ -20,6 +20,7 @@ import (
 )
 
 func TestPreflight(t *testing.T) {
+	t.Parallel()
 	ok := idopipe(t, nil, append([]string{"preflight"}, registryArgs("preflight")...)...)
 	if ok.code != 0 || !strings.Contains(ok.stdout, "may push to "+stack.Registry.Host+"/preflight/planner") {
 		t.Fatalf("preflight with a good token:\n%s", ok)
@@ -41,6 +42,7 @@ func TestPreflight(t *testing.T) {
 // (our registry lets every authenticated user push, so only a fake shows it),
 // and checks that the release stops before the build with the fix.
 func TestPreflightFakeGHCR403(t *testing.T) {
+	t.Parallel()
 	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
 		if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {
 			return http.StatusForbidden, `{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}`, true
@@ -62,6 +64,7 @@ func TestPreflightFakeGHCR403(t *testing.T) {
 }
 
 func TestPushExtraTagsAndDockerConfig(t *testing.T) {
+	t.Parallel()
 	layout, digest := buildImage(t, "0.5.0")
 	// No $GITHUB_TOKEN: the token comes from a docker config.json.
 	dockerDir := t.TempDir()
@@ -88,6 +91,7 @@ func TestPushExtraTagsAndDockerConfig(t *testing.T) {
 }
 
 func TestVerifyPullDeeper(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	layout, digest := buildImage(t, "0.6.0")
 	p := idopipe(t, nil, append([]string{"push", "--oci-layout", layout, "--version", "0.6.0"}, registryArgs("deep")...)...)
@@ -187,6 +191,7 @@ func corruptLayer(t *testing.T, layout, digest string) {
 // verify-pull with a one-line error naming the host and the fix, class
 // registry, as fast as this machine's resolver says NXDOMAIN.
 func TestRegistryHostDoesNotResolve(t *testing.T) {
+	t.Parallel()
 	const host = "registry.idopipe.invalid"
 	start := time.Now()
 	_, lookupErr := net.DefaultResolver.LookupHost(context.Background(), host)

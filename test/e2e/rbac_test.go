@@ -22,6 +22,7 @@ import (
 // deploy/rbac/idopipe-deployer.yaml, then, without the binding, checks that
 // the error names the missing permission.
 func TestLeastPrivilege(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	kube := stack.Cluster.Client
 	ref := pushedImage(t)
@@ -68,7 +69,7 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	deploy := func(ns string) result {
 		return idopipe(t, []string{"KUBECONFIG=" + kc}, "deploy", "--image", ref, "-n", ns,
-			"--manifest", filepath.Join(fixtures, "manifest-0.4.0.yaml"),
+			"--manifest", manifestFor(ns),
 			"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"), "--timeout", "60s")
 	}
 	if r := deploy("least-privilege"); r.code != 0 || !strings.Contains(r.stdout, "2/2 Pods Ready") {

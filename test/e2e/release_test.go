@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,14 +25,15 @@ import (
 )
 
 func TestReleaseEndToEnd(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	const ns = "ido"
+	const ns = "release-e2e"
 	r := idopipe(t, nil, releaseArgs(ns, "-o", "json")...)
 	if r.code != 0 {
 		t.Fatalf("release failed:\n%s", r)
 	}
 	res := parseRelease(t, r)
-	wantTag := stack.Registry.Host + "/ido-test/planner:0.4.0" // owner lowercased
+	wantTag := repoOf(ns) + ":0.4.0" // owner lowercased
 	if !res.OK || res.Result.Image != wantTag || !strings.HasPrefix(res.Result.Digest, "sha256:") || res.Result.Ref != wantTag+"@"+res.Result.Digest {
 		t.Fatalf("unexpected result %+v", res.Result)
 	}
@@ -113,14 +115,14 @@ func TestReleaseEndToEnd(t *testing.T) {
 		if len(sa.ImagePullSecrets) != 1 || sa.ImagePullSecrets[0].Name != "ghcr-secret" {
 			t.Errorf("ServiceAccount imagePullSecrets = %v, want [ghcr-secret]", sa.ImagePullSecrets)
 		}
-		crb, err := kube.RbacV1().ClusterRoleBindings().Get(ctx, "planner-role-binding", metav1.GetOptions{})
+		crb, err := kube.RbacV1().ClusterRoleBindings().Get(ctx, clusterName("planner-role-binding", ns), metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(crb.Subjects) != 1 || crb.Subjects[0].Namespace != ns {
 			t.Errorf("ClusterRoleBinding subjects %+v, want the ServiceAccount in %s", crb.Subjects, ns)
 		}
-		if _, err := kube.RbacV1().ClusterRoles().Get(ctx, "planner-role", metav1.GetOptions{}); err != nil {
+		if _, err := kube.RbacV1().ClusterRoles().Get(ctx, clusterName("planner-role", ns), metav1.GetOptions{}); err != nil {
 			t.Error(err)
 		}
 		images := map[string]string{"planner": res.Result.Ref, "planner-mongodb": "mongo:6"}
@@ -230,8 +232,9 @@ func assertRunsOnNode(t *testing.T, ctx context.Context, ns, ref string) {
 // permissions), before anything is written: the namespace this run made is
 // gone again.
 func TestServiceAccountOutsideTheManifest(t *testing.T) {
+	t.Parallel()
 	const ns = "sa-outside"
-	manifest := upstreamWith(t, map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: ghost\n"})
+	manifest := fixtureWith(t, ns, map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: ghost\n"})
 	r := idopipe(t, nil, releaseWith(ns, manifest)...)
 	if r.code != int(fail.Cluster) || !strings.Contains(r.stderr, "Pod/sa-outside/planner needs ServiceAccount/sa-outside/ghost, which does not exist") ||
 		!strings.Contains(r.stderr, "add ServiceAccount ghost to the manifest") || strings.Contains(r.stderr, "grant the identity") {
@@ -283,4 +286,39 @@ func assertTokenOnlyInSecret(t *testing.T, ctx context.Context, ns string) {
 	if checked < 20 {
 		t.Fatalf("checked only %d objects", checked)
 	}
+}
+
+// TestUpstreamRelease releases the real upstream IDO 0.4.0 manifest and
+// CRDs (with their own resource requests: 1.5 of the node's 2 CPUs) when
+// the optional upstream fixtures folder sits beside the checkout; a clone
+// alone skips it with one line. It runs before the parallel tests, alone on
+// the node.
+func TestUpstreamRelease(t *testing.T) {
+	up := testenv.SkipWithoutUpstream(t)
+	const ns = "upstream"
+	args := withArg(releaseWith(ns, filepath.Join(up, "manifest-0.4.0.yaml"), "-o", "json"),
+		"--crds", filepath.Join(up, "intents_crds_v1alpha1.yaml"))
+	r := idopipe(t, nil, args...)
+	if r.code != 0 {
+		t.Fatalf("release of the upstream manifest:\n%s", r)
+	}
+	res := parseRelease(t, r)
+	ready := 0
+	for _, p := range res.Result.Pods {
+		if p.Ready {
+			ready++
+		}
+	}
+	if ready != 2 {
+		t.Errorf("%d of the upstream manifest's Pods Ready, want 2: %+v", ready, res.Result.Pods)
+	}
+	// The upstream request stays what upstream asks for.
+	pod, err := stack.Cluster.Client.CoreV1().Pods(ns).Get(context.Background(), "planner", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pod.Spec.Containers[0].Resources.Requests.Cpu().String(); got != "1" {
+		t.Errorf("planner requests %s CPU, want upstream's 1", got)
+	}
+	deleteNamespace(t, ns) // its Pods hold most of the node: gone before the parallel tests
 }

@@ -34,8 +34,9 @@ spec:
 // out (kstatus Current) beside the bare Pods, and ends at once, naming the
 // Deployment and its Pods, when its rollout cannot finish.
 func TestWaitRollouts(t *testing.T) {
+	t.Parallel()
 	ref := pushedImage(t)
-	r := idopipe(t, nil, "deploy", "--image", ref, "-n", "rollout-ok", "--manifest", upstreamWith(t, nil, exampleDeployment), "--timeout", "90s")
+	r := idopipe(t, nil, "deploy", "--image", ref, "-n", "rollout-ok", "--manifest", fixtureWith(t, "rollout-ok", nil, exampleDeployment), "--timeout", "90s")
 	if r.code != 0 || !strings.Contains(r.stdout, "Deployment/rollout-ok/function-deployment Current") ||
 		!strings.Contains(r.stdout, "2/2 Pods Ready in rollout-ok, 1/1 objects current") {
 		t.Fatalf("deploy with a Deployment:\n%s", r)
@@ -45,7 +46,7 @@ func TestWaitRollouts(t *testing.T) {
 	// Deployment's progress deadline passes: kstatus says Failed.
 	stuck := strings.Replace(exampleDeployment, "port: 27017}, periodSeconds", "port: 4444}, periodSeconds", 1)
 	stuck = strings.Replace(stuck, "  replicas: 2\n", "  replicas: 1\n  progressDeadlineSeconds: 5\n", 1)
-	r = idopipe(t, nil, "deploy", "--image", ref, "-n", "rollout-stuck", "--manifest", upstreamWith(t, nil, stuck), "--timeout", "90s")
+	r = idopipe(t, nil, "deploy", "--image", ref, "-n", "rollout-stuck", "--manifest", fixtureWith(t, "rollout-stuck", nil, stuck), "--timeout", "90s")
 	last := lastLine(r.stderr)
 	if r.code != int(fail.NotReady) || !strings.Contains(last, "Deployment/rollout-stuck/function-deployment: rollout-failed") ||
 		!strings.Contains(last, "running but not ready") || strings.Contains(last, "not Ready after") {

@@ -76,6 +76,7 @@ func noPassword(t *testing.T, r result) {
 // verify-pull --key shows the signed provenance and checks --source-repo;
 // cosign verifies what the release signed.
 func TestSignedRelease(t *testing.T) {
+	t.Parallel()
 	priv, pub := keyPair(t)
 	if r := idopipe(t, []string{"COSIGN_PASSWORD="}, "keys", "generate", "--output-dir", t.TempDir()); r.code != 2 || !strings.Contains(r.stderr, "COSIGN_PASSWORD") {
 		t.Errorf("keys generate without a password:\n%s", r)
@@ -96,7 +97,7 @@ func TestSignedRelease(t *testing.T) {
 	if !strings.Contains(r.stdout, "verified with "+pub) {
 		t.Errorf("the release does not say the signature was verified:\n%s", r.stdout)
 	}
-	tag := stack.Registry.Host + "/ido-test/planner:0.4.0-signed"
+	tag := repoOf("signed") + ":0.4.0-signed"
 
 	v := idopipe(t, nil, "verify-pull", tag, "--registry-ca", stack.Registry.CAFile, "--key", pub, "--source-repo", repo)
 	if v.code != 0 || !strings.Contains(v.stdout, "signed by "+pub) ||
@@ -127,6 +128,7 @@ func TestSignedRelease(t *testing.T) {
 // file does the same. Once signed, the same deploy goes through and pins
 // the digest it verified.
 func TestDeployRefusesUnsigned(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	priv, pub := keyPair(t)
 	_, otherPub := keyPair(t)
@@ -139,7 +141,7 @@ func TestDeployRefusesUnsigned(t *testing.T) {
 	const ns = "gate"
 	deploy := func(extra ...string) result {
 		args := []string{"deploy", "--image", tag + "@" + digest, "--registry-ca", stack.Registry.CAFile,
-			"--manifest", filepath.Join(fixtures, "manifest-0.4.0.yaml"), "--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"),
+			"--manifest", manifestFor(ns), "--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"),
 			"-n", ns, "--timeout", "60s"}
 		return idopipe(t, nil, append(args, extra...)...)
 	}
@@ -172,7 +174,7 @@ func TestDeployRefusesUnsigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	byTag := idopipe(t, nil, "deploy", "--config", cfg, "--image", tag, "--registry-ca", stack.Registry.CAFile,
-		"--manifest", filepath.Join(fixtures, "manifest-0.4.0.yaml"), "--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"), "-n", ns)
+		"--manifest", manifestFor(ns), "--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"), "-n", ns)
 	refused("config file", byTag, otherPub)
 
 	// Either key will do; the deploy pins the verified digest.
@@ -190,6 +192,7 @@ func TestDeployRefusesUnsigned(t *testing.T) {
 // reported as signed; a rerun does not push the image again and completes
 // the signature, which --verify-key then accepts.
 func TestSignatureStoreFails(t *testing.T) {
+	t.Parallel()
 	priv, pub := keyPair(t)
 	var failing atomic.Bool
 	failing.Store(true)
@@ -207,7 +210,7 @@ func TestSignatureStoreFails(t *testing.T) {
 	if r.code != 6 || !strings.Contains(r.stdout, "the image is pushed but not signed") || strings.Contains(r.stdout, `"signed":[`) {
 		t.Fatalf("release with the signature refused: want exit 6, not signed:\n%s", r)
 	}
-	manifestPuts := proxy.Count(http.MethodPut, "/v2/ido-test/planner/manifests/0.4.0-sigfail")
+	manifestPuts := proxy.Count(http.MethodPut, "/v2/ido-test-sigfail/planner/manifests/0.4.0-sigfail")
 	if manifestPuts == 0 {
 		t.Fatal("the image was never pushed through the proxy")
 	}
@@ -217,7 +220,7 @@ func TestSignatureStoreFails(t *testing.T) {
 	if again.code != 0 || !strings.Contains(again.stdout, "not pushed again") || !strings.Contains(again.stdout, "verified with "+pub) {
 		t.Fatalf("rerun:\n%s", again)
 	}
-	if n := proxy.Count(http.MethodPut, "/v2/ido-test/planner/manifests/0.4.0-sigfail"); n != manifestPuts {
+	if n := proxy.Count(http.MethodPut, "/v2/ido-test-sigfail/planner/manifests/0.4.0-sigfail"); n != manifestPuts {
 		t.Errorf("the rerun pushed the image manifest again (%d PUTs, was %d)", n, manifestPuts)
 	}
 }

@@ -11,6 +11,7 @@ import (
 // registry holds, --skip leaves a stage out, and impossible selections are
 // usage errors; a rerun does not push what the registry already has.
 func TestStageSelection(t *testing.T) {
+	t.Parallel()
 	const ns = "stages-sel"
 	r := idopipe(t, nil, releaseArgs(ns, "--to", "verify-pull")...)
 	if r.code != 0 || strings.Contains(r.stdout, "==> secret") || !strings.Contains(r.stdout, "==> verify-pull") {
@@ -18,7 +19,7 @@ func TestStageSelection(t *testing.T) {
 	}
 	r = idopipe(t, nil, releaseArgs(ns, "--from", "secret", "--skip", "wait")...)
 	if r.code != 0 || strings.Contains(r.stdout, "==> build") || strings.Contains(r.stdout, "==> wait") ||
-		!strings.Contains(r.stdout, "not built or pushed in this run: the registry has "+stack.Registry.Host+"/ido-test/planner:0.4.0@sha256:") {
+		!strings.Contains(r.stdout, "not built or pushed in this run: the registry has "+repoOf(ns)+":0.4.0@sha256:") {
 		t.Fatalf("--from secret --skip wait:\n%s", r)
 	}
 	r = idopipe(t, nil, releaseArgs(ns)...)
@@ -45,6 +46,7 @@ func TestStageSelection(t *testing.T) {
 // TestQuietVersionCompletion: --quiet prints the summary line only;
 // version names the build; completion scripts come out for each shell.
 func TestQuietVersionCompletion(t *testing.T) {
+	t.Parallel()
 	r := idopipe(t, nil, releaseArgs("quiet", "-q")...)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if r.code != 0 || len(lines) != 1 || !strings.HasPrefix(lines[0], "released ") || strings.TrimSpace(r.stderr) != "" {

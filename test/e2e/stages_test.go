@@ -22,6 +22,7 @@ import (
 // upstream manifest (namespace ido, image on GHCR, ghcr-secret on the
 // ServiceAccount), with scopes from the real API server's discovery.
 func TestDeployManifestMatchesUpstream(t *testing.T) {
+	t.Parallel()
 	upstreamDir := testenv.SkipWithoutUpstream(t)
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -179,4 +180,5 @@ func TestStagesOneByOne(t *testing.T) {
 	if img := pod.Spec.Containers[0].Image; img != ref {
 		t.Errorf("planner image %s, want %s", img, ref)
 	}
+	deleteNamespace(t, "ido") // its Pods request 1.5 CPUs: gone before the parallel tests
 }

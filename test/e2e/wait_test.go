@@ -26,6 +26,7 @@ import (
 // kubelet's first report, not at the deadline, and `idopipe doctor` must
 // name the same cause afterwards.
 func TestWaitDiagnoses(t *testing.T) {
+	t.Parallel()
 	ref := pushedImage(t)
 	private := pushPrivate(t, stack.Registry.Host+"/ido-test/private-base:1", "amd64")
 	pushPrivate(t, stack.Mirror.Host+"/idopipe/arm64-only:1", "arm64") // docker.io/idopipe/arm64-only:1 on the node
@@ -56,7 +57,7 @@ func TestWaitDiagnoses(t *testing.T) {
 			want: []string{"Pod wait-3/planner-mongodb: image-not-found", "docker.io/library/mongo:7", "push the image"}},
 		{name: "no manifest for the node's platform", replace: mongo("idopipe/arm64-only:1"),
 			want: []string{"Pod wait-4/planner-mongodb: no-matching-platform", "no match for platform", "--platforms-from-cluster"}},
-		{name: "container exits at once", replace: map[string]string{`      args: [ "-config", "/config/defaults.json", "-v", "2" ]` + "\n": `      args: [ "-no-such-flag" ]` + "\n"},
+		{name: "container exits at once", replace: map[string]string{`      args: ["-config", "/config/defaults.json", "-v", "2"]` + "\n": `      args: ["-no-such-flag"]` + "\n"},
 			want:   []string{"Pod wait-5/planner: crash-loop", "last log lines:", "flag provided but not defined: -no-such-flag"},
 			doctor: "crash-loop"},
 		// The final image is FROM scratch without /etc/passwd, its USER a
@@ -72,12 +73,13 @@ func TestWaitDiagnoses(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ns := "wait-" + itoa(i)
 			timeout := tc.timeout
 			if timeout == "" {
 				timeout = "90s"
 			}
-			r := idopipe(t, tc.env, "deploy", "--image", ref, "-n", ns, "--manifest", upstreamWith(t, tc.replace),
+			r := idopipe(t, tc.env, "deploy", "--image", ref, "-n", ns, "--manifest", fixtureWith(t, ns, tc.replace),
 				"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"), "--timeout", timeout)
 			if r.code != int(fail.NotReady) {
 				t.Fatalf("exit %d, want %d:\n%s", r.code, fail.NotReady, r)
@@ -104,11 +106,11 @@ func TestWaitDiagnoses(t *testing.T) {
 	}
 }
 
-// The planner container's user settings in the upstream manifest (the
+// The planner container's user settings in the fixture manifest (the
 // mongodb container has the same lines, followed by other limits).
 const (
-	plannerRunAs   = "        runAsUser: 10001\n        runAsGroup: 10001\n      resources:\n        limits:\n          memory: \"1000Mi\""
-	plannerNoRunAs = "      resources:\n        limits:\n          memory: \"1000Mi\""
+	plannerRunAs   = "        runAsUser: 10001\n        runAsGroup: 10001\n      resources:\n        limits:\n          memory: \"512Mi\""
+	plannerNoRunAs = "      resources:\n        limits:\n          memory: \"512Mi\""
 )
 
 // pushPrivate pushes a small image for one platform (in an index, as
