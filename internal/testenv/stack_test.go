@@ -15,8 +15,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/idopipe/idopipe/internal/testenv"
 )
 
 // TestStackLeavesHostAsFound starts the whole stack with its real node,
