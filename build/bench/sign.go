@@ -15,7 +15,7 @@ var signCases = []caseDef{
 	{ID: "sign", Title: "sign the pushed planner image (index, platform image, provenance) with a cosign key pair", Tools: []string{"idopipe", "idopipe (unsigned)", "cosign sign"},
 		Note: "`idopipe push --sign --key cosign.key` of an image already in a new repository (a no-op push, then the signatures) vs the same `idopipe push` without --sign vs `cosign sign --key cosign.key --tlog-upload=false --recursive` (index and platform image; cosign does not sign BuildKit's provenance); the key's scrypt decryption is included in both"},
 	{ID: "verify-signature", Title: "verify the signature of the pushed digest", Tools: []string{"idopipe", "idopipe (unsigned)", "cosign verify"},
-		Note: "`idopipe verify-pull --key cosign.pub` (pull check, signature, signed provenance) vs `idopipe verify-pull` vs `cosign verify --key cosign.pub --insecure-ignore-tlog --offline` (no Rekor here)"},
+		Note: "`idopipe verify-pull --verify-key cosign.pub` (pull check, signature, signed provenance) vs `idopipe verify-pull` vs `cosign verify --key cosign.pub --insecure-ignore-tlog --offline` (no Rekor here)"},
 }
 
 func init() { cases = append(cases, signCases...) }
@@ -88,7 +88,7 @@ func (b *bench) groupSign() error {
 			var c cmd
 			switch tool {
 			case "idopipe":
-				c = cmd{json: true, argv: b.idopipe("verify-pull", "--registry-ca", b.env["CA"], signed, "--digest", digest, "--key", pub)}
+				c = cmd{json: true, argv: b.idopipe("verify-pull", "--registry-ca", b.env["CA"], signed, "--digest", digest, "--verify-key", pub)}
 			case "idopipe (unsigned)":
 				c = cmd{json: true, argv: b.idopipe("verify-pull", "--registry-ca", b.env["CA"], signed, "--digest", digest)}
 			case "cosign verify":

@@ -85,7 +85,7 @@ the user's cache directory, and reused by later runs until stopped.`,
 			return show(st, fmt.Sprintf("stopped idopipe's buildkitd (pid %d); its cache stays in %s", st.PID, st.Dir))
 		},
 	}
-	start.Flags().StringVar(&binary, "buildkitd-path", "", "buildkitd binary (default buildkitd on $PATH)")
+	options.AddBuildkitdPathFlag(start.Flags(), &binary)
 	cmd.AddCommand(status, start, stop)
 	return cmd
 }

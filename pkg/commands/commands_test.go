@@ -137,7 +137,7 @@ func TestEveryCommandValidates(t *testing.T) {
 		{[]string{"verify-pull", "r.io/o/p:1", "--registry-ca", "/nonexistent"}, "cannot read registry CA"},
 		{[]string{"verify-pull", "r.io/o/p:1", "--digest", "sha256:xyz"}, `invalid --digest "sha256:xyz"`},
 		{[]string{"doctor", "--registry-ca", "/nonexistent"}, "cannot read registry CA"},
-		{[]string{"teardown", "--timeout", "-1s"}, "--timeout -1s is negative"},
+		{[]string{"teardown", "--delete-timeout", "-1s"}, "--delete-timeout -1s is negative"},
 		{[]string{"-q", "-v", "version"}, "--quiet and --verbose contradict"},
 	} {
 		code, _, errs := run(t, nil, tc.args...)

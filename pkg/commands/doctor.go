@@ -15,6 +15,8 @@ import (
 
 func newDoctorCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	var o doctor.Options
+	var secret options.PullSecretOptions
+	var reg options.RegistryOptions
 	kopts := options.NewKubeOptions()
 	kube := kopts.Flags
 	cmd := &cobra.Command{
@@ -29,12 +31,12 @@ each Pod's status, classified waiting reasons, events and last log lines.`,
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			r := plainReporter(env, g)
-			if err := options.ValidateCA(o.CAFile); err != nil {
-				return finish(env, g, r, "", nil, err)
+			for _, validate := range []func() error{func() error { return options.ValidateCA(reg.CAFile) }, secret.Validate, kopts.Validate} {
+				if err := validate(); err != nil {
+					return finish(env, g, r, "", nil, err)
+				}
 			}
-			if err := kopts.Validate(); err != nil {
-				return finish(env, g, r, "", nil, err)
-			}
+			o.SecretName, o.CAFile = secret.SecretName, reg.CAFile
 			var checks []doctor.Check
 			err := pipeline.RunStage(c.Context(), "doctor", func(ctx context.Context) (string, error) {
 				kc, err := cluster.New(ctx, kube)
@@ -55,9 +57,9 @@ each Pod's status, classified waiting reasons, events and last log lines.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.SecretName, "secret-name", "ghcr-secret", "the image-pull Secret")
+	secret.AddFlags(fs)
 	fs.StringVar(&o.Image, "image", "", "the image the Pods should pull (default: the first non-Docker-Hub image the Pods run)")
-	fs.StringVar(&o.CAFile, "registry-ca", "", "PEM file with extra CA certificates for the registry")
+	reg.AddCAFlag(fs)
 	kopts.AddFlags(fs)
 	return cmd
 }

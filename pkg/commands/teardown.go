@@ -36,7 +36,7 @@ so that a release right after it starts from a clean namespace.`,
 				return finish(env, g, r, "", nil, err)
 			}
 			if o.Wait < 0 {
-				return finish(env, g, r, "", nil, fail.New(fail.Usage, "pass --timeout 0 or more, e.g. 2m", "--timeout %s is negative", o.Wait))
+				return finish(env, g, r, "", nil, fail.New(fail.Usage, "pass --delete-timeout 0 or more, e.g. 2m", "--delete-timeout %s is negative", o.Wait))
 			}
 			var done []cluster.Applied
 			err := pipeline.RunStage(c.Context(), "teardown", func(ctx context.Context) (string, error) {
@@ -60,7 +60,9 @@ so that a release right after it starts from a clean namespace.`,
 	}
 	cmd.Flags().BoolVar(&o.ClusterScoped, "cluster-scoped", false, "also delete the cluster-scoped objects idopipe applied")
 	cmd.Flags().BoolVar(&o.Namespace, "delete-namespace", false, "also delete the namespace")
-	cmd.Flags().DurationVar(&o.Wait, "timeout", 2*time.Minute, "how long to wait until what was deleted is gone (0: do not wait)")
+	// Not --timeout: that is the wait for Pods to become Ready in release
+	// and deploy, and a config file's timeout: key must mean one thing.
+	cmd.Flags().DurationVar(&o.Wait, "delete-timeout", 2*time.Minute, "how long to wait until what was deleted is gone (0: do not wait)")
 	kopts.AddFlags(cmd.Flags())
 	return cmd
 }

@@ -27,13 +27,13 @@ type verifyOptions struct {
 	platforms            []string
 	platformsFromCluster bool
 	asCluster            bool
-	secretName           string
-	keys                 []string
+	secret               options.PullSecretOptions
+	verifyKeys           options.VerifyKeyOptions
 	sourceRepo           string
 }
 
 // verifyResult is verify-pull's result object: the pull report, and with
-// --key the signature and the signed provenance.
+// --verify-key the signature and the signed provenance.
 type verifyResult struct {
 	verify.Report
 	Signature  *sign.Verified    `json:"signature,omitempty"`
@@ -53,16 +53,16 @@ pullable and, with --digest, resolves to that digest. REF may carry @sha256:….
 With --as-cluster it pulls with the credentials of the cluster's pull Secret
 (--secret-name in -n), so a broken Secret is found before any Pod exists;
 with --platforms-from-cluster every node's os/arch must have an image.
-With --key it also checks that the digest it resolved is signed by one of
+With --verify-key it also checks that the digest it resolved is signed by one of
 the public keys (cosign's format: the sha256-<hex>.sig tag, or a cosign
 OCI 1.1 referrer), and shows the signed SLSA provenance (source, revision,
 builder); --source-repo requires that provenance to name that repository.
-Without --key, provenance BuildKit attached is shown as unsigned.
+Without --verify-key, provenance BuildKit attached is shown as unsigned.
 Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 11 platform missing, 12 corrupt blob (--full), 14 unsigned.`,
 		Example: `  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --digest sha256:…
   idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --full --as-cluster -n ido --platforms-from-cluster
-  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --key cosign.pub --source-repo https://github.com/my-org/intent-driven-orchestration`,
+  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --verify-key cosign.pub --source-repo https://github.com/my-org/intent-driven-orchestration`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			r := plainReporter(env, g)
@@ -85,7 +85,7 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 						return "", err
 					}
 					if o.asCluster {
-						c, err := kc.PullCredentials(ctx, *kube.Namespace, o.secretName, ref.Context().RegistryStr())
+						c, err := kc.PullCredentials(ctx, *kube.Namespace, o.secret.SecretName, ref.Context().RegistryStr())
 						if err != nil {
 							return "", err
 						}
@@ -129,9 +129,9 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 	fs.StringArrayVar(&o.platforms, "platform", nil, "require an image for this os/arch (repeatable)")
 	fs.BoolVar(&o.platformsFromCluster, "platforms-from-cluster", false, "require an image for every node's os/arch")
 	fs.BoolVar(&o.asCluster, "as-cluster", false, "pull with the credentials of the cluster's pull Secret")
-	fs.StringVar(&o.secretName, "secret-name", "ghcr-secret", "pull Secret read by --as-cluster")
-	fs.StringArrayVar(&o.keys, "key", nil, "public key (cosign.pub) one of which must have signed the resolved digest (repeatable)")
-	fs.StringVar(&o.sourceRepo, "source-repo", "", "with --key: require signed provenance whose source is this repository, e.g. https://github.com/OWNER/NAME")
+	o.secret.AddFlags(fs)
+	o.verifyKeys.AddFlags(fs)
+	fs.StringVar(&o.sourceRepo, "source-repo", "", "with --verify-key: require signed provenance whose source is this repository, e.g. https://github.com/OWNER/NAME")
 	o.kube.AddFlags(fs)
 	return cmd
 }
@@ -142,8 +142,8 @@ func (o *verifyOptions) Validate(arg string) (name.Reference, []sign.Key, error)
 	if err != nil {
 		return nil, nil, fail.New(fail.Usage, "give REGISTRY/REPOSITORY:TAG or …@sha256:…, in lowercase", "invalid image reference %q: %v", arg, err)
 	}
-	if o.sourceRepo != "" && len(o.keys) == 0 {
-		return nil, nil, fail.New(fail.Usage, "pass --key PUB: only a signed provenance says where an image came from", "--source-repo needs --key")
+	if o.sourceRepo != "" && len(o.verifyKeys.Paths) == 0 {
+		return nil, nil, fail.New(fail.Usage, "pass --verify-key PUB: only a signed provenance says where an image came from", "--source-repo needs --verify-key")
 	}
 	if o.digest != "" {
 		if _, err := name.NewDigest(ref.Context().String()+"@"+o.digest, name.StrictValidation); err != nil {
@@ -156,8 +156,11 @@ func (o *verifyOptions) Validate(arg string) (name.Reference, []sign.Key, error)
 	if err := o.kube.Validate(); err != nil {
 		return nil, nil, err
 	}
-	keys, err := sign.LoadKeys(o.keys)
-	return ref, keys, err
+	if err := o.secret.Validate(); err != nil {
+		return nil, nil, err
+	}
+	err = o.verifyKeys.Validate()
+	return ref, o.verifyKeys.Keys, err
 }
 
 // verifySignature completes res for the digest d: with keys, the signature

@@ -73,7 +73,7 @@ func noPassword(t *testing.T, r result) {
 
 // TestSignedRelease: a release with --provenance, --sign and --verify-key
 // signs what it pushes and checks the signature before the cluster stages;
-// verify-pull --key shows the signed provenance and checks --source-repo;
+// verify-pull --verify-key shows the signed provenance and checks --source-repo;
 // cosign verifies what the release signed.
 func TestSignedRelease(t *testing.T) {
 	t.Parallel()
@@ -99,19 +99,19 @@ func TestSignedRelease(t *testing.T) {
 	}
 	tag := repoOf("signed") + ":0.4.0-signed"
 
-	v := idopipe(t, nil, "verify-pull", tag, "--registry-ca", stack.Registry.CAFile, "--key", pub, "--source-repo", repo)
+	v := idopipe(t, nil, "verify-pull", tag, "--registry-ca", stack.Registry.CAFile, "--verify-key", pub, "--source-repo", repo)
 	if v.code != 0 || !strings.Contains(v.stdout, "signed by "+pub) ||
 		!strings.Contains(v.stdout, "signed provenance: source "+repo+"#main@"+commit) ||
 		!strings.Contains(v.stdout, "builder ") {
-		t.Fatalf("verify-pull --key --source-repo:\n%s", v)
+		t.Fatalf("verify-pull --verify-key --source-repo:\n%s", v)
 	}
-	wrong := idopipe(t, nil, "verify-pull", tag, "--registry-ca", stack.Registry.CAFile, "--key", pub, "--source-repo", "https://github.com/someone/fork")
+	wrong := idopipe(t, nil, "verify-pull", tag, "--registry-ca", stack.Registry.CAFile, "--verify-key", pub, "--source-repo", "https://github.com/someone/fork")
 	if wrong.code != int(fail.Unsigned) || !strings.Contains(wrong.stderr, "someone/fork") {
 		t.Errorf("verify-pull with another --source-repo:\n%s", wrong)
 	}
 	unsignedView := idopipe(t, nil, "verify-pull", tag, "--registry-ca", stack.Registry.CAFile)
 	if unsignedView.code != 0 || !strings.Contains(unsignedView.stdout, "unsigned provenance: source "+repo) {
-		t.Errorf("verify-pull without --key shows no provenance:\n%s", unsignedView)
+		t.Errorf("verify-pull without --verify-key shows no provenance:\n%s", unsignedView)
 	}
 
 	out, err := cosignCmd(t, nil, "verify", "--key", pub, "--insecure-ignore-tlog=true", "--offline=true",

@@ -26,7 +26,13 @@ func (o *BuildKitOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TLS.Cert, "buildkit-tls-cert", "", "client certificate (PEM) for a tcp:// buildkitd's mTLS")
 	fs.StringVar(&o.TLS.Key, "buildkit-tls-key", "", "client key (PEM) for a tcp:// buildkitd's mTLS")
 	fs.StringVar(&o.TLS.ServerName, "buildkit-tls-server-name", "", "server name to verify a tcp:// buildkitd's certificate against (default its host)")
-	fs.StringVar(&o.BuildkitdPath, "buildkitd-path", "", "buildkitd binary for idopipe's own daemon (default buildkitd on $PATH)")
+	AddBuildkitdPathFlag(fs, &o.BuildkitdPath)
+}
+
+// AddBuildkitdPathFlag adds --buildkitd-path, the binary of idopipe's own
+// buildkitd, to p: the build flags and `buildkit start` share it.
+func AddBuildkitdPathFlag(fs *pflag.FlagSet, p *string) {
+	fs.StringVar(p, "buildkitd-path", "", "buildkitd binary for idopipe's own daemon (default buildkitd on $PATH)")
 }
 
 // Complete takes $BUILDKIT_HOST when no --buildkit-host is given, and $PATH.

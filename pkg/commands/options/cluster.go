@@ -8,16 +8,15 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/idopipe/idopipe/pkg/fail"
-	"github.com/idopipe/idopipe/pkg/names"
 )
 
 // ClusterOptions are what a release or deploy writes to the cluster and how:
 // manifests, CRDs, the pull Secret, pinning, conflicts, Pod recreation, dry
 // run, the wait and the release lock.
 type ClusterOptions struct {
-	Manifests  []string
-	CRDs       []string
-	SecretName string
+	Manifests []string
+	CRDs      []string
+	PullSecretOptions
 	Pin        bool
 	Force      bool
 	NoRecreate bool
@@ -40,7 +39,7 @@ type ClusterFlags struct {
 func (o *ClusterOptions) AddFlags(fs *pflag.FlagSet, with ClusterFlags) {
 	fs.StringArrayVar(&o.Manifests, "manifest", []string{"deploy/manifest.yaml"}, "Kubernetes manifest to apply (repeatable)")
 	fs.StringArrayVar(&o.CRDs, "crds", nil, "CustomResourceDefinitions to apply and wait for first (repeatable)")
-	fs.StringVar(&o.SecretName, "secret-name", "ghcr-secret", "name of the image-pull Secret")
+	o.PullSecretOptions.AddFlags(fs)
 	fs.BoolVar(&o.Pin, "pin", true, "reference the image by digest in the Pods")
 	fs.BoolVar(&o.Force, "force-conflicts", false, "take over fields owned by another field manager")
 	if with.DryRun {
@@ -79,8 +78,5 @@ func (o *ClusterOptions) Validate() error {
 	if len(o.Manifests) == 0 {
 		return fail.New(fail.Usage, "pass --manifest FILE", "no manifest to apply")
 	}
-	if o.SecretName == "" {
-		return fail.New(fail.Usage, "pass --secret-name NAME (default ghcr-secret)", "no pull Secret name")
-	}
-	return names.SecretName("--secret-name", o.SecretName)
+	return o.PullSecretOptions.Validate()
 }

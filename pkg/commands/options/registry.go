@@ -51,7 +51,7 @@ func (o *RegistryOptions) AddFlags(fs *pflag.FlagSet, with RegistryFlags) {
 	}
 	fs.StringVar(&o.Username, "username", "", "registry username (default $GITHUB_ACTOR)")
 	fs.StringVar(&o.TokenFile, "token-file", "", "file holding the registry token (default $GITHUB_TOKEN, $GHCR_TOKEN, else ./"+creds.DefaultTokenFile+", else the docker config)")
-	fs.StringVar(&o.CAFile, "registry-ca", "", "PEM file with extra CA certificates for the registry")
+	fs.StringVar(&o.CAFile, "registry-ca", "", registryCAHelp)
 }
 
 // AddCredentialFlags adds only --registry (with help), --username and
@@ -89,6 +89,14 @@ func (o *RegistryOptions) Validate() error {
 	}
 	return ValidateCA(o.CAFile)
 }
+
+// AddCAFlag adds only --registry-ca, for a command that reads a registry
+// it does not push to (doctor).
+func (o *RegistryOptions) AddCAFlag(fs *pflag.FlagSet) {
+	fs.StringVar(&o.CAFile, "registry-ca", "", registryCAHelp)
+}
+
+const registryCAHelp = "PEM file with extra CA certificates for the registry"
 
 // ValidateCA checks a --registry-ca file as the registry client will read it.
 func ValidateCA(file string) error {
