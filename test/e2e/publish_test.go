@@ -85,7 +85,7 @@ func TestPushExtraTagsAndDockerConfig(t *testing.T) {
 		}
 	}
 	bad := idopipe(t, nil, append([]string{"push", "--oci-layout", layout, "--version", "0.5.0", "--tag", "Bad:Tag"}, registryArgs("tags")...)...)
-	if bad.code != int(fail.Usage) || !strings.Contains(bad.stderr, `invalid tag "Bad:Tag"`) {
+	if bad.code != int(fail.Usage) || !strings.Contains(bad.stderr, `--tag "Bad:Tag" is not a valid image tag`) {
 		t.Errorf("invalid extra tag:\n%s", bad)
 	}
 }

@@ -41,11 +41,10 @@ func TestWaitRollouts(t *testing.T) {
 		!strings.Contains(r.stdout, "2/2 Pods Ready in rollout-ok, 1/1 objects current") {
 		t.Fatalf("deploy with a Deployment:\n%s", r)
 	}
-	deleteNamespace(t, "rollout-ok") // the node fits one release's Pods
 	// Its Pods never become ready (the probe's port is closed), and the
 	// Deployment's progress deadline passes: kstatus says Failed.
 	stuck := strings.Replace(exampleDeployment, "port: 27017}, periodSeconds", "port: 4444}, periodSeconds", 1)
-	stuck = strings.Replace(stuck, "  replicas: 2\n", "  replicas: 1\n  progressDeadlineSeconds: 5\n", 1)
+	stuck = strings.Replace(stuck, "  replicas: 2\n", "  replicas: 1\n  progressDeadlineSeconds: 20\n", 1)
 	r = idopipe(t, nil, "deploy", "--image", ref, "-n", "rollout-stuck", "--manifest", fixtureWith(t, "rollout-stuck", nil, stuck), "--timeout", "90s")
 	last := lastLine(r.stderr)
 	if r.code != int(fail.NotReady) || !strings.Contains(last, "Deployment/rollout-stuck/function-deployment: rollout-failed") ||

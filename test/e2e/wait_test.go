@@ -57,7 +57,11 @@ func TestWaitDiagnoses(t *testing.T) {
 			want: []string{"Pod wait-3/planner-mongodb: image-not-found", "docker.io/library/mongo:7", "push the image"}},
 		{name: "no manifest for the node's platform", replace: mongo("idopipe/arm64-only:1"),
 			want: []string{"Pod wait-4/planner-mongodb: no-matching-platform", "no match for platform", "--platforms-from-cluster"}},
-		{name: "container exits at once", replace: map[string]string{`      args: ["-config", "/config/defaults.json", "-v", "2"]` + "\n": `      args: ["-no-such-flag"]` + "\n"},
+		{name: "container exits at once", replace: map[string]string{`      args: ["-config", "/config/defaults.json", "-v", "2"]` + "\n": `      args: ["-no-such-flag"]` + "\n" +
+			// Ready only once the planner listens: without a probe the
+			// kubelet may report the container Ready in the instant
+			// before it exits, and the wait would end there.
+			"      readinessProbe: {tcpSocket: {port: 33333}, periodSeconds: 1}\n"},
 			want:   []string{"Pod wait-5/planner: crash-loop", "last log lines:", "flag provided but not defined: -no-such-flag"},
 			doctor: "crash-loop"},
 		// The final image is FROM scratch without /etc/passwd, its USER a
@@ -109,8 +113,8 @@ func TestWaitDiagnoses(t *testing.T) {
 // The planner container's user settings in the fixture manifest (the
 // mongodb container has the same lines, followed by other limits).
 const (
-	plannerRunAs   = "        runAsUser: 10001\n        runAsGroup: 10001\n      resources:\n        limits:\n          memory: \"512Mi\""
-	plannerNoRunAs = "      resources:\n        limits:\n          memory: \"512Mi\""
+	plannerRunAs   = "        runAsUser: 10001\n        runAsGroup: 10001\n      resources:\n        limits:\n          memory: \"768Mi\""
+	plannerNoRunAs = "      resources:\n        limits:\n          memory: \"768Mi\""
 )
 
 // pushPrivate pushes a small image for one platform (in an index, as
