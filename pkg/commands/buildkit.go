@@ -164,6 +164,9 @@ objects without asking the cluster (deploy/buildkit/buildkitd.yaml is that).`,
 				if err != nil {
 					return finish(env, g, r, "", nil, fail.Wrap(fail.Internal, err, "", "cannot print the builder's objects"))
 				}
+				fmt.Fprintf(env.Stdout, "# BuildKit builder %s: `idopipe buildkit create --kubernetes` writes these objects\n"+
+					"# (kubectl apply --server-side -f FILE does too); builds reach it with --buildkit-host %s.\n",
+					kube.Address(cfg.Namespace, cfg.Name), kube.Address(cfg.Namespace, cfg.Name))
 				_, err = env.Stdout.Write(y)
 				return err
 			}
