@@ -348,3 +348,36 @@ func roleKubeconfig(t *testing.T, ns, sa string) string {
 	}
 	return kc
 }
+
+// TestKubeBuilderSticky: with two replicas, builds of the same image go to
+// the same replica (its cache: the second is CACHED), as long as both
+// stay Ready.
+func TestKubeBuilderSticky(t *testing.T) {
+	const ns, name = "kb-sticky", "bk"
+	r := kubeBuilder(t, ns, name, "--replicas", "2")
+	if r.code != 0 {
+		t.Fatalf("create:\n%s", r)
+	}
+	if b := parseBuilder(t, r); b.Result.Ready != 2 || len(b.Result.Pods) != 2 {
+		t.Fatalf("builder %+v", b.Result)
+	}
+	var on []string
+	for i := range 2 {
+		b := idopipe(t, nil, "build", "--buildkit-host", "kube://"+ns+"/"+name, "--source", source, "--build-context", "golang:1.24.6=oci-layout://"+busybox,
+			"--oci-layout", filepath.Join(t.TempDir(), "oci"), "--version", "1", "--progress", "plain")
+		if b.code != 0 {
+			t.Fatalf("build %d:\n%s", i+1, b)
+		}
+		m := buildingOn.FindStringSubmatch(b.stderr)
+		if m == nil {
+			t.Fatalf("build %d did not say where it built:\n%s", i+1, b.stderr)
+		}
+		on = append(on, m[1])
+		if i == 1 && !strings.Contains(b.stderr, "CACHED") {
+			t.Errorf("the second build on %s was not a cache hit:\n%s", m[1], b.stderr)
+		}
+	}
+	if on[0] != on[1] {
+		t.Errorf("the same image built on %s, then on %s", on[0], on[1])
+	}
+}
