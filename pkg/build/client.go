@@ -94,9 +94,13 @@ func (o options) resolveAddress(ctx context.Context) (string, error) {
 }
 
 // Connect opens a client to addr and checks that a daemon answers. Of opts
-// only WithTLS matters.
+// only WithTLS and WithDialer (which replaces addr) matter.
 func Connect(ctx context.Context, addr string, opts ...Option) (*bkclient.Client, error) {
-	return connect(ctx, addr, newOptions(opts).tls)
+	o := newOptions(opts)
+	if o.dialer != nil {
+		return dial(ctx, o.dialer, "")
+	}
+	return connect(ctx, addr, o.tls)
 }
 
 func (o options) connect(ctx context.Context, key string) (*bkclient.Client, error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/buildkitd"
 	"github.com/idopipe/idopipe/pkg/buildkitd/kube"
 	"github.com/idopipe/idopipe/pkg/cluster"
@@ -32,11 +33,19 @@ the user's cache directory, and reused by later runs until stopped.`,
 	show := func(st buildkitd.Status, human string) error {
 		return finish(env, g, nil, human, st, nil)
 	}
+	var inCluster bool
+	statusKube := builderKube()
 	status := &cobra.Command{
-		Use:   "status",
-		Short: "Say whether idopipe's buildkitd runs, where, and which version",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
+		Use:   "status [--kubernetes [NAME]]",
+		Short: "Say whether idopipe's buildkitd runs, where, and which version; with --kubernetes, whether a builder in the cluster answers",
+		Args:  usageArgs(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			if inCluster {
+				return builderStatus(c.Context(), env, g, statusKube, builderName(args))
+			}
+			if len(args) > 0 {
+				return finish(env, g, nil, "", nil, fail.New(fail.Usage, "add --kubernetes", "a builder NAME is for --kubernetes: idopipe's own buildkitd has none"))
+			}
 			m, err := newManaged(g, binary, env.Getenv("PATH"))
 			if err != nil {
 				return err
@@ -93,6 +102,8 @@ the user's cache directory, and reused by later runs until stopped.`,
 		},
 	}
 	start.Flags().StringVar(&binary, "buildkitd-path", "", "buildkitd binary (default buildkitd on $PATH)")
+	status.Flags().BoolVar(&inCluster, "kubernetes", false, "report on builder NAME (default buildkitd) in the cluster: its Ready replicas, and BuildKit answering through the API server")
+	statusKube.AddFlags(status.Flags())
 	cmd.AddCommand(status, start, stop, newBuildKitCreateCommand(env, g), newBuildKitRmCommand(env, g))
 	return cmd
 }
@@ -263,4 +274,55 @@ The claims of a --storage builder hold its cache and are kept (listed).`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait until the builder's Pods are gone (0: do not wait)")
 	kopts.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// BuilderStatus is what `buildkit status --kubernetes` reports.
+type BuilderStatus struct {
+	Address string   `json:"address"`
+	Pods    []string `json:"pods"` // Ready replicas
+	Version string   `json:"version"`
+	Workers int      `json:"workers"`
+	Connect float64  `json:"connectSeconds"` // exec stream up and the first answer
+}
+
+// builderStatus connects to builder name through the API server (as a
+// build does) and asks BuildKit its version and workers.
+func builderStatus(ctx context.Context, env Env, g *options.GlobalOptions, k *options.KubeOptions, name string) error {
+	if err := k.Validate(); err != nil {
+		return finish(env, g, nil, "", nil, err)
+	}
+	st := BuilderStatus{Address: kube.Address(k.Namespace(), name)}
+	err := func() error {
+		cfg, err := k.Flags.ToRESTConfig()
+		if err != nil {
+			return fail.Wrap(fail.Cluster, err, "check --kubeconfig, $KUBECONFIG and --context", "cannot load the kubeconfig")
+		}
+		d, err := kube.NewDialer(cfg, k.Namespace(), name)
+		if err != nil {
+			return err
+		}
+		if st.Pods, err = d.Pods(ctx); err != nil {
+			return err
+		}
+		start := time.Now()
+		c, err := build.Connect(ctx, "", build.WithDialer(d))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		info, err := c.Info(ctx)
+		if err != nil {
+			return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not answer", st.Address)
+		}
+		workers, err := c.ListWorkers(ctx)
+		if err != nil {
+			return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not list its workers", st.Address)
+		}
+		st.Connect = time.Since(start).Seconds()
+		st.Version, st.Workers = info.BuildkitVersion.Version, len(workers)
+		return nil
+	}()
+	summary := fmt.Sprintf("builder %s: BuildKit %s answers through the API server (connected in %.2fs), %d worker(s); Ready replicas: %s",
+		st.Address, st.Version, st.Connect, st.Workers, strings.Join(st.Pods, ", "))
+	return finish(env, g, nil, summary, st, err)
 }

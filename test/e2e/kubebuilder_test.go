@@ -108,6 +108,20 @@ func TestKubeBuilder(t *testing.T) {
 	pod := b.Result.Pods[0]
 	host := "kube://" + ns + "/" + name
 
+	st := idopipe(t, nil, "buildkit", "status", "--kubernetes", "-n", ns, name, "-o", "json")
+	var status struct {
+		Result struct {
+			Version string   `json:"version"`
+			Workers int      `json:"workers"`
+			Pods    []string `json:"pods"`
+			Connect float64  `json:"connectSeconds"`
+		} `json:"result"`
+	}
+	if err := lastJSON(st, &status); st.code != 0 || err != nil || status.Result.Version == "" || status.Result.Workers < 1 || len(status.Result.Pods) != 1 {
+		t.Fatalf("status --kubernetes: %v\n%s", err, st)
+	}
+	t.Logf("BuildKit %s in %s answered through the API server in %.2fs", status.Result.Version, pod, status.Result.Connect)
+
 	start := time.Now()
 	rel := idopipe(t, nil, releaseArgs("kb-release", "--buildkit-host", host, "-o", "json")...)
 	t.Logf("release through %s: %.1fs", host, time.Since(start).Seconds())
