@@ -138,6 +138,11 @@ func TestKubeBuilder(t *testing.T) {
 	if !strings.Contains(log, "session started") || !strings.Contains(log, "planner -version") {
 		t.Errorf("the builder's log shows no solve of the release:\n%s", log)
 	}
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "found worker") || strings.Contains(l, "level=warning") {
+			t.Logf("builder: %s", l)
+		}
+	}
 	out := parseRelease(t, rel)
 	assertRunsOnNode(t, context.Background(), "kb-release", out.Result.Ref)
 

@@ -15,7 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -147,7 +147,8 @@ func (d *Dialer) explain(ctx context.Context, err error, what string) error {
 	}
 	switch {
 	case apierrors.IsForbidden(err) || strings.Contains(err.Error(), "forbidden"):
-		return fail.New(fail.Cluster, RBACFix, "builder %s: the kubeconfig's identity may not %s in namespace %s", d, what, d.Namespace)
+		return fail.New(fail.Cluster, RBACFix+", or fix NAMESPACE in kube://NAMESPACE/NAME if it is not the builder's",
+			"builder %s: the kubeconfig's identity may not %s in namespace %s", d, what, d.Namespace)
 	case apierrors.IsUnauthorized(err):
 		return fail.Wrap(fail.Cluster, err, "refresh the credentials in the kubeconfig", "builder %s: the API server rejected the kubeconfig's credentials", d)
 	}
@@ -182,7 +183,7 @@ func (d *Dialer) exec(ctx context.Context, pod string) (net.Conn, error) {
 		cancel()
 		err := c.streamErr()
 		if apierrors.IsForbidden(err) || strings.Contains(err.Error(), "forbidden") {
-			return nil, fail.New(fail.Cluster, RBACFix, "builder %s: the kubeconfig's identity may not create pods/exec in namespace %s", d, d.Namespace)
+			return nil, fail.New(fail.Cluster, RBACFix, "builder %s: the kubeconfig's identity may not create pods/exec in namespace %s (%s)", d, d.Namespace, serverSaid(err))
 		}
 		return nil, fail.Wrap(fail.Daemon, err, "check that Pod "+pod+" runs buildctl (the builder's image must hold it)", "builder %s: cannot start `buildctl dial-stdio` in Pod %s", d, pod)
 	case <-ctx.Done():
@@ -208,6 +209,15 @@ func executor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
 	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	})
+}
+
+// serverSaid is the API server's message of err, short.
+func serverSaid(err error) string {
+	var se *apierrors.StatusError
+	if errors.As(err, &se) {
+		return oneLine(se.ErrStatus.Message)
+	}
+	return oneLine(err.Error())
 }
 
 func podReady(p *corev1.Pod) bool {
