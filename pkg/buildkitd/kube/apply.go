@@ -59,23 +59,25 @@ func Create(ctx context.Context, kc *cluster.Client, c Config, o CreateOptions) 
 		return Builder{}, err
 	}
 	b := Builder{Namespace: c.Namespace, Name: c.Name, Address: Address(c.Namespace, c.Name), Kind: objs[1].GetKind(), Image: c.image(), Replicas: c.Replicas}
+	// Validated (a server-side dry run) before anything is written.
+	plan, err := kc.Plan(ctx, objs, cluster.ApplyOptions{ForceConflicts: o.ForceConflicts})
+	if err != nil {
+		return b, err
+	}
 	// The other workload kind (the builder moved between an emptyDir and a
-	// claim) goes first: two workloads would select the same Pods.
+	// claim) goes before the new one is written: two workloads would
+	// select the same Pods.
 	other := "StatefulSet"
 	if b.Kind == "StatefulSet" {
 		other = "Deployment"
 	}
 	gone, err := deleteOwned(ctx, kc, other, c.Namespace, c.Name)
-	if err != nil {
-		return b, err
+	if _, foreign := err.(notOurs); err != nil && !foreign {
+		return b, err // another's workload of that name selects other Pods: left alone
 	}
 	if gone != nil {
 		announce(fmt.Sprintf("deleted %s (the builder is a %s now)", gone.Ref, b.Kind))
 		b.Applied = append(b.Applied, *gone)
-	}
-	plan, err := kc.Plan(ctx, objs, cluster.ApplyOptions{ForceConflicts: o.ForceConflicts})
-	if err != nil {
-		return b, err
 	}
 	applied, err := kc.Execute(ctx, plan, cluster.ApplyOptions{ForceConflicts: o.ForceConflicts}, announce)
 	b.Applied = append(b.Applied, applied...)

@@ -29,6 +29,7 @@ type conn struct {
 	upOnce sync.Once
 	done   chan struct{} // closed when the stream ended
 	err    error         // why, set before done is closed
+	raw    error         // the executor's own error, for classifying it
 	cancel context.CancelFunc
 	close  sync.Once
 }
@@ -64,7 +65,7 @@ func (c *conn) ended(err error) {
 	if s := c.stderr.String(); s != "" {
 		why = fmt.Errorf("%w; buildctl said: %s", why, s)
 	}
-	c.err = why
+	c.err, c.raw = why, err
 	close(c.done)
 	c.stdoutW.CloseWithError(why)
 	c.stdinR.CloseWithError(why)

@@ -182,8 +182,8 @@ func (d *Dialer) exec(ctx context.Context, pod string) (net.Conn, error) {
 	case <-c.done:
 		cancel()
 		err := c.streamErr()
-		if apierrors.IsForbidden(err) || strings.Contains(err.Error(), "forbidden") {
-			return nil, fail.New(fail.Cluster, RBACFix, "builder %s: the kubeconfig's identity may not create pods/exec in namespace %s (%s)", d, d.Namespace, serverSaid(err))
+		if raw := c.raw; raw != nil && (apierrors.IsForbidden(raw) || strings.Contains(raw.Error(), "forbidden")) {
+			return nil, fail.New(fail.Cluster, RBACFix, "builder %s: the kubeconfig's identity may not create pods/exec in namespace %s (the API server: %s)", d, d.Namespace, serverSaid(raw))
 		}
 		return nil, fail.Wrap(fail.Daemon, err, "check that Pod "+pod+" runs buildctl (the builder's image must hold it)", "builder %s: cannot start `buildctl dial-stdio` in Pod %s", d, pod)
 	case <-ctx.Done():
