@@ -33,8 +33,9 @@ var builderImage struct {
 }
 
 // kubeBuilder pushes the builder image to the node's docker.io mirror (as
-// moby/buildkit:<pinned>, the default image) and creates builder name in
-// a new namespace with args; it returns the namespace.
+// moby/buildkit:<pinned>, the default image; once per package run), makes
+// namespace ns unless it exists, and runs `buildkit create --kubernetes`
+// of builder name there with args (-o json).
 func kubeBuilder(t *testing.T, ns, name string, args ...string) result {
 	t.Helper()
 	builderImage.once.Do(func() {
