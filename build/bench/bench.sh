@@ -32,7 +32,7 @@ trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/bench" ./build/bench
 echo "bench: prepared in $((SECONDS - start))s" >&2
 
-IDOPIPE_TOOLS_BIN=$tools go run ./cmd/localstack -- \
+IDOPIPE_TOOLS_BIN=$tools go run ./cmd/localstack -kube-builder -- \
   "$tmp/bench" -idopipe bin/idopipe -peers "$peers" -tools "$tools" \
   -scripts build/bench -out build/bench/results "$@"
 echo "bench: done in $((SECONDS - start))s" >&2

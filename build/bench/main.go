@@ -61,7 +61,7 @@ func main() {
 	flag.IntVar(&c.BadRuns, "bad-token-runs", 5, "runs of the bad-token case")
 	flag.Int64Var(&c.ImageMiB, "image-mib", 1024, "size of the generated image in MiB")
 	flag.IntVar(&c.Layers, "layers", 8, "layers of the generated image")
-	flag.StringVar(&c.Only, "only", "", "comma-separated groups to run (build,push,verify,apply,release,badtoken,sign,micro); default all")
+	flag.StringVar(&c.Only, "only", "", "comma-separated groups to run (build,push,verify,apply,release,kube,badtoken,sign,micro); default all")
 	flag.BoolVar(&c.Micro, "micro", true, "run the Go microbenchmarks of pkg/manifest and pkg/report")
 	flag.StringVar(&c.MicroTime, "benchtime", "1s", "-benchtime of the microbenchmarks")
 	flag.DurationVar(&c.CmdTimeout, "timeout", 5*time.Minute, "limit for one measured command")
@@ -193,6 +193,7 @@ func run(c config) error {
 		{"verify", b.groupVerify},
 		{"apply", b.groupApply},
 		{"release", b.groupRelease},
+		{"kube", b.groupKube},
 		{"badtoken", b.groupBadToken},
 		{"sign", b.groupSign},
 		{"micro", b.groupMicro},

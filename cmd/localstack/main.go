@@ -3,13 +3,15 @@
 // the planner-shaped build fixture, runs one command against it, and stops
 // the stack. `make demo` uses it to run a whole release.
 //
-//	localstack [-keep] -- COMMAND [ARG...]
+//	localstack [-keep] [-kube-builder] -- COMMAND [ARG...]
 //
 // The command gets the stack in its environment: BUILDKIT_HOST, KUBECONFIG,
 // GITHUB_ACTOR, GITHUB_TOKEN, IDOPIPE_TEST_REGISTRY, IDOPIPE_TEST_REGISTRY_CA,
 // IDOPIPE_TEST_SOURCE (the fixture's build context), IDOPIPE_TEST_BUSYBOX (the
 // base image's OCI layout), IDOPIPE_TEST_FIXTURES (the upstream manifests)
-// and IDOPIPE_TEST_NODE (the node's name).
+// and IDOPIPE_TEST_NODE (the node's name); with -kube-builder also
+// IDOPIPE_TEST_BUILDER_IMAGE (the image of `idopipe buildkit create
+// --kubernetes`, in the node's docker.io mirror).
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 
 func main() {
 	keep := flag.Bool("keep", false, "keep the stack's directory (logs, state) after it stops")
+	kubeBuilder := flag.Bool("kube-builder", false, "push the image of a BuildKit builder in the cluster (moby/buildkit:<pinned>) to the node's docker.io mirror; its reference is $IDOPIPE_TEST_BUILDER_IMAGE")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: localstack [-keep] -- COMMAND [ARG...]")
@@ -36,7 +39,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	code, err := run(ctx, *keep, flag.Args())
+	code, err := run(ctx, *keep, *kubeBuilder, flag.Args())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "localstack:", err)
 		if code == 0 {
@@ -46,7 +49,7 @@ func main() {
 	os.Exit(code)
 }
 
-func run(ctx context.Context, keep bool, args []string) (int, error) {
+func run(ctx context.Context, keep, kubeBuilder bool, args []string) (int, error) {
 	if keep {
 		os.Setenv("IDOPIPE_KEEP_STACK", "1")
 	}
@@ -69,10 +72,19 @@ func run(ctx context.Context, keep bool, args []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	var builderImage string
+	if kubeBuilder {
+		if builderImage, err = s.PushBuilderImage(ctx); err != nil {
+			return 1, err
+		}
+	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), s.Env()...)
 	cmd.Env = append(cmd.Env, "IDOPIPE_TEST_SOURCE="+src, "IDOPIPE_TEST_BUSYBOX="+busybox, "IDOPIPE_TEST_FIXTURES="+fixtures, "IDOPIPE_TEST_NODE="+testenv.NodeName)
+	if builderImage != "" {
+		cmd.Env = append(cmd.Env, "IDOPIPE_TEST_BUILDER_IMAGE="+builderImage)
+	}
 	err = cmd.Run()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {

@@ -72,6 +72,9 @@ func startCluster(ctx context.Context, tools, dir string, node *nodeConfig) (c *
 	api.Configure().Set("authorization-mode", "Node,RBAC")
 	// logs, exec and port-forward reach the kubelet on the stack's bridge.
 	api.Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	// Privileged containers, as most clusters allow them (a BuildKit
+	// builder in the cluster runs privileged).
+	api.Configure().Set("allow-privileged", "true")
 	// Stop at once when told (StopAPIServer), as a crashed server would.
 	api.Configure().Set("shutdown-delay-duration", "0s")
 	if c.Config, err = c.env.Start(); err != nil {

@@ -3,6 +3,7 @@ package build
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -54,7 +55,7 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 			return nil, err
 		}
 	}
-	c, err := o.connect(ctx)
+	c, err := o.connect(ctx, routingKey(specs))
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +97,18 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 	}
 	succeeded = true
 	return results, nil
+}
+
+// routingKey names what is built (images and their contexts) for a Dialer
+// with several daemons: the same builds go to the same daemon, and its
+// cache.
+func routingKey(specs []Spec) string {
+	keys := make([]string, len(specs))
+	for i, s := range specs {
+		keys[i] = s.Name + "\x00" + s.Context + "\x00" + s.Dockerfile
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, "\x01")
 }
 
 // run builds p: with a probe first when that can spare the export (see

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	bkclient "github.com/moby/buildkit/client"
@@ -13,7 +15,9 @@ import (
 	_ "github.com/moby/buildkit/client/connhelper/kubepod"         // kube-pod:// addresses
 	_ "github.com/moby/buildkit/client/connhelper/podmancontainer" // podman-container:// addresses
 	_ "github.com/moby/buildkit/client/connhelper/ssh"             // ssh:// addresses
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -26,6 +30,25 @@ const DefaultAddress = "unix:///run/buildkit/buildkitd.sock"
 type Daemon interface {
 	Address(ctx context.Context) (string, error)
 }
+
+// Dialer connects to a daemon that has no address of its own, such as a
+// BuildKit in a Kubernetes cluster reached through its API server. key
+// names the build (its images and contexts): a Dialer with several daemons
+// sends the same key to the same one, where its cache is.
+type Dialer interface {
+	Dial(ctx context.Context, key string) (net.Conn, error)
+	String() string // the daemon's address, for messages
+}
+
+// keepalive pings a dialed daemon's connection after keepaliveTime without
+// traffic and drops it when the ping is not answered: a stream whose far
+// end went away without closing (a suspended node) fails the build instead
+// of hanging it. buildkitd keeps gRPC's server default of refusing pings
+// more often than every 5 minutes (too_many_pings), hence not less.
+const (
+	keepaliveTime    = 5 * time.Minute
+	keepaliveTimeout = 30 * time.Second
+)
 
 // TLS is the client side of a tcp:// daemon's mTLS: the CA that signed the
 // daemon's certificate, and the client's certificate and key.
@@ -71,12 +94,19 @@ func (o options) resolveAddress(ctx context.Context) (string, error) {
 }
 
 // Connect opens a client to addr and checks that a daemon answers. Of opts
-// only WithTLS matters.
+// only WithTLS and WithDialer (which replaces addr) matter.
 func Connect(ctx context.Context, addr string, opts ...Option) (*bkclient.Client, error) {
-	return connect(ctx, addr, newOptions(opts).tls)
+	o := newOptions(opts)
+	if o.dialer != nil {
+		return dial(ctx, o.dialer, "")
+	}
+	return connect(ctx, addr, o.tls)
 }
 
-func (o options) connect(ctx context.Context) (*bkclient.Client, error) {
+func (o options) connect(ctx context.Context, key string) (*bkclient.Client, error) {
+	if o.dialer != nil {
+		return dial(ctx, o.dialer, key)
+	}
 	addr, err := o.resolveAddress(ctx)
 	if err != nil {
 		return nil, err
@@ -115,6 +145,50 @@ func connect(ctx context.Context, addr string, t TLS) (*bkclient.Client, error) 
 		return nil, unreachable(err)
 	}
 	return c, nil
+}
+
+// dial opens a client whose connections d makes. The first is made here,
+// so that its failure (no Ready daemon, no permission) is returned as d
+// said it; gRPC makes later ones (after a lost connection) through d too.
+func dial(ctx context.Context, d Dialer, key string) (*bkclient.Client, error) {
+	first, err := d.Dial(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
+		var c net.Conn
+		once.Do(func() { c, first = first, nil })
+		if c != nil {
+			return c, nil
+		}
+		return d.Dial(ctx, key)
+	}
+	c, err := bkclient.New(ctx, "", bkclient.WithContextDialer(dialer),
+		bkclient.WithGRPCDialOption(grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout})))
+	if err != nil {
+		return nil, fail.Wrap(fail.Daemon, unwrapGRPC(err), "", "cannot reach BuildKit at %s", d)
+	}
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := c.Info(ictx); err != nil {
+		c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fail.Wrap(fail.Daemon, unwrapGRPC(err), "check the builder's Pods and their logs", "cannot reach BuildKit at %s", d)
+	}
+	return c, nil
+}
+
+// lostConnection tells whether a solve failed because the connection to
+// the daemon was lost (the daemon died, a dialed stream ended).
+func lostConnection(err error) bool {
+	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable {
+		return true
+	}
+	var se interface{ GRPCStatus() *status.Status }
+	return errors.As(err, &se) && se.GRPCStatus().Code() == codes.Unavailable
 }
 
 // unwrapGRPC strips gRPC's "rpc error: code = … desc =" wrapping.

@@ -33,6 +33,11 @@ func explain(ctx context.Context, s Spec, rec *recorder, auth *authServer, err e
 		return unreachableImage(what, ref, cause)
 	}
 
+	if lostConnection(err) {
+		return fail.Wrap(fail.Daemon, errors.New(msg), "check that buildkitd is up (a builder in a cluster: its Pods), then run again",
+			"build of %s: the connection to BuildKit was lost", what)
+	}
+
 	if partialIngest(err) {
 		// A build interrupted while BuildKit copied a layer from a local OCI
 		// layout leaves a partial ingest behind; BuildAll clears it once

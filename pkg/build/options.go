@@ -12,6 +12,7 @@ type Option func(*options)
 type options struct {
 	address  string
 	daemon   Daemon
+	dialer   Dialer
 	tls      TLS
 	progress io.Writer
 	mode     string
@@ -36,6 +37,11 @@ func WithAddress(addr string) Option { return func(o *options) { o.address = add
 // WithDaemon asks d for the address when WithAddress gives none, e.g. a
 // buildkitd that idopipe starts and manages itself (pkg/buildkitd).
 func WithDaemon(d Daemon) Option { return func(o *options) { o.daemon = d } }
+
+// WithDialer makes every connection with d: a daemon that has no address
+// of its own (one reached through a cluster's API server). It overrides
+// WithAddress and WithDaemon.
+func WithDialer(d Dialer) Option { return func(o *options) { o.dialer = d } }
 
 // WithTLS sets the client certificates and CA for a tcp:// daemon (mTLS).
 func WithTLS(t TLS) Option { return func(o *options) { o.tls = t } }

@@ -81,7 +81,7 @@ func (o *buildOptions) Run(ctx context.Context, env Env) error {
 		bc := newBuildCredentials(o.registry.Registry, specs, func() (creds.Credentials, error) {
 			return o.registry.Credentials(o.registry.Registry, warner(r))
 		})
-		results, err := builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc).Build(ctx, specs)
+		results, err := builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc, nil).Build(ctx, specs)
 		if len(results) > 0 {
 			res = results[0]
 		}

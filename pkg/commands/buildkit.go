@@ -1,13 +1,21 @@
 package commands
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/buildkitd"
+	"github.com/idopipe/idopipe/pkg/buildkitd/kube"
+	"github.com/idopipe/idopipe/pkg/cluster"
 	"github.com/idopipe/idopipe/pkg/commands/options"
+	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/pipeline"
+	"github.com/idopipe/idopipe/pkg/report"
 )
 
 // newBuildKitCommand manages idopipe's own buildkitd, the one builds use
@@ -16,7 +24,7 @@ func newBuildKitCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	var binary string
 	cmd := &cobra.Command{
 		Use:   "buildkit",
-		Short: "Manage idopipe's own buildkitd (used when no --buildkit-host or $BUILDKIT_HOST is set)",
+		Short: "Manage idopipe's own buildkitd, and BuildKit builders in a Kubernetes cluster",
 		Long: `Without --buildkit-host or $BUILDKIT_HOST, idopipe builds on its own buildkitd:
 found on $PATH (or --buildkitd-path), started on first use with its state under
 the user's cache directory, and reused by later runs until stopped.`,
@@ -25,11 +33,19 @@ the user's cache directory, and reused by later runs until stopped.`,
 	show := func(st buildkitd.Status, human string) error {
 		return finish(env, g, nil, human, st, nil)
 	}
+	var inCluster bool
+	statusKube := builderKube()
 	status := &cobra.Command{
-		Use:   "status",
-		Short: "Say whether idopipe's buildkitd runs, where, and which version",
-		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
+		Use:   "status [--kubernetes [NAME]]",
+		Short: "Say whether idopipe's buildkitd runs, where, and which version; with --kubernetes, whether a builder in the cluster answers",
+		Args:  usageArgs(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			if inCluster {
+				return builderStatus(c.Context(), env, g, statusKube, builderName(args))
+			}
+			if len(args) > 0 {
+				return finish(env, g, nil, "", nil, fail.New(fail.Usage, "add --kubernetes", "a builder NAME is for --kubernetes: idopipe's own buildkitd has none"))
+			}
 			m, err := newManaged(g, binary, env.Getenv("PATH"))
 			if err != nil {
 				return err
@@ -86,6 +102,227 @@ the user's cache directory, and reused by later runs until stopped.`,
 		},
 	}
 	options.AddBuildkitdPathFlag(start.Flags(), &binary)
-	cmd.AddCommand(status, start, stop)
+	status.Flags().BoolVar(&inCluster, "kubernetes", false, "report on builder NAME (default buildkitd) in the cluster: its Ready replicas, and BuildKit answering through the API server")
+	statusKube.AddFlags(status.Flags())
+	cmd.AddCommand(status, start, stop, newBuildKitCreateCommand(env, g), newBuildKitRmCommand(env, g))
 	return cmd
+}
+
+// builderKube are the kubeconfig flags of create and rm: -n defaults to
+// "default", the namespace every cluster has.
+func builderKube() *options.KubeOptions {
+	k := options.NewKubeOptions()
+	ns := "default"
+	k.Flags.Namespace = &ns
+	return k
+}
+
+func builderName(args []string) string {
+	if len(args) == 1 {
+		return args[0]
+	}
+	return "buildkitd"
+}
+
+// newBuildKitCreateCommand writes a builder in a cluster by server-side
+// apply and waits until it answers.
+func newBuildKitCreateCommand(env Env, g *options.GlobalOptions) *cobra.Command {
+	var o options.KubeBuilderOptions
+	kopts := builderKube()
+	cmd := &cobra.Command{
+		Use:   "create --kubernetes [NAME]",
+		Short: "Create or update a BuildKit builder in a Kubernetes cluster (reach it with --buildkit-host kube://NAMESPACE/NAME)",
+		Long: `create writes a builder (default name buildkitd) into an existing namespace by
+server-side apply: a Deployment of buildkitd replicas (a StatefulSet with
+--storage) and the ConfigMap holding its buildkitd.toml. Run it again with
+other options to change the builder. It waits until every replica answers
+` + "`buildctl debug workers`" + `.
+
+Builds reach it through the API server alone (pods/exec of ` + "`buildctl dial-stdio`" + `,
+no kubectl): --buildkit-host kube://NAMESPACE/NAME, or BUILDKIT_HOST. The
+identity in the kubeconfig of a build needs get and list on pods and create
+on pods/exec in the namespace (deploy/buildkit/rbac.yaml); create needs to
+apply Deployments, StatefulSets and ConfigMaps there.
+
+The replicas are privileged unless --rootless. --dry-run -o yaml prints the
+objects without asking the cluster (deploy/buildkit/buildkitd.yaml is that).`,
+		Example: `  idopipe buildkit create --kubernetes -n buildkit --replicas 2 --requests cpu=1,memory=2Gi
+  idopipe release --buildkit-host kube://buildkit/buildkitd ...
+  idopipe buildkit create --kubernetes -n buildkit --dry-run -o yaml > buildkitd.yaml`,
+		Args:        usageArgs(cobra.MaximumNArgs(1)),
+		Annotations: map[string]string{yamlOutput: "true"},
+		RunE: func(c *cobra.Command, args []string) error {
+			r := plainReporter(env, g)
+			if err := o.Validate(); err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			if err := kopts.Validate(); err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			cfg, err := o.Config(kopts.Namespace(), builderName(args))
+			if err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			if g.Output == "yaml" {
+				if !o.DryRun {
+					return finish(env, g, r, "", nil, fail.New(fail.Usage, "add --dry-run", "-o yaml prints the builder's objects instead of writing them: it needs --dry-run"))
+				}
+				objs, err := kube.Objects(cfg)
+				if err != nil {
+					return finish(env, g, r, "", nil, err)
+				}
+				y, err := kube.YAML(objs)
+				if err != nil {
+					return finish(env, g, r, "", nil, fail.Wrap(fail.Internal, err, "", "cannot print the builder's objects"))
+				}
+				fmt.Fprintf(env.Stdout, "# BuildKit builder %s: `idopipe buildkit create --kubernetes` writes these objects\n"+
+					"# (kubectl apply --server-side -f FILE does too); builds reach it with --buildkit-host %s.\n",
+					kube.Address(cfg.Namespace, cfg.Name), kube.Address(cfg.Namespace, cfg.Name))
+				_, err = env.Stdout.Write(y)
+				return err
+			}
+			var b kube.Builder
+			summary := ""
+			err = pipeline.RunStage(c.Context(), "builder", func(ctx context.Context) (string, error) {
+				kc, err := cluster.New(ctx, kopts.Flags)
+				if err != nil {
+					return "", err
+				}
+				if o.DryRun {
+					plan, err := kube.DryRun(ctx, kc, cfg)
+					if err != nil {
+						return "", err
+					}
+					b = kube.Builder{Namespace: cfg.Namespace, Name: cfg.Name, Address: kube.Address(cfg.Namespace, cfg.Name), Replicas: cfg.Replicas}
+					for _, ch := range plan {
+						b.Applied = append(b.Applied, cluster.Applied{Ref: ch.Ref, Status: cluster.Status(string(ch.Action) + " (dry run)")})
+						r.Report(report.Event{Kind: report.Info, Stage: "builder", Message: ch.Ref + ": " + string(ch.Action) + " (dry run)"})
+					}
+					summary = fmt.Sprintf("builder %s is valid (dry run; nothing written)", b.Address)
+					return "dry run", nil
+				}
+				b, err = kube.Create(ctx, kc, cfg, kube.CreateOptions{Wait: o.Timeout, ForceConflicts: o.ForceConflicts, Announce: func(msg string) {
+					r.Report(report.Event{Kind: report.Info, Stage: "builder", Message: msg})
+				}})
+				for _, a := range b.Applied {
+					r.Report(report.Event{Kind: report.Info, Stage: "builder", Message: a.Ref + " " + string(a.Status)})
+				}
+				if err != nil {
+					return "", err
+				}
+				if o.Timeout == 0 {
+					summary = fmt.Sprintf("builder %s written (%s, %d replicas; not waited for): use --buildkit-host %s", b.Address, b.Kind, b.Replicas, b.Address)
+				} else {
+					summary = fmt.Sprintf("builder %s ready: %s, %d/%d replicas (%s); use --buildkit-host %s", b.Address, b.Kind, b.Ready, b.Replicas, strings.Join(b.Pods, ", "), b.Address)
+				}
+				return fmt.Sprintf("%d/%d replicas ready", b.Ready, b.Replicas), nil
+			}, r)
+			return finish(env, g, r, summary, b, err)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	kopts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// newBuildKitRmCommand deletes what create wrote.
+func newBuildKitRmCommand(env Env, g *options.GlobalOptions) *cobra.Command {
+	var kubernetes bool
+	var timeout time.Duration
+	kopts := builderKube()
+	cmd := &cobra.Command{
+		Use:   "rm --kubernetes [NAME]",
+		Short: "Remove a builder that `idopipe buildkit create --kubernetes` made, and nothing else",
+		Long: `rm deletes the builder's Deployment or StatefulSet and its ConfigMap, each only
+if create wrote it (its labels say so), and waits until its Pods are gone.
+The claims of a --storage builder hold its cache and are kept (listed).`,
+		Args: usageArgs(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			r := plainReporter(env, g)
+			if !kubernetes {
+				return finish(env, g, r, "", nil, fail.New(fail.Usage, "pass --kubernetes (idopipe's own local buildkitd is `idopipe buildkit stop`)", "rm removes a builder in a Kubernetes cluster only"))
+			}
+			if err := kopts.Validate(); err != nil {
+				return finish(env, g, r, "", nil, err)
+			}
+			if timeout < 0 {
+				return finish(env, g, r, "", nil, fail.New(fail.Usage, "pass --timeout 0 or more, e.g. 2m", "--timeout %s is negative", timeout))
+			}
+			name := builderName(args)
+			var res kube.Removed
+			err := pipeline.RunStage(c.Context(), "builder", func(ctx context.Context) (string, error) {
+				kc, err := cluster.New(ctx, kopts.Flags)
+				if err != nil {
+					return "", err
+				}
+				res, err = kube.Remove(ctx, kc, kopts.Namespace(), name, timeout)
+				for _, d := range res.Deleted {
+					r.Report(report.Event{Kind: report.Info, Stage: "builder", Message: d.Ref + " deleted"})
+				}
+				for _, k := range res.Kept {
+					r.Report(report.Event{Kind: report.Info, Stage: "builder", Message: "kept " + k})
+				}
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%d objects deleted", len(res.Deleted)), nil
+			}, r)
+			return finish(env, g, r, fmt.Sprintf("builder %s removed (%d objects)", kube.Address(kopts.Namespace(), name), len(res.Deleted)), res, err)
+		},
+	}
+	cmd.Flags().BoolVar(&kubernetes, "kubernetes", false, "remove a builder in the Kubernetes cluster of the kubeconfig")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait until the builder's Pods are gone (0: do not wait)")
+	kopts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// BuilderStatus is what `buildkit status --kubernetes` reports.
+type BuilderStatus struct {
+	Address string   `json:"address"`
+	Pods    []string `json:"pods"` // Ready replicas
+	Version string   `json:"version"`
+	Workers int      `json:"workers"`
+	Connect float64  `json:"connectSeconds"` // exec stream up and the first answer
+}
+
+// builderStatus connects to builder name through the API server (as a
+// build does) and asks BuildKit its version and workers.
+func builderStatus(ctx context.Context, env Env, g *options.GlobalOptions, k *options.KubeOptions, name string) error {
+	if err := k.Validate(); err != nil {
+		return finish(env, g, nil, "", nil, err)
+	}
+	st := BuilderStatus{Address: kube.Address(k.Namespace(), name)}
+	err := func() error {
+		cfg, err := k.Flags.ToRESTConfig()
+		if err != nil {
+			return fail.Wrap(fail.Cluster, err, "check --kubeconfig, $KUBECONFIG and --context", "cannot load the kubeconfig")
+		}
+		d, err := kube.NewDialer(cfg, k.Namespace(), name)
+		if err != nil {
+			return err
+		}
+		if st.Pods, err = d.Pods(ctx); err != nil {
+			return err
+		}
+		start := time.Now()
+		c, err := build.Connect(ctx, "", build.WithDialer(d))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		info, err := c.Info(ctx)
+		if err != nil {
+			return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not answer", st.Address)
+		}
+		workers, err := c.ListWorkers(ctx)
+		if err != nil {
+			return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not list its workers", st.Address)
+		}
+		st.Connect = time.Since(start).Seconds()
+		st.Version, st.Workers = info.BuildkitVersion.Version, len(workers)
+		return nil
+	}()
+	summary := fmt.Sprintf("builder %s: BuildKit %s answers through the API server (connected in %.2fs), %d worker(s); Ready replicas: %s",
+		st.Address, st.Version, st.Connect, st.Workers, strings.Join(st.Pods, ", "))
+	return finish(env, g, nil, summary, st, err)
 }

@@ -119,7 +119,7 @@ func (o *releaseOptions) Run(ctx context.Context, env Env) error {
 	}
 	bc := newBuildCredentials(o.registry.Registry, images, func() (creds.Credentials, error) { return cr, nil })
 	deps := wiring{
-		builder:  builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc),
+		builder:  builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc, o.kube.Flags),
 		signer:   signer,
 		progress: bar,
 		kube:     o.kube,

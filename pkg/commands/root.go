@@ -52,6 +52,7 @@ Each stage is also a command of its own.`,
 				return err
 			}
 			g.Complete(env.Getenv)
+			g.YAML = c.Annotations[yamlOutput] == "true"
 			if g.Verbose {
 				// go-containerregistry's loggers; its Debug log (request
 				// dumps) stays off.
@@ -85,6 +86,9 @@ Each stage is also a command of its own.`,
 	)
 	return root
 }
+
+// yamlOutput is the annotation of a command that prints objects with -o yaml.
+const yamlOutput = "idopipe.dev/output-yaml"
 
 // runner is what a command's options do (as ko's commands): Complete
 // fills defaults from the environment, Validate refuses bad values before

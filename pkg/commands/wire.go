@@ -4,16 +4,20 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/moby/buildkit/util/progress/progressui"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/buildkitd"
+	"github.com/idopipe/idopipe/pkg/buildkitd/kube"
 	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/creds"
+	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/manifest"
 	"github.com/idopipe/idopipe/pkg/pipeline"
 	"github.com/idopipe/idopipe/pkg/publish"
@@ -117,7 +121,11 @@ func pushProgress(env Env, g *options.GlobalOptions, mode string) (publish.Optio
 // builder is the BuildKit client of a build or release: --buildkit-host
 // (or $BUILDKIT_HOST), else the system daemon or idopipe's own; registries
 // get c (base images, registry caches).
-func builder(env Env, g *options.GlobalOptions, bk *options.BuildKitOptions, b *options.BuildOptions, mode string, c build.Credentials) *build.Builder {
+//
+// A kube://NAMESPACE/NAME builder is reached with kubeconfig: the
+// command's kubeconfig flags when it has them (nil: $KUBECONFIG, else
+// ~/.kube/config, at its current context).
+func builder(env Env, g *options.GlobalOptions, bk *options.BuildKitOptions, b *options.BuildOptions, mode string, c build.Credentials, kubeconfig genericclioptions.RESTClientGetter) *build.Builder {
 	w := progress(env, g)
 	opts := []build.Option{
 		build.WithProgress(w, mode),
@@ -125,13 +133,48 @@ func builder(env Env, g *options.GlobalOptions, bk *options.BuildKitOptions, b *
 		build.WithEnv(b.SecretEnv),
 		build.WithCredentials(c),
 	}
-	if !bk.Managed() {
+	switch {
+	case bk.InCluster():
+		opts = append(opts, build.WithDialer(kubeDialer(bk.Host, kubeconfig, w, g)))
+	case !bk.Managed():
 		opts = append(opts, build.WithAddress(bk.Host))
-	} else {
+	default:
 		opts = append(opts, build.WithDaemon(managedDaemon(g, bk, w)))
 	}
 	return build.NewBuilder(opts...)
 }
+
+// kubeDialer reaches builder addr (kube://NAMESPACE/NAME) through the API
+// server of kubeconfig; which replica a build goes to is said on w.
+func kubeDialer(addr string, kubeconfig genericclioptions.RESTClientGetter, w io.Writer, g *options.GlobalOptions) build.Dialer {
+	ns, name, err := kube.ParseAddress(addr)
+	if err != nil {
+		return failedDialer{addr, err}
+	}
+	if kubeconfig == nil {
+		kubeconfig = genericclioptions.NewConfigFlags(false)
+	}
+	cfg, err := kubeconfig.ToRESTConfig()
+	if err != nil {
+		return failedDialer{addr, fail.Wrap(fail.Cluster, err, "check --kubeconfig, $KUBECONFIG and --context", "builder %s: cannot load the kubeconfig", addr)}
+	}
+	d, err := kube.NewDialer(cfg, ns, name)
+	if err != nil {
+		return failedDialer{addr, err}
+	}
+	if !g.Quiet {
+		d.Notify = func(s string) { fmt.Fprintln(w, "idopipe: "+s) }
+	}
+	return d
+}
+
+type failedDialer struct {
+	addr string
+	err  error
+}
+
+func (d failedDialer) Dial(context.Context, string) (net.Conn, error) { return nil, d.err }
+func (d failedDialer) String() string                                 { return d.addr }
 
 // managedDaemon is the daemon of a build that names none: the system
 // buildkitd at its default socket when it answers, else idopipe's own,

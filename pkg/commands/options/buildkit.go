@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/idopipe/idopipe/pkg/build"
+	"github.com/idopipe/idopipe/pkg/buildkitd/kube"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
 
@@ -21,7 +22,7 @@ type BuildKitOptions struct {
 
 // AddFlags adds the daemon's address, its TLS and idopipe's own daemon's binary.
 func (o *BuildKitOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Host, "buildkit-host", "", "buildkitd address: unix://, tcp://, docker-container://NAME, kube-pod://POD (default $BUILDKIT_HOST, else idopipe's own buildkitd)")
+	fs.StringVar(&o.Host, "buildkit-host", "", "buildkitd address: unix://, tcp://, kube://NAMESPACE/NAME (a builder of `idopipe buildkit create --kubernetes`), docker-container://NAME, kube-pod://POD (default $BUILDKIT_HOST, else idopipe's own buildkitd)")
 	fs.StringVar(&o.TLS.CACert, "buildkit-tls-ca", "", "CA certificate (PEM) of a tcp:// buildkitd")
 	fs.StringVar(&o.TLS.Cert, "buildkit-tls-cert", "", "client certificate (PEM) for a tcp:// buildkitd's mTLS")
 	fs.StringVar(&o.TLS.Key, "buildkit-tls-key", "", "client key (PEM) for a tcp:// buildkitd's mTLS")
@@ -51,12 +52,21 @@ func (o *BuildKitOptions) Validate() error {
 		return fail.New(fail.Usage, "give --buildkit-host tcp://HOST:PORT, or drop the --buildkit-tls-* flags",
 			"--buildkit-tls-* apply to a tcp:// buildkitd, not %s", describeHost(o.Host))
 	}
+	if strings.HasPrefix(o.Host, kube.Scheme) {
+		if _, _, err := kube.ParseAddress(o.Host); err != nil {
+			return err
+		}
+	}
 	if o.BuildkitdPath != "" && o.Host != "" {
 		return fail.New(fail.Usage, "drop --buildkitd-path, or unset --buildkit-host and $BUILDKIT_HOST",
 			"--buildkitd-path starts idopipe's own buildkitd, but %s names a daemon", o.Host)
 	}
 	return nil
 }
+
+// InCluster says whether the daemon is a builder in a Kubernetes cluster
+// (kube://NAMESPACE/NAME).
+func (o *BuildKitOptions) InCluster() bool { return strings.HasPrefix(o.Host, kube.Scheme) }
 
 // Managed says whether idopipe's own daemon builds.
 func (o *BuildKitOptions) Managed() bool { return o.Host == "" }

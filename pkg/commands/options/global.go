@@ -15,7 +15,10 @@ const DefaultConfig = "idopipe.yaml"
 // the config file, and what the surroundings say about output (the user's
 // cache directory, GitHub Actions).
 type GlobalOptions struct {
-	Output  string // human or json
+	Output string // human or json (yaml where the command allows it)
+	// YAML: the command prints objects with -o yaml (set from the command
+	// before Validate).
+	YAML    bool
 	Quiet   bool   // only the result and errors
 	Verbose bool   // also the registry client's warnings and requests
 	Config  string // --config; "" reads ./idopipe.yaml when present
@@ -57,7 +60,10 @@ func (g *GlobalOptions) Validate() error {
 	if g.Quiet && g.Verbose {
 		return fail.New(fail.Usage, "pass one of them", "--quiet and --verbose contradict each other")
 	}
-	if g.Output != "human" && g.Output != "json" {
+	if g.Output == "yaml" && !g.YAML {
+		return fail.New(fail.Usage, "use --output human or --output json (yaml is for `idopipe buildkit create --dry-run`)", "this command has no yaml output")
+	}
+	if g.Output != "human" && g.Output != "json" && g.Output != "yaml" {
 		return fail.New(fail.Usage, "use --output human or --output json", "unknown output format %q", g.Output)
 	}
 	return nil

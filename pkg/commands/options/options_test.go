@@ -57,7 +57,8 @@ func TestGlobalValidate(t *testing.T) {
 		want string
 	}{
 		{[]string{"-q", "-v"}, "--quiet and --verbose contradict"},
-		{[]string{"-o", "yaml"}, `unknown output format "yaml"`},
+		{[]string{"-o", "yaml"}, `this command has no yaml output`},
+		{[]string{"-o", "xml"}, `unknown output format "xml"`},
 	} {
 		var g GlobalOptions
 		parse(t, g.AddFlags, tc.args...)

@@ -1,0 +1,195 @@
+package options
+
+import (
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/idopipe/idopipe/pkg/buildkitd/kube"
+	"github.com/idopipe/idopipe/pkg/fail"
+)
+
+// KubeBuilderOptions describe a BuildKit builder in a Kubernetes cluster
+// (`idopipe buildkit create --kubernetes`): replicas, image, resources,
+// placement, privileges, buildkitd's flags and config, storage.
+type KubeBuilderOptions struct {
+	Kubernetes     bool
+	Replicas       int32
+	Image          string
+	Requests       []string // NAME=QUANTITY
+	Limits         []string
+	NodeSelector   []string // KEY=VALUE
+	Tolerations    []string // KEY[=VALUE][:EFFECT]
+	ServiceAccount string
+	Rootless       bool
+	BuildkitdFlags []string
+	ConfigFile     string   // buildkitd.toml
+	RegistryCAs    []string // HOST=FILE
+	Storage        string
+	StorageClass   string
+	Timeout        time.Duration
+	DryRun         bool
+	ForceConflicts bool
+}
+
+// AddFlags adds the builder's flags.
+func (o *KubeBuilderOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.Kubernetes, "kubernetes", false, "create the builder in the Kubernetes cluster of the kubeconfig (the one kind of builder create makes)")
+	fs.Int32Var(&o.Replicas, "replicas", 1, "buildkitd replicas; builds of the same images go to the same replica")
+	fs.StringVar(&o.Image, "image", "", "buildkitd image holding buildkitd, buildctl and runc (default "+kube.DefaultImage+", with --rootless "+kube.DefaultRootlessImage+")")
+	fs.StringSliceVar(&o.Requests, "requests", nil, "resource requests of each replica, e.g. cpu=1,memory=2Gi,ephemeral-storage=10Gi")
+	fs.StringSliceVar(&o.Limits, "limits", nil, "resource limits of each replica, e.g. memory=4Gi,ephemeral-storage=20Gi (BuildKit's cache is kept below the ephemeral-storage limit)")
+	fs.StringSliceVar(&o.NodeSelector, "node-selector", nil, "node labels the replicas must run on, KEY=VALUE (repeatable)")
+	fs.StringArrayVar(&o.Tolerations, "toleration", nil, "a taint the replicas tolerate, KEY[=VALUE][:EFFECT] (repeatable; no VALUE: any value)")
+	fs.StringVar(&o.ServiceAccount, "service-account", "", "ServiceAccount of the replicas (default the namespace's default)")
+	fs.BoolVar(&o.Rootless, "rootless", false, "run buildkitd rootless (user 1000, --oci-worker-no-process-sandbox, unconfined seccomp and AppArmor; the nodes must allow user namespaces) instead of privileged")
+	fs.StringArrayVar(&o.BuildkitdFlags, "buildkitd-flag", nil, "a flag for buildkitd, e.g. --debug (repeatable)")
+	fs.StringVar(&o.ConfigFile, "buildkitd-config", "", "buildkitd.toml for the replicas (default: the OCI worker with garbage collection)")
+	fs.StringArrayVar(&o.RegistryCAs, "registry-ca", nil, "HOST[:PORT]=FILE: trust this CA (PEM) for a registry the builder pulls from or caches to (repeatable)")
+	fs.StringVar(&o.Storage, "storage", "", "keep each replica's cache on a PersistentVolumeClaim of this size (a StatefulSet); default an emptyDir, lost with the Pod")
+	fs.StringVar(&o.StorageClass, "storage-class", "", "StorageClass of the --storage claims (default the cluster's)")
+	fs.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long to wait until every replica is Ready (0: do not wait)")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "validate the objects with a server-side dry run and write nothing; with -o yaml print them without asking the cluster")
+	fs.BoolVar(&o.ForceConflicts, "force-conflicts", false, "take over fields of the builder's objects another field manager owns")
+}
+
+// Validate refuses a create without --kubernetes, flags that would break
+// the connection, and malformed values, before any request.
+func (o *KubeBuilderOptions) Validate() error {
+	if !o.Kubernetes {
+		return fail.New(fail.Usage, "pass --kubernetes (idopipe's own local buildkitd is `idopipe buildkit start`)", "create makes a builder in a Kubernetes cluster only")
+	}
+	if o.Timeout < 0 {
+		return fail.New(fail.Usage, "pass --timeout 0 or more, e.g. 3m", "--timeout %s is negative", o.Timeout)
+	}
+	for _, f := range o.BuildkitdFlags {
+		name, _, _ := strings.Cut(f, "=")
+		switch name {
+		case "--addr":
+			return fail.New(fail.Usage, "drop --buildkitd-flag "+f, "buildkitd must listen on its default socket: idopipe reaches it with `buildctl dial-stdio`")
+		case "--config":
+			return fail.New(fail.Usage, "pass the file with --buildkitd-config", "--buildkitd-flag %s: the config comes from the builder's ConfigMap", f)
+		case "--rootless", "--oci-worker-no-process-sandbox":
+			return fail.New(fail.Usage, "pass --rootless", "--buildkitd-flag %s: rootless needs the Pod's settings too", f)
+		}
+		if !strings.HasPrefix(f, "-") {
+			return fail.New(fail.Usage, "give one flag per --buildkitd-flag, e.g. --buildkitd-flag=--debug", "--buildkitd-flag %q is not a flag", f)
+		}
+	}
+	_, err := o.config("", "")
+	return err
+}
+
+// Config is the builder ns/name these options describe; it reads the
+// config and CA files.
+func (o *KubeBuilderOptions) Config(ns, name string) (kube.Config, error) {
+	c, err := o.config(ns, name)
+	if err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+func (o *KubeBuilderOptions) config(ns, name string) (kube.Config, error) {
+	c := kube.Config{
+		Namespace: ns, Name: name, Replicas: o.Replicas, Image: o.Image, ServiceAccount: o.ServiceAccount,
+		Rootless: o.Rootless, BuildkitdFlags: o.BuildkitdFlags, Storage: o.Storage, StorageClass: o.StorageClass,
+	}
+	var err error
+	if c.Requests, err = resources("--requests", o.Requests); err != nil {
+		return c, err
+	}
+	if c.Limits, err = resources("--limits", o.Limits); err != nil {
+		return c, err
+	}
+	for _, kv := range o.NodeSelector {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return c, fail.New(fail.Usage, "use KEY=VALUE", "--node-selector %q is not KEY=VALUE", kv)
+		}
+		if c.NodeSelector == nil {
+			c.NodeSelector = map[string]string{}
+		}
+		c.NodeSelector[k] = v
+	}
+	for _, t := range o.Tolerations {
+		tol, err := toleration(t)
+		if err != nil {
+			return c, err
+		}
+		c.Tolerations = append(c.Tolerations, tol)
+	}
+	if o.ConfigFile != "" {
+		b, err := os.ReadFile(o.ConfigFile)
+		if err != nil {
+			return c, fail.New(fail.Usage, "give the path of a buildkitd.toml", "cannot read --buildkitd-config %s", o.ConfigFile)
+		}
+		c.ConfigTOML = string(b)
+	}
+	for _, hf := range o.RegistryCAs {
+		host, file, ok := strings.Cut(hf, "=")
+		if !ok || host == "" || file == "" {
+			return c, fail.New(fail.Usage, "use HOST[:PORT]=FILE", "--registry-ca %q is not HOST=FILE", hf)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return c, fail.New(fail.Usage, "give the path of the registry's CA certificate (PEM)", "cannot read --registry-ca %s", file)
+		}
+		if c.RegistryCAs == nil {
+			c.RegistryCAs = map[string][]byte{}
+		}
+		c.RegistryCAs[host] = b
+	}
+	return c, nil
+}
+
+var resourceNames = map[string]corev1.ResourceName{
+	"cpu": corev1.ResourceCPU, "memory": corev1.ResourceMemory, "ephemeral-storage": corev1.ResourceEphemeralStorage,
+}
+
+func resources(flag string, kvs []string) (corev1.ResourceList, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	out := corev1.ResourceList{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		name, known := resourceNames[k]
+		if !ok || !known {
+			return nil, fail.New(fail.Usage, "use cpu=, memory= or ephemeral-storage=, e.g. "+flag+" cpu=1,memory=2Gi", "%s %q is not NAME=QUANTITY", flag, kv)
+		}
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return nil, fail.New(fail.Usage, "give a quantity such as 500m, 2Gi", "%s %s=%q is not a quantity", flag, k, v)
+		}
+		out[name] = q
+	}
+	return out, nil
+}
+
+// toleration parses KEY[=VALUE][:EFFECT].
+func toleration(s string) (corev1.Toleration, error) {
+	bad := fail.New(fail.Usage, "use KEY[=VALUE][:EFFECT] with EFFECT NoSchedule, PreferNoSchedule or NoExecute", "--toleration %q is malformed", s)
+	rest, effect, hasEffect := strings.Cut(s, ":")
+	key, value, hasValue := strings.Cut(rest, "=")
+	if key == "" {
+		return corev1.Toleration{}, bad
+	}
+	t := corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists}
+	if hasValue {
+		t.Operator, t.Value = corev1.TolerationOpEqual, value
+	}
+	if hasEffect {
+		switch e := corev1.TaintEffect(effect); e {
+		case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+			t.Effect = e
+		default:
+			return corev1.Toleration{}, bad
+		}
+	}
+	return t, nil
+}
