@@ -271,7 +271,7 @@ The claims of a --storage builder hold its cache and are kept (listed).`,
 		},
 	}
 	cmd.Flags().BoolVar(&kubernetes, "kubernetes", false, "remove a builder in the Kubernetes cluster of the kubeconfig")
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait until the builder's Pods are gone (0: do not wait)")
+	cmd.Flags().DurationVar(&timeout, "delete-timeout", 2*time.Minute, "how long to wait until what was deleted is gone (0: do not wait)")
 	kopts.AddFlags(cmd.Flags())
 	return cmd
 }

@@ -47,7 +47,7 @@ func TestBuildKitCreateRefuses(t *testing.T) {
 		{[]string{"buildkit", "create", "--kubernetes", "--node-selector", "novalue"}, "KEY=VALUE"},
 		{[]string{"buildkit", "create", "--kubernetes", "--buildkitd-flag", "--addr=tcp://0.0.0.0:1234"}, "default socket"},
 		{[]string{"buildkit", "create", "--kubernetes", "--buildkitd-config", bad}, "does not parse"},
-		{[]string{"buildkit", "create", "--kubernetes", "--registry-ca", "r:1=" + filepath.Join(dir, "none.pem")}, "cannot read --registry-ca"},
+		{[]string{"buildkit", "create", "--kubernetes", "--builder-registry-ca", "r:1=" + filepath.Join(dir, "none.pem")}, "cannot read --builder-registry-ca"},
 		{[]string{"buildkit", "create", "--kubernetes", "Bad_Name", "--dry-run", "-o", "yaml"}, "not a valid object name"},
 		{[]string{"buildkit", "create", "--kubernetes", "-o", "yaml"}, "needs --dry-run"},
 		{[]string{"buildkit", "status", "-o", "yaml"}, "no yaml output"},

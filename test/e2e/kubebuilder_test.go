@@ -53,7 +53,7 @@ func kubeBuilder(t *testing.T, ns, name string, args ...string) result {
 		}
 	}
 	start := time.Now()
-	r := idopipe(t, nil, append([]string{"buildkit", "create", "--kubernetes", "-n", ns, name, "--timeout", "3m", "-o", "json"}, args...)...)
+	r := idopipe(t, nil, append([]string{"buildkit", "create", "--kubernetes", "-n", ns, name, "-o", "json"}, args...)...)
 	t.Logf("buildkit create %s/%s: exit %d in %.1fs", ns, name, r.code, time.Since(start).Seconds())
 	return r
 }

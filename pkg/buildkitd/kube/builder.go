@@ -208,11 +208,11 @@ func (c Config) buildkitdTOML() (string, error) {
 	}
 	for _, host := range slices.Sorted(maps.Keys(c.RegistryCAs)) {
 		if _, ok := parsed.Registries[host]; ok {
-			return "", fail.New(fail.Usage, "drop --registry-ca "+host+", or set its ca in the buildkitd.toml",
-				"registry %s has a [registry] table in --buildkitd-config and a --registry-ca", host)
+			return "", fail.New(fail.Usage, "drop the builder's registry CA for "+host+", or set its ca in the buildkitd.toml",
+				"registry %s has a [registry] table in the buildkitd config and a CA of its own", host)
 		}
 		if !bytes.Contains(c.RegistryCAs[host], []byte("-----BEGIN CERTIFICATE-----")) {
-			return "", fail.New(fail.Usage, "give a PEM certificate file", "--registry-ca %s is not a PEM certificate", host)
+			return "", fail.New(fail.Usage, "give a PEM certificate file", "the builder's registry CA for %s is not a PEM certificate", host)
 		}
 		fmt.Fprintf(&b, "[registry.%q]\n  ca = [%q]\n", host, configDir+"/"+caKey(host))
 	}

@@ -49,12 +49,12 @@ func (o *KubeBuilderOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Rootless, "rootless", false, "run buildkitd rootless (user 1000, --oci-worker-no-process-sandbox, unconfined seccomp and AppArmor; the nodes must allow user namespaces) instead of privileged")
 	fs.StringArrayVar(&o.BuildkitdFlags, "buildkitd-flag", nil, "a flag for buildkitd, e.g. --debug (repeatable)")
 	fs.StringVar(&o.ConfigFile, "buildkitd-config", "", "buildkitd.toml for the replicas (default: the OCI worker with garbage collection)")
-	fs.StringArrayVar(&o.RegistryCAs, "registry-ca", nil, "HOST[:PORT]=FILE: trust this CA (PEM) for a registry the builder pulls from or caches to (repeatable)")
+	fs.StringArrayVar(&o.RegistryCAs, "builder-registry-ca", nil, "HOST[:PORT]=FILE: the builder trusts this CA (PEM) for a registry the builder pulls from or caches to (repeatable)")
 	fs.StringVar(&o.Storage, "storage", "", "keep each replica's cache on a PersistentVolumeClaim of this size (a StatefulSet); default an emptyDir, lost with the Pod")
 	fs.StringVar(&o.StorageClass, "storage-class", "", "StorageClass of the --storage claims (default the cluster's)")
-	fs.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long to wait until every replica is Ready (0: do not wait)")
+	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the Pods to become Ready")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "validate the objects with a server-side dry run and write nothing; with -o yaml print them without asking the cluster")
-	fs.BoolVar(&o.ForceConflicts, "force-conflicts", false, "take over fields of the builder's objects another field manager owns")
+	fs.BoolVar(&o.ForceConflicts, "force-conflicts", false, "take over fields owned by another field manager")
 }
 
 // Validate refuses a create without --kubernetes, flags that would break
@@ -133,11 +133,11 @@ func (o *KubeBuilderOptions) config(ns, name string) (kube.Config, error) {
 	for _, hf := range o.RegistryCAs {
 		host, file, ok := strings.Cut(hf, "=")
 		if !ok || host == "" || file == "" {
-			return c, fail.New(fail.Usage, "use HOST[:PORT]=FILE", "--registry-ca %q is not HOST=FILE", hf)
+			return c, fail.New(fail.Usage, "use HOST[:PORT]=FILE", "--builder-registry-ca %q is not HOST=FILE", hf)
 		}
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return c, fail.New(fail.Usage, "give the path of the registry's CA certificate (PEM)", "cannot read --registry-ca %s", file)
+			return c, fail.New(fail.Usage, "give the path of the registry's CA certificate (PEM)", "cannot read --builder-registry-ca %s", file)
 		}
 		if c.RegistryCAs == nil {
 			c.RegistryCAs = map[string][]byte{}
