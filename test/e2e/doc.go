@@ -20,7 +20,8 @@
 // A few tests stay serial, and Go runs them before the parallel ones: the
 // one that stops the API server (TestAPIServerStopsMidApply, which restores
 // it before it returns), those that count requests against repositories
-// they share (the mount and registry-fault tests), and those that deploy
+// they share (the mount tests), the one that removes the IDO CRDs
+// (TestReleaseBadInput), and those that deploy
 // manifests with upstream's resource requests (1.5 of the node's 2 CPUs:
 // TestStagesOneByOne, TestUpstreamRelease), which wait until their
 // namespace is gone.

@@ -19,6 +19,7 @@ import (
 // with the built digest (retries with backoff), the tag must resolve to a
 // complete image, and a second push must upload no blob again.
 func TestPushThroughRegistryFaults(t *testing.T) {
+	t.Parallel()
 	layout, digest := buildImage(t, "0.7.0")
 	// Each distinct request fails at its first attempt by turns with 503,
 	// 429 or a delay; its retry goes through.
@@ -85,6 +86,7 @@ func TestPushThroughRegistryFaults(t *testing.T) {
 // TestPushGivesUpAfterBoundedRetries: a registry that always answers 503
 // fails the push with a clear error after the retries, not forever.
 func TestPushGivesUpAfterBoundedRetries(t *testing.T) {
+	t.Parallel()
 	layout, _ := buildImage(t, "0.7.1")
 	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
 		if r.URL.Path == "/v2/" {
@@ -96,12 +98,12 @@ func TestPushGivesUpAfterBoundedRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer proxy.Close()
-	r := idopipe(t, nil, "push", "--oci-layout", layout, "--version", "0.7.1", "--registry", proxy.Host, "--registry-ca", proxy.CAFile, "--owner", "faults")
+	r := idopipe(t, nil, "push", "--oci-layout", layout, "--version", "0.7.1", "--registry", proxy.Host, "--registry-ca", proxy.CAFile, "--owner", "faults-down")
 	if r.code != int(fail.Registry) || !strings.Contains(r.stderr, "refused the push") || !strings.Contains(r.stderr, "503") {
 		t.Fatalf("push against a registry that is down:\n%s", r)
 	}
 	// Nothing was tagged.
-	v := idopipe(t, nil, "verify-pull", "--registry-ca", stack.Registry.CAFile, stack.Registry.Host+"/faults/planner:0.7.1")
+	v := idopipe(t, nil, "verify-pull", "--registry-ca", stack.Registry.CAFile, stack.Registry.Host+"/faults-down/planner:0.7.1")
 	if v.code != int(fail.NotFound) {
 		t.Errorf("the failed push left a tag:\n%s", v)
 	}
