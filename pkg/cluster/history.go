@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pmezard/go-difflib/difflib"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -418,3 +419,53 @@ func (c *Client) WhoAmI(ctx context.Context) string {
 }
 
 func selfReview() *authenticationv1.SelfSubjectReview { return &authenticationv1.SelfSubjectReview{} }
+
+// ObjectDiff is how one object differs between two revisions.
+type ObjectDiff struct {
+	Ref    string `json:"ref"`    // Kind/namespace/name
+	Change string `json:"change"` // added, removed, changed
+	Diff   string `json:"diff"`   // unified diff of the YAML (Secret data masked)
+}
+
+// DiffRevisions compares the objects of two revisions (before: the
+// earlier one, nil for none) by Kind/namespace/name, in after's order
+// then before's removed ones; unchanged objects are left out.
+func DiffRevisions(before, after []manifest.Object, beforeName, afterName string) []ObjectDiff {
+	ref := func(o manifest.Object) string {
+		if ns := o.GetNamespace(); ns != "" {
+			return o.GetKind() + "/" + ns + "/" + o.GetName()
+		}
+		return o.GetKind() + "/" + o.GetName()
+	}
+	old := map[string]manifest.Object{}
+	for _, o := range before {
+		old[ref(o)] = o
+	}
+	var out []ObjectDiff
+	seen := map[string]bool{}
+	diff := func(a, b string, r string) string {
+		d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+			A: difflib.SplitLines(a), B: difflib.SplitLines(b),
+			FromFile: beforeName + "/" + r, ToFile: afterName + "/" + r, Context: 2,
+		})
+		return d
+	}
+	for _, o := range after {
+		r := ref(o)
+		seen[r] = true
+		now := toYAML(o.Unstructured)
+		prev, ok := old[r]
+		switch {
+		case !ok:
+			out = append(out, ObjectDiff{Ref: r, Change: "added", Diff: diff("", now, r)})
+		case toYAML(prev.Unstructured) != now:
+			out = append(out, ObjectDiff{Ref: r, Change: "changed", Diff: diff(toYAML(prev.Unstructured), now, r)})
+		}
+	}
+	for _, o := range before {
+		if r := ref(o); !seen[r] {
+			out = append(out, ObjectDiff{Ref: r, Change: "removed", Diff: diff(toYAML(o.Unstructured), "", r)})
+		}
+	}
+	return out
+}

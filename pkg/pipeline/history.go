@@ -43,11 +43,7 @@ func (rel *release) recordRevision(ctx context.Context) error {
 	if s := rel.res.Signature; s != nil {
 		rev.Signature = s.Key
 	}
-	max := rel.o.History.Max
-	if max == 0 {
-		max = cluster.DefaultHistoryMax
-	}
-	rev, err := rel.kube.RecordRevision(ctx, rev, rel.applied, max)
+	rev, err := rel.kube.RecordRevision(ctx, rev, rel.applied, rel.o.History.Max)
 	if err != nil {
 		return err
 	}

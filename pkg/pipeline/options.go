@@ -50,7 +50,7 @@ type Options struct {
 // History is what a revision records besides what the run itself knows
 // (images, digests, signature, objects), and how many are kept.
 type History struct {
-	Max    int // revisions kept in the namespace (0: cluster.DefaultHistoryMax)
+	Max    int // revisions kept in the namespace (0: every one)
 	Source cluster.Source
 	GitHub *cluster.GitHubRun // the GitHub Actions run, nil outside Actions
 }
