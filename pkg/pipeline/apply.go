@@ -16,8 +16,12 @@ import (
 // namespace's inventory, for the next release's prune plan.
 func (rel *release) apply(ctx context.Context) (string, error) {
 	d := rel.o.Deploy
-	if err := rel.recordRevision(ctx); err != nil {
-		return "", err
+	// A run that changes nothing records nothing: the cluster runs the
+	// revision recorded last already.
+	if changes(rel.plan) > 0 {
+		if err := rel.recordRevision(ctx); err != nil {
+			return "", err
+		}
 	}
 	applied, err := rel.kube.Execute(ctx, rel.plan, cluster.ApplyOptions{ForceConflicts: d.Force, NoRecreate: d.NoRecreate}, rel.announce("apply"))
 	rel.res.Objects = append(rel.res.Objects, applied...)
@@ -42,8 +46,14 @@ func (rel *release) apply(ctx context.Context) (string, error) {
 	if !rel.scope.has("wait") {
 		rel.settleRevision(ctx, nil) // nothing follows to say otherwise
 	}
-	return fmt.Sprintf("%d created, %d configured, %d recreated, %d pruned, %d unchanged; revision %d",
-		counts[cluster.Created], counts[cluster.Configured], counts[cluster.Recreated], counts[cluster.Pruned], counts[cluster.Unchanged], rel.revision.Number), nil
+	summary := fmt.Sprintf("%d created, %d configured, %d recreated, %d pruned, %d unchanged",
+		counts[cluster.Created], counts[cluster.Configured], counts[cluster.Recreated], counts[cluster.Pruned], counts[cluster.Unchanged])
+	if rel.revision != nil {
+		summary += fmt.Sprintf("; revision %d", rel.revision.Number)
+	} else {
+		summary += "; no revision recorded (nothing changed)"
+	}
+	return summary, nil
 }
 
 // recordPartial adds what an apply that failed or was interrupted did

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -185,7 +186,7 @@ func (v *verifier) Signed(_ context.Context, ref name.Digest, _ []sign.Key) (sig
 type kube struct {
 	calls   *calls
 	mu      sync.Mutex
-	objects map[string]bool // refs applied
+	objects map[string]string // refs applied, and what (as JSON)
 	secret  bool
 	block   string // a call that blocks until its context ends
 	fail    map[string]error
@@ -194,10 +195,11 @@ type kube struct {
 	revObjs   map[int][]manifest.Object
 	lost      error // the lock's loss
 	failWaits int   // how many waits fail, the first ones
+	compare   bool  // plan an update for an object whose content changed (else: one that exists is unchanged)
 }
 
 func newKube(c *calls) *kube {
-	return &kube{calls: c, objects: map[string]bool{}, fail: map[string]error{}, revObjs: map[int][]manifest.Object{}}
+	return &kube{calls: c, objects: map[string]string{}, fail: map[string]error{}, revObjs: map[int][]manifest.Object{}}
 }
 
 func (k *kube) wait(ctx context.Context, call string) error {
@@ -281,8 +283,11 @@ func (k *kube) Plan(ctx context.Context, objs []manifest.Object, _ cluster.Apply
 	for _, o := range objs {
 		ref := o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
 		act := cluster.Create
-		if k.objects[ref] {
+		if was, ok := k.objects[ref]; ok {
 			act = cluster.NoChange
+			if k.compare && was != asJSON(o) {
+				act = cluster.Update
+			}
 		}
 		plan = append(plan, cluster.Change{Object: o, Ref: ref, Action: act})
 	}
@@ -351,7 +356,7 @@ func (k *kube) Execute(ctx context.Context, plan []cluster.Change, _ cluster.App
 		if ch.Action != cluster.NoChange {
 			st = cluster.Created
 		}
-		k.objects[ch.Ref] = true
+		k.objects[ch.Ref] = asJSON(ch.Object)
 		out = append(out, cluster.Applied{Ref: ch.Ref, Status: st})
 	}
 	return out, nil
@@ -379,6 +384,11 @@ func (k *kube) Wait(ctx context.Context, _ string, objs []manifest.Object, _ clu
 		w.Pods = append(w.Pods, cluster.PodState{Name: p, Ready: true, Phase: "Running"})
 	}
 	return w, nil
+}
+
+func asJSON(o manifest.Object) string {
+	b, _ := json.Marshal(o.Object)
+	return string(b)
 }
 
 // events records what the pipeline reports.

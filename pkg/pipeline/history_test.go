@@ -15,25 +15,30 @@ import (
 // passed; the one before becomes superseded.
 func TestReleaseRecordsRevisions(t *testing.T) {
 	f := newFixture(t)
+	f.kube.compare = true
 	f.o.History.Source = cluster.Source{Commit: "abc123"}
-	for i := range 2 {
+	for i, v := range []string{"0.4.0", "0.5.0", "0.5.0"} {
+		f.o.Images[0].Version = v
 		if _, _, err := f.release(context.Background(), t); err != nil {
 			t.Fatalf("release %d: %v", i+1, err)
 		}
 	}
 	revs := f.kube.revisions
 	if len(revs) != 2 {
-		t.Fatalf("%d revisions recorded, want 2", len(revs))
+		t.Fatalf("%d revisions recorded, want 2 (the third release changed nothing)", len(revs))
 	}
 	if revs[0].Status != cluster.Superseded || revs[1].Status != cluster.Deployed {
 		t.Errorf("statuses %s, %s; want superseded, deployed", revs[0].Status, revs[1].Status)
 	}
-	r := revs[1]
+	r := revs[0]
 	if r.By.User != "tester" || r.Source.Commit != "abc123" || r.Description != "release" || len(r.Images) != 1 || r.Images[0].Digest != digestOf("planner") {
 		t.Errorf("revision 2 = %+v", r)
 	}
 	if n := len(f.kube.revObjs[2]); n != 2 {
 		t.Errorf("revision 2 holds %d objects, want the 2 applied", n)
+	}
+	if revs[1].Images[0].Digest == r.Images[0].Digest {
+		t.Errorf("revision 2 records revision 1's digest")
 	}
 	calls := f.calls.all()
 	lock, rec, write := f.calls.index("lock"), f.calls.index("write revision"), f.calls.index("write 2")
@@ -46,6 +51,7 @@ func TestReleaseRecordsRevisions(t *testing.T) {
 // failed with the wait's diagnosis, and the one deployed before deployed.
 func TestFailedWaitRecordsFailure(t *testing.T) {
 	f := newFixture(t)
+	f.kube.compare = true
 	if _, _, err := f.release(context.Background(), t); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +72,7 @@ func TestFailedWaitRecordsFailure(t *testing.T) {
 // still fails with the wait's class, saying what runs now.
 func TestRollbackOnFailure(t *testing.T) {
 	f := newFixture(t)
+	f.kube.compare = true
 	if _, _, err := f.release(context.Background(), t); err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +106,7 @@ func TestRollbackOnFailure(t *testing.T) {
 // registry is refused before anything is written, naming the digest.
 func TestRollbackChecksImagesFirst(t *testing.T) {
 	f := newFixture(t)
+	f.kube.compare = true
 	if _, _, err := f.release(context.Background(), t); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +134,7 @@ func TestRollbackChecksImagesFirst(t *testing.T) {
 // and images (no manifest file read) and records "rollback to N".
 func TestRollbackRedeploysTheRecord(t *testing.T) {
 	f := newFixture(t)
+	f.kube.compare = true
 	for _, v := range []string{"0.4.0", "0.5.0"} {
 		f.o.Images[0].Version = v
 		if _, _, err := f.release(context.Background(), t); err != nil {
@@ -154,6 +163,7 @@ func TestRollbackRedeploysTheRecord(t *testing.T) {
 // lost lock's error, not the request that failed because of it.
 func TestLostLockStopsTheRun(t *testing.T) {
 	f := newFixture(t)
+	f.kube.compare = true
 	lost := fail.New(fail.LockLost, "rerun", "lost the release lock of namespace ido to someone")
 	f.kube.fail["write 2"] = fail.Wrap(fail.Cluster, lost, "", "cannot apply")
 	f.kube.lost = lost
