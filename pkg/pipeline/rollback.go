@@ -99,9 +99,6 @@ func (rel *release) readRevision(ctx context.Context) (string, error) {
 // the lock this run holds, and returns failed saying what runs now.
 func (rel *release) rollBackAfter(ctx context.Context, failed error) error {
 	ns := rel.o.Deploy.Namespace
-	if rel.revision == nil {
-		return failed
-	}
 	revs, err := rel.kube.Revisions(ctx, ns)
 	if err != nil {
 		return addRollback(failed, "; no rollback: "+err.Error())
