@@ -82,7 +82,11 @@ func (c *Client) Lock(ctx context.Context, ns, holder string, wait time.Duration
 				close(started)
 			},
 			OnStoppedLeading: func() {
-				lost(fmt.Sprintf("(not renewed within %s: the API server at %s did not answer, or another release took it)", t.RenewDeadline, c.Host))
+				if who := elector.GetLeader(); who != "" && who != holder {
+					lost("to " + who)
+					return
+				}
+				lost(fmt.Sprintf("(not renewed within %s: the API server at %s did not answer)", t.RenewDeadline, c.Host))
 			},
 			OnNewLeader: func(who string) {
 				if who == holder {
