@@ -144,3 +144,33 @@ func TestRevisionTooLarge(t *testing.T) {
 		t.Errorf("objects %v, %v", objs, err)
 	}
 }
+
+// TestRevisionSizeOfTheUpstreamManifest: the upstream manifest's objects,
+// six times over (the planner and its five plugins are each about that
+// size), stay far inside a Secret's 1 MiB.
+func TestRevisionSizeOfTheUpstreamManifest(t *testing.T) {
+	objs, err := manifest.ReadFile("../../testdata/ido/manifest-0.4.0.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []manifest.Object
+	for i := range 6 {
+		for _, o := range objs {
+			c := manifest.Object{Unstructured: o.DeepCopy(), Source: o.Source}
+			c.SetName(c.GetName() + "-" + string(rune('a'+i)))
+			all = append(all, c)
+		}
+	}
+	packed, err := encodeObjects(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := encodeObjects(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d objects: %d bytes compressed; one manifest, %d objects: %d bytes", len(all), len(packed), len(objs), len(one))
+	if len(packed) > 128<<10 {
+		t.Errorf("%d bytes compressed: too close to the limit", len(packed))
+	}
+}
