@@ -57,6 +57,7 @@ pruned) and the wait. It records a revision of its own, "rollback to N".`,
 	}
 	fs := cmd.Flags()
 	o.registry.AddFlags(fs, options.RegistryFlags{Jobs: true})
+	fs.StringVar(&o.registry.Registry, "registry", "ghcr.io", "the registry of the revision's images: the token for it goes into the pull Secret and checks that they are still there")
 	o.kube.AddFlags(fs)
 	o.cluster.AddWriteFlags(fs)
 	o.keys.AddFlags(fs)
@@ -90,6 +91,7 @@ func (o *rollbackOptions) Run(ctx context.Context, env Env) error {
 	}
 	po := pipeline.Options{
 		Images:     []build.Spec{{}},
+		Target:     pipeline.Target{Registry: o.registry.Registry},
 		Deploy:     deployConfig(o.kube, &o.cluster),
 		Creds:      cr,
 		VerifyKeys: o.keys.Keys,

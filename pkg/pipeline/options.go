@@ -64,9 +64,10 @@ type RollbackConfig struct {
 
 // Target is where the images are pushed.
 type Target struct {
-	Registry string   // e.g. ghcr.io
-	Owner    string   // lowercased for the repository path
-	Tags     []string // extra tags for each pushed image
+	Registry string // e.g. ghcr.io; for Rollback, the registry the revision's images must be on
+
+	Owner string   // lowercased for the repository path
+	Tags  []string // extra tags for each pushed image
 	// MountFrom are repositories of the registry that may hold blobs of the
 	// images; the images pushed earlier in the run are added for the later
 	// ones. The registry mounts what they hold instead of an upload.

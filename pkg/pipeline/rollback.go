@@ -75,6 +75,10 @@ func (rel *release) readRevision(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", fail.New(fail.Cluster, "roll back to another revision", "revision %d records an invalid image %q", rev.Number, ri.Image)
 		}
+		if want := rel.o.Target.Registry; want != "" && tag.RegistryStr() != want {
+			return "", fail.New(fail.Usage, "pass --registry "+tag.RegistryStr()+" (its token goes into the pull Secret)",
+				"revision %d's image %s is on registry %s, not %s", rev.Number, ri.Name, tag.RegistryStr(), want)
+		}
 		ref := tag.Context().Digest(ri.Digest)
 		if err := rel.d.Publisher.Has(ctx, ref); err != nil {
 			if fail.ClassOf(err) == fail.NotFound {
