@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +23,17 @@ import (
 // leaseServer is a fake clientset whose Leases keep resourceVersions as
 // an API server does: an Update with a stale one is a Conflict.
 func leaseServer() *fake.Clientset {
+	core, _ := leaseServerDropping()
+	return core
+}
+
+// leaseServerDropping is leaseServer whose drop(), once called, makes the
+// next Lease update go through while its reply is lost (an error instead).
+func leaseServerDropping() (*fake.Clientset, func()) {
 	core := fake.NewClientset()
 	rv := 0
+	var mu sync.Mutex
+	dropNext := false
 	core.PrependReactor("create", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		rv++
 		a.(k8stesting.CreateAction).GetObject().(*coordinationv1.Lease).ResourceVersion = strconv.Itoa(rv)
@@ -40,9 +50,23 @@ func leaseServer() *fake.Clientset {
 		}
 		rv++
 		l.ResourceVersion = strconv.Itoa(rv)
+		mu.Lock()
+		drop := dropNext
+		dropNext = false
+		mu.Unlock()
+		if drop {
+			if err := core.Tracker().Update(coordinationv1.SchemeGroupVersion.WithResource("leases"), l, l.Namespace); err != nil {
+				return true, nil, err
+			}
+			return true, nil, apierrors.NewTimeoutError("the reply was lost", 1)
+		}
 		return false, nil, nil
 	})
-	return core
+	return core, func() {
+		mu.Lock()
+		dropNext = true
+		mu.Unlock()
+	}
 }
 
 var fastLock = LockTiming{LeaseDuration: 1500 * time.Millisecond, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond}
@@ -134,5 +158,28 @@ func TestUnlockReleases(t *testing.T) {
 	}
 	if a.LockLost() != nil {
 		t.Errorf("an unlock counts as lost: %v", a.LockLost())
+	}
+}
+
+// TestLockSurvivesALostReply: a renewal that went through but whose reply
+// was lost leaves a stale resourceVersion behind; the next renewals must
+// still succeed (client-go's elector reads the Lease again after a failed
+// optimistic update), so the lock is not lost and not taken over.
+func TestLockSurvivesALostReply(t *testing.T) {
+	core, drop := leaseServerDropping()
+	a := &Client{Core: core, LockTiming: fastLock}
+	unlock, err := a.Lock(context.Background(), "ido", "release-a", time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	drop()
+	time.Sleep(3 * fastLock.LeaseDuration)
+	if err := a.LockLost(); err != nil {
+		t.Fatalf("lost after one lost reply: %v", err)
+	}
+	lease, err := core.CoordinationV1().Leases("ido").Get(context.Background(), LockName, metav1.GetOptions{})
+	if err != nil || *lease.Spec.HolderIdentity != "release-a" || time.Since(lease.Spec.RenewTime.Time) > fastLock.RenewDeadline {
+		t.Errorf("lease after a lost reply: %+v, %v", lease.Spec, err)
 	}
 }
