@@ -170,7 +170,10 @@ func TestRollbackOnFailure(t *testing.T) {
 		t.Fatalf("first release:\n%s", r1)
 	}
 	first := parseRelease(t, r1).Result.Digest
-	crash := upstreamWith(t, map[string]string{`    args: ["-config", "/config/defaults.json", "-v", "2"]` + "\n": `    args: ["-no-such-flag"]` + "\n"})
+	// The container exits at once; the probe keeps the Pod from counting
+	// as Ready in the moment between its start and its exit.
+	crash := upstreamWith(t, map[string]string{`    args: ["-config", "/config/defaults.json", "-v", "2"]` + "\n": `    args: ["-no-such-flag"]` + "\n" +
+		"    readinessProbe: {tcpSocket: {port: 33333}, periodSeconds: 1}\n"})
 	start := time.Now()
 	r2 := idopipe(t, nil, releaseWith(ns, crash, "--version", "0.4.2", "--rollback-on-failure")...)
 	took := time.Since(start)
