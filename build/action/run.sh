@@ -75,6 +75,12 @@ if [ -n "${IN_KUBECONFIG:-}" ]; then
 	fi
 	args+=(--kubeconfig "$kubeconfig")
 	[ -z "${IN_CONTEXT:-}" ] || args+=(--context "$IN_CONTEXT")
+	case "${IN_ROLLBACK_ON_FAILURE:-false}" in
+	true) args+=(--rollback-on-failure) ;;
+	false | "") ;;
+	*) fail "rollback-on-failure input '${IN_ROLLBACK_ON_FAILURE}': use true or false" ;;
+	esac
+	[ -z "${IN_HISTORY_MAX:-}" ] || args+=(--history-max "$IN_HISTORY_MAX")
 elif [ -z "$stages" ]; then
 	stages="validate build push verify-pull"
 fi

@@ -370,3 +370,21 @@ syncFrequency: 5s
 func (n *Node) Trust(host, caFile string) error {
 	return writeRegistryHosts(filepath.Join(nodeRoot, "certs.d"), []RegistryTrust{{Host: host, CAFile: caFile}}, RegistryTrust{})
 }
+
+// PauseKubelet stops the kubelet process (SIGSTOP), as a hung kubelet: it
+// renews no heartbeat and starts no Pod until ResumeKubelet. Tests of what
+// a wait says about a silent node use it.
+func (n *Node) PauseKubelet() error {
+	if n == nil || n.kubelet == nil || n.kubelet.cmd.Process == nil {
+		return fmt.Errorf("no kubelet running")
+	}
+	return n.kubelet.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// ResumeKubelet continues a kubelet PauseKubelet stopped (SIGCONT).
+func (n *Node) ResumeKubelet() error {
+	if n == nil || n.kubelet == nil || n.kubelet.cmd.Process == nil {
+		return fmt.Errorf("no kubelet running")
+	}
+	return n.kubelet.cmd.Process.Signal(syscall.SIGCONT)
+}

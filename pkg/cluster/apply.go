@@ -133,6 +133,9 @@ func (c *Client) WaitEstablished(ctx context.Context, names []string, timeout ti
 
 // explain classifies an API error that is about the cluster, not an object.
 func (c *Client) explain(ctx context.Context, err error, what string) error {
+	if lost, ok := lockLost(err); ok {
+		return lost
+	}
 	if isCanceled(ctx, err) {
 		return context.Canceled
 	}
@@ -147,6 +150,9 @@ func (c *Client) explain(ctx context.Context, err error, what string) error {
 
 // explainObject names the object, the field and the server's message.
 func (c *Client) explainObject(ctx context.Context, err error, obj manifest.Object, ref string, dryRun bool) error {
+	if lost, ok := lockLost(err); ok {
+		return lost
+	}
 	if isCanceled(ctx, err) {
 		return context.Canceled
 	}

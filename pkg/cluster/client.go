@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"net/http"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -12,6 +14,7 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -26,6 +29,18 @@ type Client struct {
 	Dynamic dynamic.Interface
 	Mapper  meta.ResettableRESTMapper
 	Host    string
+
+	// ConfigUser is the kubeconfig's user name for this context (who a
+	// revision was made by when the API server does not say).
+	ConfigUser string
+	// LockTiming: how the release lock is held (zero: DefaultLockTiming).
+	LockTiming LockTiming
+
+	// leases is the client the release lock renews its Lease with: unlike
+	// Core, it keeps working after the lock is lost. nil: Core.
+	leases    kubernetes.Interface
+	lockGuard *guard
+	guardOnce sync.Once
 }
 
 // New connects with kubectl's flags (--kubeconfig, --context, ...) and checks
@@ -40,6 +55,13 @@ func New(ctx context.Context, flags genericclioptions.RESTClientGetter) (*Client
 	// throttles; a client-side token bucket would only add waits
 	// (a negative QPS turns it off).
 	cfg.QPS = -1
+	leases, err := kubernetes.NewForConfig(rest.CopyConfig(cfg))
+	if err != nil {
+		return nil, fail.Wrap(fail.Cluster, err, "check the kubeconfig", "cannot configure the Kubernetes client")
+	}
+	g := &guard{}
+	// Every request but the lock's own stops once the lock is lost.
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return guarded{next: rt, g: g} })
 	core, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fail.Wrap(fail.Cluster, err, "check the kubeconfig", "cannot configure the Kubernetes client")
@@ -48,7 +70,7 @@ func New(ctx context.Context, flags genericclioptions.RESTClientGetter) (*Client
 	if err != nil {
 		return nil, fail.Wrap(fail.Cluster, err, "check the kubeconfig", "cannot configure the Kubernetes client")
 	}
-	c := &Client{Core: core, Dynamic: dyn, Host: cfg.Host}
+	c := &Client{Core: core, Dynamic: dyn, Host: cfg.Host, leases: leases, lockGuard: g, ConfigUser: configUser(flags)}
 	if err := c.Ping(ctx); err != nil {
 		return nil, err
 	}
@@ -61,6 +83,35 @@ func New(ctx context.Context, flags genericclioptions.RESTClientGetter) (*Client
 	}
 	c.Mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	return c, nil
+}
+
+// configUser is the kubeconfig's user name of the context in use.
+func configUser(flags genericclioptions.RESTClientGetter) string {
+	loader := flags.ToRawKubeConfigLoader()
+	raw, err := loader.RawConfig()
+	if err != nil {
+		return ""
+	}
+	name := raw.CurrentContext
+	if cf, ok := flags.(*genericclioptions.ConfigFlags); ok {
+		if cf.AuthInfoName != nil && *cf.AuthInfoName != "" {
+			return *cf.AuthInfoName
+		}
+		if cf.Context != nil && *cf.Context != "" {
+			name = *cf.Context
+		}
+	}
+	if kc := raw.Contexts[name]; kc != nil {
+		return kc.AuthInfo
+	}
+	return ""
+}
+
+func (c *Client) leaseClient() kubernetes.Interface {
+	if c.leases != nil {
+		return c.leases
+	}
+	return c.Core
 }
 
 // Ping checks that the API server answers within 10 seconds.

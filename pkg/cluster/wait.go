@@ -119,6 +119,11 @@ func (c *Client) Wait(ctx context.Context, ns string, objs []manifest.Object, o 
 		if ready == len(pods) && current == len(watched) {
 			return w, nil
 		}
+		for _, s := range w.Pods {
+			if err := c.deletedPod(ctx, ns, s); err != nil {
+				return w, err
+			}
+		}
 		if err := c.classify(ctx, ns, w.Pods); err != nil {
 			return w, err
 		}
@@ -145,6 +150,9 @@ func (c *Client) Wait(ctx context.Context, ns string, objs []manifest.Object, o 
 				}
 			}
 		}
+		if err := c.checkNodes(ctx, ns, w); err != nil {
+			return w, err
+		}
 		if time.Now().After(deadline) {
 			return c.diagnose(ctx, ns, w, o.Timeout)
 		}
@@ -155,6 +163,26 @@ func (c *Client) Wait(ctx context.Context, ns string, objs []manifest.Object, o 
 		}
 		interval = min(interval*2, o.Interval)
 	}
+}
+
+// checkNodes fails the wait when a node that unready Pods are bound to has
+// a kubelet that stopped reporting.
+func (c *Client) checkNodes(ctx context.Context, ns string, w Waited) error {
+	unready := slices.Clone(w.Pods)
+	for _, o := range w.Objects {
+		unready = append(unready, o.podsOf...)
+	}
+	nodes := nodesOf(unready)
+	if len(nodes) == 0 {
+		return nil
+	}
+	silent := c.silentNodes(ctx, nodes)
+	for _, s := range unready {
+		if cause, ok := silent[s.Node]; ok && !s.Ready {
+			return fail.New(fail.NotReady, cause.Fix, "Pod %s/%s on node %s: %s: %s", ns, s.Name, s.Node, cause.Kind, cause.What)
+		}
+	}
+	return nil
 }
 
 func objectsSummary(states []ObjectState) string {

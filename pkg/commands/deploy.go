@@ -22,6 +22,7 @@ type deployOptions struct {
 	keys     options.VerifyKeyOptions
 	kube     *options.KubeOptions
 	cluster  options.ClusterOptions
+	history  options.HistoryOptions
 	diff     bool // a dry run whose exit status says whether anything would change
 }
 
@@ -47,6 +48,9 @@ func (o *deployOptions) addFlags(cmd *cobra.Command, with options.ClusterFlags) 
 	o.kube.AddFlags(fs)
 	o.cluster.AddFlags(fs, with)
 	o.keys.AddFlags(fs)
+	if with.Writes {
+		o.history.AddFlags(fs, options.HistoryFlags{RollbackOnFailure: true})
+	}
 	fs.StringVar(&o.image, "image", "", "the pushed image, REGISTRY/OWNER/NAME:VERSION[@sha256:…]")
 }
 
@@ -54,6 +58,7 @@ func (o *deployOptions) addFlags(cmd *cobra.Command, with options.ClusterFlags) 
 func (o *deployOptions) Complete(env Env) {
 	o.registry.Complete(env.Getenv)
 	o.cluster.Complete(env.Getenv)
+	o.history.Complete(env.Getenv)
 	if o.diff {
 		o.cluster.DryRun = true
 	}
@@ -62,7 +67,7 @@ func (o *deployOptions) Complete(env Env) {
 // Validate checks every group; --registry-ca is read now, so a wrong path
 // fails although a deploy by digest might not reach the registry.
 func (o *deployOptions) Validate() error {
-	for _, v := range []func() error{o.img.Validate, o.registry.Validate, o.keys.Validate, o.kube.Validate, o.cluster.Validate} {
+	for _, v := range []func() error{o.img.Validate, o.registry.Validate, o.keys.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate} {
 		if err := v(); err != nil {
 			return err
 		}
@@ -79,6 +84,8 @@ func (o *deployOptions) Run(ctx context.Context, env Env) error {
 	}
 	po := o.pipelineOptions()
 	po.Creds = cr
+	po.History = history(ctx, &o.history, "")
+	po.RollbackOnFailure = o.history.RollbackOnFailure
 	deps := wiring{kube: o.kube, registry: &o.registry, creds: &cr}.deps()
 	res, err := pipeline.Deploy(ctx, po, deps, r)
 	if o.diff {

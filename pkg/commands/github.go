@@ -25,11 +25,16 @@ func writeGitHubResult(g *options.GlobalOptions, res pipeline.Result, ns string,
 			ready++
 		}
 	}
+	revision := ""
+	if res.Revision != nil {
+		revision = fmt.Sprint(res.Revision.Number)
+	}
 	out := report.Outputs(map[string]string{
 		"image":      res.Image,
 		"digest":     res.Digest,
 		"ref":        res.Ref,
 		"pods-ready": fmt.Sprintf("%d/%d", ready, len(res.Pods)),
+		"revision":   revision,
 	})
 	if werr := report.AppendFile(g.Actions.Output, out); werr != nil {
 		return fail.Wrap(fail.Internal, werr, "", "cannot write $GITHUB_OUTPUT")
@@ -42,6 +47,16 @@ func writeGitHubResult(g *options.GlobalOptions, res pipeline.Result, ns string,
 	fmt.Fprintf(&b, "## idopipe release\n\n%s\n\n", mdEscape(status))
 	if res.Ref != "" {
 		fmt.Fprintf(&b, "**Image:** `%s`\n\n", res.Ref)
+	}
+	if r := res.Revision; r != nil {
+		fmt.Fprintf(&b, "**Revision:** %d in `%s` (%s)\n\n", r.Number, ns, r.Status)
+	}
+	if rb := res.RolledBack; rb != nil {
+		if rb.Error == "" {
+			fmt.Fprintf(&b, "**Rolled back** to revision %d (as revision %d): `%s` runs again\n\n", rb.To, rb.Revision, rb.Ref)
+		} else {
+			fmt.Fprintf(&b, "**Rollback** to revision %d failed too: %s\n\n", rb.To, mdEscape(fail.OneLine(rb.Error)))
+		}
 	}
 	fmt.Fprintf(&b, "| stage | seconds |\n|---|---|\n")
 	for _, s := range stageRows(res.Stages) {

@@ -25,6 +25,7 @@ type releaseOptions struct {
 	keys     options.VerifyKeyOptions
 	kube     *options.KubeOptions
 	cluster  options.ClusterOptions
+	history  options.HistoryOptions
 	stages   options.StagesOptions
 }
 
@@ -60,6 +61,7 @@ func newReleaseCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	o.push.AddFlags(fs)
 	o.kube.AddFlags(fs)
 	o.cluster.AddFlags(fs, options.ClusterFlags{DryRun: true, Writes: true})
+	o.history.AddFlags(fs, options.HistoryFlags{RollbackOnFailure: true})
 	o.sign.AddFlags(fs)
 	o.keys.AddFlags(fs)
 	o.stages.AddFlags(fs)
@@ -73,6 +75,7 @@ func (o *releaseOptions) Complete(env Env) {
 	o.registry.Complete(env.Getenv)
 	o.sign.Complete(env.Getenv)
 	o.cluster.Complete(env.Getenv)
+	o.history.Complete(env.Getenv)
 }
 
 // Validate checks every group: a bad value costs no build.
@@ -80,7 +83,7 @@ func (o *releaseOptions) Validate() error {
 	for _, v := range []func() error{
 		o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate,
 		o.registry.Validate, func() error { return o.push.Validate(o.registry.Registry) }, o.sign.Validate,
-		o.keys.Validate, o.kube.Validate, o.cluster.Validate, o.stages.Validate,
+		o.keys.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate, o.stages.Validate,
 	} {
 		if err := v(); err != nil {
 			return err
@@ -116,6 +119,9 @@ func (o *releaseOptions) Run(ctx context.Context, env Env) error {
 		DryRun:     o.cluster.DryRun,
 		Creds:      cr,
 		VerifyKeys: o.keys.Keys,
+
+		History:           history(ctx, &o.history, images[0].Context),
+		RollbackOnFailure: o.history.RollbackOnFailure,
 	}
 	bc := newBuildCredentials(o.registry.Registry, images, func() (creds.Credentials, error) { return cr, nil })
 	deps := wiring{

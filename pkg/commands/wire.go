@@ -15,6 +15,7 @@ import (
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/buildkitd"
 	"github.com/idopipe/idopipe/pkg/buildkitd/kube"
+	"github.com/idopipe/idopipe/pkg/cluster"
 	"github.com/idopipe/idopipe/pkg/commands/options"
 	"github.com/idopipe/idopipe/pkg/creds"
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -252,6 +253,22 @@ func deployConfig(kube *options.KubeOptions, cl *options.ClusterOptions) pipelin
 		Pin: cl.Pin, Force: cl.Force, NoRecreate: cl.NoRecreate,
 		Timeout: cl.Timeout, LockHolder: cl.LockHolder, LockTimeout: cl.LockWait,
 	}
+}
+
+// history is what a writing run records of itself: the GitHub Actions
+// run and source commit, else the source's commit as git says; and how
+// many revisions are kept.
+func history(ctx context.Context, h *options.HistoryOptions, source string) pipeline.History {
+	out := pipeline.History{Max: h.Max, Source: cluster.Source{Repository: h.Repository, Commit: h.Commit}}
+	if h.Actions {
+		out.GitHub = &cluster.GitHubRun{Repository: h.Repository, Workflow: h.Workflow, RunID: h.RunID, RunAttempt: h.RunAttempt, Actor: h.Actor, URL: h.RunURL}
+	}
+	if out.Source.Commit == "" && source != "" {
+		if rev, err := (build.Git{}).Describe(ctx, source); err == nil {
+			out.Source = cluster.Source{Repository: rev.Source, Commit: rev.Revision}
+		}
+	}
+	return out
 }
 
 // buildCredentials give buildkitd the credentials idopipe pushes with

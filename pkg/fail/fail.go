@@ -28,6 +28,7 @@ const (
 	Daemon      Class = 13 // BuildKit cannot be reached or started
 	RateLimit   Class = 14 // the registry still rate-limits after the retries (429, GitHub's secondary rate limit)
 	Unsigned    Class = 15 // the image's digest is not signed by any of the keys given
+	LockLost    Class = 16 // the release lost the namespace's release lock and stopped before its next write
 	Interrupted Class = 130
 )
 
@@ -37,12 +38,13 @@ var names = map[Class]string{
 	NotReady: "not-ready", NotFound: "not-found", Platform: "platform-missing", Corrupt: "corrupt-blob", Daemon: "buildkit-unreachable",
 	RateLimit:   "rate-limited",
 	Unsigned:    "unsigned",
+	LockLost:    "lock-lost",
 	Interrupted: "interrupted",
 }
 
 // Classes lists every class in exit-code order.
 func Classes() []Class {
-	return []Class{Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, RateLimit, Unsigned, Internal, Interrupted}
+	return []Class{Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, RateLimit, Unsigned, LockLost, Internal, Interrupted}
 }
 
 func (c Class) String() string {

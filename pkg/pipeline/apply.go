@@ -16,6 +16,13 @@ import (
 // namespace's inventory, for the next release's prune plan.
 func (rel *release) apply(ctx context.Context) (string, error) {
 	d := rel.o.Deploy
+	// A run that changes nothing records nothing: the cluster runs the
+	// revision recorded last already.
+	if changes(rel.plan) > 0 {
+		if err := rel.recordRevision(ctx); err != nil {
+			return "", err
+		}
+	}
 	applied, err := rel.kube.Execute(ctx, rel.plan, cluster.ApplyOptions{ForceConflicts: d.Force, NoRecreate: d.NoRecreate}, rel.announce("apply"))
 	rel.res.Objects = append(rel.res.Objects, applied...)
 	counts := map[cluster.Status]int{}
@@ -25,6 +32,7 @@ func (rel *release) apply(ctx context.Context) (string, error) {
 	}
 	if err != nil {
 		rel.recordPartial(ctx, applied)
+		rel.settleRevision(ctx, err)
 		return "", err
 	}
 	entries := []cluster.Entry{cluster.EntryOf(rel.pullSecret().Object())}
@@ -32,10 +40,20 @@ func (rel *release) apply(ctx context.Context) (string, error) {
 		entries = append(entries, cluster.EntryOf(obj))
 	}
 	if err := rel.kube.WriteInventory(ctx, d.Namespace, entries); err != nil {
+		rel.settleRevision(ctx, err)
 		return "", err
 	}
-	return fmt.Sprintf("%d created, %d configured, %d recreated, %d pruned, %d unchanged",
-		counts[cluster.Created], counts[cluster.Configured], counts[cluster.Recreated], counts[cluster.Pruned], counts[cluster.Unchanged]), nil
+	if !rel.scope.has("wait") {
+		rel.settleRevision(ctx, nil) // nothing follows to say otherwise
+	}
+	summary := fmt.Sprintf("%d created, %d configured, %d recreated, %d pruned, %d unchanged",
+		counts[cluster.Created], counts[cluster.Configured], counts[cluster.Recreated], counts[cluster.Pruned], counts[cluster.Unchanged])
+	if rel.revision != nil {
+		summary += fmt.Sprintf("; revision %d", rel.revision.Number)
+	} else {
+		summary += "; no revision recorded (nothing changed)"
+	}
+	return summary, nil
 }
 
 // recordPartial adds what an apply that failed or was interrupted did

@@ -22,11 +22,10 @@ func (rel *release) checks(ctx context.Context) (string, error) {
 	if rel.noCluster() {
 		return "registry ready", nil
 	}
-	kube, err := rel.d.Connect(ctx)
+	kube, err := rel.connect(ctx)
 	if err != nil {
 		return "", err
 	}
-	rel.kube = kube
 	if _, err := rel.transform(false); err != nil {
 		return "", err
 	}

@@ -45,6 +45,8 @@ type Publisher interface {
 	Preflight(ctx context.Context, repo name.Repository) error
 	// Publish pushes the image with digest from the OCI layout to tag.
 	Publish(ctx context.Context, layout, digest string, tag name.Tag, opts ...publish.Option) (name.Digest, publish.Stats, error)
+	// Has checks that the registry still has ref (fail.NotFound when not).
+	Has(ctx context.Context, ref name.Digest) error
 }
 
 // Signer signs a pushed digest.
@@ -64,6 +66,10 @@ type Verifier interface {
 // asks, what the plan reads, what secret and apply write, and the wait.
 type Cluster interface {
 	Host() string
+	// WhoAmI names the user the API server knows this client as.
+	WhoAmI(ctx context.Context) string
+	// LockLost is the error of a release lock lost, nil while held.
+	LockLost() error
 	ClusterChecker
 	ClusterPlanner
 	ClusterWriter
@@ -83,6 +89,8 @@ type ClusterPlanner interface {
 	SecretAction(ctx context.Context, p cluster.PullSecret) (cluster.Action, error)
 	Inventory(ctx context.Context, ns string) ([]cluster.Entry, error)
 	PrunePlan(ctx context.Context, old []cluster.Entry, objs []manifest.Object) ([]cluster.Change, error)
+	Revisions(ctx context.Context, ns string) ([]cluster.Revision, error)
+	RevisionObjects(ctx context.Context, ns string, n int) (cluster.Revision, []manifest.Object, error)
 }
 
 // ClusterWriter changes the cluster.
@@ -95,6 +103,8 @@ type ClusterWriter interface {
 	Execute(ctx context.Context, plan []cluster.Change, o cluster.ApplyOptions, announce func(string)) ([]cluster.Applied, error)
 	CreateNeeded(ctx context.Context, plan []cluster.Change, o cluster.ApplyOptions, announce func(string)) ([]cluster.Applied, error)
 	WriteInventory(ctx context.Context, ns string, entries []cluster.Entry) error
+	RecordRevision(ctx context.Context, rev cluster.Revision, objs []manifest.Object, max int) (cluster.Revision, error)
+	SetRevisionStatus(ctx context.Context, ns string, n int, st cluster.RevisionStatus, reason string) error
 }
 
 // ClusterWaiter follows what was applied until it is current.

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,7 +81,11 @@ func (b *builder) Build(ctx context.Context, specs []build.Spec) ([]build.Result
 	}
 	var out []build.Result
 	for _, s := range specs {
-		out = append(out, build.Result{Layout: s.Layout, Digest: digestOf(s.Name)})
+		id := s.Name // another version is another image
+		if s.Version != "0.4.0" && s.Version != "" {
+			id += ":" + s.Version
+		}
+		out = append(out, build.Result{Layout: s.Layout, Digest: digestOf(id)})
 	}
 	return out, nil
 }
@@ -131,6 +136,18 @@ func (r *registry) Publish(_ context.Context, _, digest string, tag name.Tag, _ 
 	return tag.Context().Digest(digest), publish.Stats{Uploaded: 2}, nil
 }
 
+func (r *registry) Has(_ context.Context, ref name.Digest) error {
+	r.calls.add("has %s", ref)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for tag, d := range r.tags {
+		if d == ref.DigestStr() && strings.HasPrefix(tag, ref.Context().String()+":") {
+			return nil
+		}
+	}
+	return fail.New(fail.NotFound, "", "%s not found", ref)
+}
+
 type signer struct{ calls *calls }
 
 func (s signer) Sign(_ context.Context, ref name.Digest) (sign.Result, error) {
@@ -169,14 +186,20 @@ func (v *verifier) Signed(_ context.Context, ref name.Digest, _ []sign.Key) (sig
 type kube struct {
 	calls   *calls
 	mu      sync.Mutex
-	objects map[string]bool // refs applied
+	objects map[string]string // refs applied, and what (as JSON)
 	secret  bool
 	block   string // a call that blocks until its context ends
 	fail    map[string]error
+	// revisions are the history, oldest first, with each one's objects.
+	revisions []cluster.Revision
+	revObjs   map[int][]manifest.Object
+	lost      error // the lock's loss
+	failWaits int   // how many waits fail, the first ones
+	compare   bool  // plan an update for an object whose content changed (else: one that exists is unchanged)
 }
 
 func newKube(c *calls) *kube {
-	return &kube{calls: c, objects: map[string]bool{}, fail: map[string]error{}}
+	return &kube{calls: c, objects: map[string]string{}, fail: map[string]error{}, revObjs: map[int][]manifest.Object{}}
 }
 
 func (k *kube) wait(ctx context.Context, call string) error {
@@ -188,7 +211,62 @@ func (k *kube) wait(ctx context.Context, call string) error {
 	return k.fail[call]
 }
 
-func (k *kube) Host() string { return "https://fake" }
+func (k *kube) Host() string                  { return "https://fake" }
+func (k *kube) WhoAmI(context.Context) string { return "tester" }
+func (k *kube) LockLost() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lost
+}
+func (k *kube) Revisions(ctx context.Context, _ string) ([]cluster.Revision, error) {
+	if err := k.wait(ctx, "revisions"); err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := slices.Clone(k.revisions)
+	slices.Reverse(out)
+	return out, nil
+}
+func (k *kube) RevisionObjects(ctx context.Context, _ string, n int) (cluster.Revision, []manifest.Object, error) {
+	if err := k.wait(ctx, fmt.Sprintf("revision %d", n)); err != nil {
+		return cluster.Revision{}, nil, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, r := range k.revisions {
+		if r.Number == n {
+			return r, k.revObjs[n], nil
+		}
+	}
+	return cluster.Revision{}, nil, fail.New(fail.Usage, "", "no revision %d", n)
+}
+func (k *kube) RecordRevision(ctx context.Context, rev cluster.Revision, objs []manifest.Object, _ int) (cluster.Revision, error) {
+	if err := k.wait(ctx, "write revision"); err != nil {
+		return rev, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	rev.Number = len(k.revisions) + 1
+	k.revisions = append(k.revisions, rev)
+	k.revObjs[rev.Number] = objs
+	return rev, nil
+}
+func (k *kube) SetRevisionStatus(ctx context.Context, _ string, n int, st cluster.RevisionStatus, reason string) error {
+	k.calls.add("revision %d %s", n, st)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for i := range k.revisions {
+		r := &k.revisions[i]
+		switch {
+		case r.Number == n:
+			r.Status, r.Reason = st, reason
+		case st == cluster.Deployed && r.Status == cluster.Deployed:
+			r.Status = cluster.Superseded
+		}
+	}
+	return nil
+}
 func (k *kube) CheckTarget(ctx context.Context, _, _ string) error {
 	return k.wait(ctx, "check-target")
 }
@@ -205,8 +283,11 @@ func (k *kube) Plan(ctx context.Context, objs []manifest.Object, _ cluster.Apply
 	for _, o := range objs {
 		ref := o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
 		act := cluster.Create
-		if k.objects[ref] {
+		if was, ok := k.objects[ref]; ok {
 			act = cluster.NoChange
+			if k.compare && was != asJSON(o) {
+				act = cluster.Update
+			}
 		}
 		plan = append(plan, cluster.Change{Object: o, Ref: ref, Action: act})
 	}
@@ -275,7 +356,7 @@ func (k *kube) Execute(ctx context.Context, plan []cluster.Change, _ cluster.App
 		if ch.Action != cluster.NoChange {
 			st = cluster.Created
 		}
-		k.objects[ch.Ref] = true
+		k.objects[ch.Ref] = asJSON(ch.Object)
 		out = append(out, cluster.Applied{Ref: ch.Ref, Status: st})
 	}
 	return out, nil
@@ -290,11 +371,24 @@ func (k *kube) Wait(ctx context.Context, _ string, objs []manifest.Object, _ clu
 	if err := k.wait(ctx, "wait"); err != nil {
 		return cluster.Waited{}, err
 	}
+	k.mu.Lock()
+	failing := k.failWaits > 0
+	k.failWaits--
+	k.mu.Unlock()
+	if failing {
+		return cluster.Waited{Pods: []cluster.PodState{{Name: "planner", Phase: "Running"}}},
+			fail.New(fail.NotReady, "read its log lines", "Pod ido/planner: crash-loop: back-off restarting")
+	}
 	var w cluster.Waited
 	for _, p := range manifest.Pods(objs) {
 		w.Pods = append(w.Pods, cluster.PodState{Name: p, Ready: true, Phase: "Running"})
 	}
 	return w, nil
+}
+
+func asJSON(o manifest.Object) string {
+	b, _ := json.Marshal(o.Object)
+	return string(b)
 }
 
 // events records what the pipeline reports.

@@ -35,13 +35,39 @@ type Options struct {
 	// Image, for Deploy only: the pushed image (tag, or tag@digest) that
 	// replaces the manifest's image named Images[0].Name.
 	Image string
+
+	// History is what the revision record of a run that writes says of it
+	// and how many records are kept.
+	History History
+	// Rollback, for Rollback only: which revision to return to.
+	Rollback RollbackConfig
+	// RollbackOnFailure: when the wait of a Release or Deploy fails, roll
+	// back to the revision deployed before, wait for it, and still fail
+	// with the wait's error (saying what runs now).
+	RollbackOnFailure bool
+}
+
+// History is what a revision records besides what the run itself knows
+// (images, digests, signature, objects), and how many are kept.
+type History struct {
+	Max    int // revisions kept in the namespace (0: every one)
+	Source cluster.Source
+	GitHub *cluster.GitHubRun // the GitHub Actions run, nil outside Actions
+}
+
+// RollbackConfig says which revision a rollback returns to.
+type RollbackConfig struct {
+	// Revision to redeploy; 0: the newest one before the current that was
+	// deployed.
+	Revision int
 }
 
 // Target is where the images are pushed.
 type Target struct {
-	Registry string   // e.g. ghcr.io
-	Owner    string   // lowercased for the repository path
-	Tags     []string // extra tags for each pushed image
+	Registry string // e.g. ghcr.io; for Rollback, the registry the revision's images must be on
+
+	Owner string   // lowercased for the repository path
+	Tags  []string // extra tags for each pushed image
 	// MountFrom are repositories of the registry that may hold blobs of the
 	// images; the images pushed earlier in the run are added for the later
 	// ones. The registry mounts what they hold instead of an upload.
@@ -91,6 +117,22 @@ type Result struct {
 	// VerifyKeys (which key signed the digest).
 	Signed    []*sign.Result `json:"signed,omitempty"`
 	Signature *sign.Verified `json:"signature,omitempty"`
+
+	// Revision is the record this run wrote (its number and status), nil
+	// when it wrote none.
+	Revision *cluster.Revision `json:"revision,omitempty"`
+	// RolledBack is the rollback that followed a failed wait
+	// (RollbackOnFailure): to which revision, and what it left running.
+	RolledBack *RolledBack `json:"rolledBack,omitempty"`
+}
+
+// RolledBack is what a rollback after a failure did.
+type RolledBack struct {
+	To       int                `json:"to"`       // the revision redeployed
+	Revision int                `json:"revision"` // the rollback's own revision
+	Ref      string             `json:"ref"`      // its main image, by digest
+	Pods     []cluster.PodState `json:"pods,omitempty"`
+	Error    string             `json:"error,omitempty"` // why the rollback failed too
 }
 
 // Image is one more image of a release: its tag, digest and reference.

@@ -92,7 +92,7 @@ func TestStageSelection(t *testing.T) {
 // order runs report.
 func TestStageOrderIsTheTable(t *testing.T) {
 	order := pipeline.StageOrder()
-	want := []string{"validate", "build", "checks", "resolve", "push", "verify-pull", "plan", "secret", "apply", "wait"}
+	want := []string{"validate", "revision", "build", "checks", "resolve", "push", "verify-pull", "plan", "secret", "apply", "wait"}
 	if !slices.Equal(order, want) {
 		t.Errorf("StageOrder() = %q, want %q", order, want)
 	}

@@ -66,7 +66,11 @@ func Push(ctx context.Context, o Options, d Deps, built []build.Result, r report
 func run(ctx context.Context, o Options, d Deps, r report.Reporter, s scope) (Result, error) {
 	rel := newRelease(o, d, r, s)
 	err := Run(ctx, stagesOf(s, rel), r, rel.res.Stages)
-	rel.done()
+	err = rel.lockLost(err)
+	if err != nil && rel.waitFailed && o.RollbackOnFailure && ctx.Err() == nil {
+		err = rel.rollBackAfter(ctx, err)
+	}
+	rel.done(err)
 	return rel.res, err
 }
 
@@ -89,8 +93,13 @@ type release struct {
 	// inventory is what earlier releases recorded in the namespace.
 	inventory []cluster.Entry
 	unlock    func() // releases the namespace's release lock
+	lockHeld  bool   // the lock is held already (a rollback after a failure)
 	nsMade    bool   // this run created the namespace
 	gated     bool   // the VerifyKeys check passed
+
+	revision   *cluster.Revision // what this run recorded (apply)
+	rollbackTo *cluster.Revision // for a rollback: the revision it redeploys
+	waitFailed bool              // the wait failed: the Pods did not become Ready
 }
 
 // image is one image of the release.
@@ -105,11 +114,28 @@ func newRelease(o Options, d Deps, r report.Reporter, s scope) *release {
 	return &release{o: o, d: d, r: r, scope: s, res: Result{Stages: map[string]float64{}}}
 }
 
-// done releases what the run holds.
-func (rel *release) done() {
+// done settles the revision (a run that ended before its wait failed)
+// and releases what the run holds.
+func (rel *release) done(err error) {
+	if err == nil {
+		err = fail.New(fail.Interrupted, "", "the run ended before its wait")
+	}
+	rel.settleRevision(context.Background(), err)
 	if rel.unlock != nil {
 		rel.unlock()
 	}
+}
+
+// lockLost is err, or the lost lock's error when the lock was lost: that,
+// not the failed request it caused, is why the run stopped.
+func (rel *release) lockLost(err error) error {
+	if err == nil || rel.kube == nil {
+		return err
+	}
+	if lost := rel.kube.LockLost(); lost != nil {
+		return lost
+	}
+	return err
 }
 
 // noCluster: no cluster stage runs, as in a CI job without a kubeconfig:

@@ -63,6 +63,9 @@ func (rel *release) requireSignature(ctx context.Context) error {
 // a release that holds it.
 func (rel *release) holdNamespace(ctx context.Context) error {
 	d := rel.o.Deploy
+	if rel.lockHeld {
+		return nil
+	}
 	made, err := rel.kube.EnsureNamespace(ctx, d.Namespace)
 	if err != nil {
 		return err

@@ -20,6 +20,9 @@ var table = []stageDef{
 	{name: "validate", selectable: true, body: (*release).validate,
 		help: "read and check every input: image names, build inputs, manifests, CRDs (always runs)",
 		runs: func(scope) bool { return true }},
+	{name: "revision", body: (*release).readRevision,
+		help: "for a rollback: the revision's record from the namespace's history (objects, images by digest) in place of the manifests, its images still in the registry",
+		runs: func(s scope) bool { return s.rollback }},
 	{name: "build", selectable: true, body: (*release).build,
 		help: "build every image with BuildKit into its OCI layout",
 		runs: func(s scope) bool { return s.pushes() && s.has("build") }},
@@ -65,6 +68,7 @@ type scope struct {
 	selected []string // selectable stages, validate included
 	dryRun   bool
 	deploy   bool // the image is pushed already: nothing is built or pushed
+	rollback bool // the objects and images come from a revision's record
 }
 
 func (s scope) has(n string) bool { return slices.Contains(s.selected, n) }

@@ -13,6 +13,16 @@ import (
 // (read, decoded, no duplicates). What the registry and the cluster say is
 // the checks stage's.
 func (rel *release) validate(_ context.Context) (string, error) {
+	if rel.scope.rollback {
+		if rel.d.Connect == nil {
+			return "", fail.New(fail.Usage, "pass --kubeconfig", "no cluster configured")
+		}
+		which := "the revision deployed before the current one"
+		if n := rel.o.Rollback.Revision; n > 0 {
+			which = fmt.Sprintf("revision %d", n)
+		}
+		return fmt.Sprintf("rollback of namespace %s to %s: no source, build or manifest file read", rel.o.Deploy.Namespace, which), nil
+	}
 	if err := rel.nameImages(); err != nil {
 		return "", err
 	}

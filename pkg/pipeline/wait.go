@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/idopipe/idopipe/pkg/cluster"
+	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/manifest"
 	"github.com/idopipe/idopipe/pkg/report"
 )
@@ -14,7 +15,11 @@ import (
 // workloads rolled out, Jobs complete), reporting each change; a failure
 // is diagnosed (ErrImagePull and its cause, crash loops, unschedulable)
 // and its Pods' events are shown.
-func (rel *release) wait(ctx context.Context) (string, error) {
+func (rel *release) wait(ctx context.Context) (summary string, err error) {
+	defer func() {
+		rel.settleRevision(ctx, err)
+		rel.waitFailed = err != nil && fail.ClassOf(err) == fail.NotReady
+	}()
 	ns := rel.o.Deploy.Namespace
 	info := func(msg string) {
 		rel.r.Report(report.Event{Time: time.Now(), Kind: report.Info, Stage: "wait", Message: msg})
@@ -42,7 +47,7 @@ func (rel *release) wait(ctx context.Context) (string, error) {
 		return "", err
 	}
 	pods := len(manifest.Pods(rel.applied))
-	summary := fmt.Sprintf("%d/%d Pods Ready in %s", pods, pods, ns)
+	summary = fmt.Sprintf("%d/%d Pods Ready in %s", pods, pods, ns)
 	if n := len(w.Objects); n > 0 {
 		summary += fmt.Sprintf(", %d/%d objects current", n, n)
 	}

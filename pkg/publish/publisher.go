@@ -35,6 +35,19 @@ func (p *Publisher) Digest(ctx context.Context, tag name.Tag) (string, error) {
 	return desc.Digest.String(), nil
 }
 
+// Has checks that the registry still has ref, the image's manifest by its
+// digest (fail.NotFound when it does not).
+func (p *Publisher) Has(ctx context.Context, ref name.Digest) error {
+	opts, err := p.access.Options(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := remote.Head(ref, opts...); err != nil {
+		return p.access.Explain(err, "pull", ref)
+	}
+	return nil
+}
+
 // Preflight proves the credentials may push to repo (see the function).
 func (p *Publisher) Preflight(ctx context.Context, repo name.Repository) error {
 	return Preflight(ctx, repo, p.access)

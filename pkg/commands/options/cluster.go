@@ -52,6 +52,28 @@ func (o *ClusterOptions) AddFlags(fs *pflag.FlagSet, with ClusterFlags) {
 	}
 }
 
+// AddWriteFlags adds the flags of a run that writes objects it does not
+// read from files (rollback): --force-conflicts, --no-recreate, --timeout
+// and --lock-timeout.
+func (o *ClusterOptions) AddWriteFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.Force, "force-conflicts", false, "take over fields owned by another field manager")
+	fs.BoolVar(&o.NoRecreate, "no-recreate", false, "refuse (instead of deleting and recreating) when a Pod's spec changes")
+	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the Pods to become Ready")
+	fs.DurationVar(&o.LockWait, "lock-timeout", 5*time.Minute, "how long to wait for another release into the namespace to finish")
+	o.Pin = true
+}
+
+// ValidateWrites refuses negative durations (AddWriteFlags' Validate).
+func (o *ClusterOptions) ValidateWrites() error {
+	if o.Timeout < 0 {
+		return fail.New(fail.Usage, "pass --timeout 0 or more, e.g. 5m", "--timeout %s is negative", o.Timeout)
+	}
+	if o.LockWait < 0 {
+		return fail.New(fail.Usage, "pass --lock-timeout 0 or more, e.g. 5m", "--lock-timeout %s is negative", o.LockWait)
+	}
+	return nil
+}
+
 // Complete names this run for the release lock: who ($USER), where, which
 // process, and which GitHub Actions run ($GITHUB_RUN_ID).
 func (o *ClusterOptions) Complete(getenv Getenv) {
@@ -69,11 +91,8 @@ func (o *ClusterOptions) Complete(getenv Getenv) {
 // Validate refuses negative durations, no manifest and an empty or invalid
 // Secret name.
 func (o *ClusterOptions) Validate() error {
-	if o.Timeout < 0 {
-		return fail.New(fail.Usage, "pass --timeout 0 or more, e.g. 5m", "--timeout %s is negative", o.Timeout)
-	}
-	if o.LockWait < 0 {
-		return fail.New(fail.Usage, "pass --lock-timeout 0 or more, e.g. 5m", "--lock-timeout %s is negative", o.LockWait)
+	if err := o.ValidateWrites(); err != nil {
+		return err
 	}
 	if len(o.Manifests) == 0 {
 		return fail.New(fail.Usage, "pass --manifest FILE", "no manifest to apply")
