@@ -1,6 +1,6 @@
 // Package e2e holds the end-to-end tests of idopipe. They build the idopipe
 // binary (cmd/idopipe) once and run it as a user would, against the real
-// local stack of internal/testenv (buildkitd, a TLS+htpasswd registry, a
+// local stack of internal/testenv (buildkitd, a TLS registry with GHCR's token flow, a
 // one-node cluster whose kubelet really pulls and runs the Pods), started
 // once for the package by TestMain.
 //
