@@ -68,6 +68,7 @@ func startTokenFront(l net.Listener, cert tls.Certificate, tokens *tokenService,
 		Handler:           f,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0), // go-containerregistry tries plain HTTP on loopback: not news
 	}
 	go func() { _ = f.srv.ServeTLS(l, "", "") }()
 	return f
