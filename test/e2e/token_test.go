@@ -54,8 +54,8 @@ func TestTokenReadOnlyPATRefusedBeforeBuild(t *testing.T) {
 		}
 	}
 
-	dir := t.TempDir()
-	ghEnv := append(env, "GITHUB_ACTIONS=true", "GITHUB_OUTPUT="+dir+"/out", "GITHUB_STEP_SUMMARY="+dir+"/summary")
+	out := t.TempDir()
+	ghEnv := append(env, "GITHUB_ACTIONS=true", "GITHUB_OUTPUT="+out+"/out", "GITHUB_STEP_SUMMARY="+out+"/summary")
 	r := idopipeRaw(t, ghEnv, releaseArgs("token-read-only")...)
 	assertNoPAT(t, r, ro)
 	annotated := strings.Contains(r.stdout, "::error title=idopipe build::registry "+stack.Registry.Host+" denied the push") ||
@@ -68,8 +68,12 @@ func TestTokenReadOnlyPATRefusedBeforeBuild(t *testing.T) {
 	}
 	// The pull-only token still reads: verify-pull of an image the PAT may
 	// read works with it.
-	ref := pushedImage(t)
-	v := idopipe(t, env, "verify-pull", "--registry-ca", stack.Registry.CAFile, ref)
+	dir, digest := randomLayout(t, 1024, 1)
+	if p := idopipe(t, nil, "push", "--oci-layout", dir, "--digest", digest, "--version", "1", "--progress", "quiet",
+		"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile, "--owner", "read-only"); p.code != 0 {
+		t.Fatalf("push:\n%s", p)
+	}
+	v := idopipe(t, env, "verify-pull", "--registry-ca", stack.Registry.CAFile, "--digest", digest, stack.Registry.Host+"/read-only/planner:1")
 	assertNoPAT(t, v, ro)
 	if v.code != 0 {
 		t.Errorf("verify-pull with a read-only PAT:\n%s", v)
