@@ -45,8 +45,12 @@ type tokenFront struct {
 	rp      *httputil.ReverseProxy
 }
 
-// GHCR's refusal of a write by a token without write:packages.
-const scopeDenied = "permission_denied: The token provided does not match expected scopes."
+// GHCR's refusals of a write: by a PAT without write:packages, and by a
+// workflow's GITHUB_TOKEN without packages: write.
+const (
+	scopeDenied   = "permission_denied: The token provided does not match expected scopes."
+	actionsDenied = "permission_denied: write_package"
+)
 
 var insufficientScope = regexp.MustCompile(`error="insufficient_scope"`)
 
@@ -142,7 +146,8 @@ func repoOf(path string) (string, bool) {
 }
 
 // translate turns distribution's 401 insufficient_scope on a write into
-// GHCR's 403 permission_denied.
+// GHCR's 403 permission_denied (write_package for a workflow's GITHUB_TOKEN,
+// as GHCR answers it).
 func (f *tokenFront) translate(resp *http.Response) error {
 	req := resp.Request
 	if resp.StatusCode != http.StatusUnauthorized || req.Method == http.MethodGet || req.Method == http.MethodHead ||
@@ -150,7 +155,13 @@ func (f *tokenFront) translate(resp *http.Response) error {
 		return nil
 	}
 	_ = resp.Body.Close()
-	body := []byte(`{"errors":[{"code":"DENIED","message":"` + scopeDenied + `"}]}` + "\n")
+	msg := scopeDenied
+	if raw, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+		if c, err := f.tokens.parse(raw); err == nil && c.Actions {
+			msg = actionsDenied
+		}
+	}
+	body := []byte(`{"errors":[{"code":"DENIED","message":"` + msg + `"}]}` + "\n")
 	resp.StatusCode, resp.Status = http.StatusForbidden, "403 Forbidden"
 	resp.Header.Del("WWW-Authenticate")
 	resp.Header.Set("Content-Type", "application/json")

@@ -216,6 +216,14 @@ func (r *Registry) IssuePAT(user string, scope PackageScope, owners ...string) s
 	return r.auth().addPAT(user, scope, owners)
 }
 
+// IssueActionsToken makes a workflow's GITHUB_TOKEN (ghs_…) for a
+// repository of owner: read, or write with permissions: packages: write. A
+// write without it is refused with GHCR's "permission_denied:
+// write_package".
+func (r *Registry) IssueActionsToken(owner string, scope PackageScope) string {
+	return r.auth().add("ghs_idopipeTEST", &pat{actions: true, user: "github-actions", write: scope == WritePackages}, []string{owner})
+}
+
 // RevokePAT revokes a PAT: the token endpoint refuses it from now on (403
 // DENIED). Tokens already issued for it stay valid until they expire, as
 // bearer tokens do.

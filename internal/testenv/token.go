@@ -59,6 +59,7 @@ const (
 
 // pat is one personal access token the stand-in knows.
 type pat struct {
+	actions bool // a workflow's GITHUB_TOKEN (ghs_…), not a PAT
 	user    string
 	write   bool
 	owners  []string // namespaces whose private packages it reaches; none: every one
@@ -130,6 +131,9 @@ type claims struct {
 	IssuedAt  int64    `json:"iat"`
 	ID        string   `json:"jti"`
 	Access    []access `json:"access"`
+	// Actions marks a token issued for a workflow's GITHUB_TOKEN, whose
+	// refused writes GHCR words differently (distribution ignores it).
+	Actions bool `json:"idopipe_actions,omitempty"`
 }
 
 // sign makes a compact JWS of c: header.payload.signature, EdDSA.
@@ -246,15 +250,16 @@ func (s *tokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var p *pat
-	subject := ""
+	subject, actions := "", false
 	if user, pass, ok := r.BasicAuth(); ok {
 		p = s.pats[pass]
-		if p == nil || p.revoked || !strings.EqualFold(p.user, user) {
+		// A workflow's GITHUB_TOKEN goes with any username (the actor's).
+		if p == nil || p.revoked || (!p.actions && !strings.EqualFold(p.user, user)) {
 			// GHCR: unknown user, or a wrong, revoked or expired PAT.
 			jsonError(w, http.StatusForbidden, "DENIED", "denied")
 			return
 		}
-		subject = p.user
+		subject, actions = p.user, p.actions
 	}
 	requested := parseScopes(r.URL.Query()["scope"])
 	var grants []access
@@ -283,7 +288,7 @@ func (s *tokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tok, err := s.sign(claims{
 		Issuer: s.issuer, Subject: subject, Audience: s.service,
 		Expires: now.Add(s.lifetime).Unix(), NotBefore: now.Add(-time.Second).Unix(), IssuedAt: now.Unix(),
-		ID: randomHex(8), Access: grants,
+		ID: randomHex(8), Access: grants, Actions: actions,
 	})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -296,13 +301,19 @@ func (s *tokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // addPAT makes a new PAT for user.
 func (s *tokenService) addPAT(user string, sc PackageScope, owners []string) string {
-	tok := "ghp_idopipeTEST" + randomHex(16) // recognisable in leak greps
+	return s.add("ghp_idopipeTEST", &pat{user: user, write: sc == WritePackages}, owners)
+}
+
+// add records a new token with prefix (recognisable in leak greps) for p.
+func (s *tokenService) add(prefix string, p *pat, owners []string) string {
+	tok := prefix + randomHex(16)
 	low := make([]string, len(owners))
 	for i, o := range owners {
 		low[i] = strings.ToLower(o)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pats[tok] = &pat{user: user, write: sc == WritePackages, owners: low}
+	p.owners = low
+	s.pats[tok] = p
 	return tok
 }

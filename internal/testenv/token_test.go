@@ -30,6 +30,7 @@ func TestTokenEndpoint(t *testing.T) {
 	revoked := s.addPAT("gone", WritePackages, nil)
 	s.pats[revoked].revoked = true
 	s.public["pub/app"] = true
+	actions := s.add("ghs_", &pat{actions: true, user: "github-actions"}, []string{"org"})
 
 	const denied = `{"errors":[{"code":"DENIED","message":"denied"}]}`
 	cases := []struct {
@@ -63,6 +64,8 @@ func TestTokenEndpoint(t *testing.T) {
 		{name: "anonymous push of a public package gets pull only", scopes: []string{"repository:pub/app:pull,push"}, status: 200, grants: map[string]string{"pub/app": "pull"}},
 		{name: "anonymous pull of a private package", scopes: []string{"repository:a/b:pull"}, status: 401,
 			body: `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`},
+		{name: "GITHUB_TOKEN without packages: write, any username", user: "someone", pass: actions, scopes: []string{"repository:org/app:pull,push"}, status: 200,
+			grants: map[string]string{"org/app": "pull"}},
 		{name: "no catalog", user: "ido-bot", pass: writer, scopes: []string{"registry:catalog:*"}, status: 200, grants: map[string]string{}},
 	}
 	srv := httptest.NewServer(s)
@@ -223,6 +226,16 @@ func TestTokenFront(t *testing.T) {
 		want := `{"errors":[{"code":"DENIED","message":"permission_denied: The token provided does not match expected scopes."}]}`
 		if resp.StatusCode != 403 || body != want || resp.Header.Get("WWW-Authenticate") != "" {
 			t.Errorf("%d %q %q", resp.StatusCode, body, resp.Header.Get("WWW-Authenticate"))
+		}
+	})
+	t.Run("a workflow's GITHUB_TOKEN is refused with write_package", func(t *testing.T) {
+		tok, err := s.sign(claims{Issuer: tokenIssuer, Audience: "svc", Expires: time.Now().Add(time.Minute).Unix(), Actions: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := do(http.MethodPost, "/v2/denied/app/blobs/uploads/", tok, "")
+		if resp.StatusCode != 403 || body != `{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}` {
+			t.Errorf("%d %q", resp.StatusCode, body)
 		}
 	})
 	t.Run("the backend sees the client's host and https", func(t *testing.T) {

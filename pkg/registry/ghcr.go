@@ -125,6 +125,9 @@ func (a Access) explainStatus(te *transport.Error, op string, ref name.Reference
 	case strings.Contains(msg, ghcrWriteOrg), strings.Contains(msg, ghcrCreateOrg):
 		return e(fail.Credentials, "give the job permissions: packages: write (and allow Read and write workflow permissions in the organisation's and repository's Actions settings)",
 			"registry %s denied the %s of %s: the workflow's GITHUB_TOKEN may not write packages (403 %s)", reg, op, ref, said)
+	case strings.Contains(msg, ghcrWritePackage) && a.actionsToken():
+		return e(fail.Credentials, "give the job permissions: packages: write; if package "+pkg+" exists already, also add this repository with the Write role under Manage Actions access in its settings",
+			"registry %s denied the %s of %s: %s, a workflow's GITHUB_TOKEN, may not write package %s (403 %s)", reg, op, ref, src, pkg, said)
 	case strings.Contains(msg, ghcrWritePackage):
 		return e(fail.Credentials, "open the package's settings on GitHub, and under Manage Actions access add this repository with the Write role (or push with a classic token of the package's owner)",
 			"registry %s denied the %s of %s: package %s exists and this repository has no write access to it, as when it was first pushed by hand (403 %s)", reg, op, ref, pkg, said)

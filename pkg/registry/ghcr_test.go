@@ -157,4 +157,9 @@ func TestExplainActionsTokenScopes(t *testing.T) {
 	if !strings.Contains(msg, "a workflow's GITHUB_TOKEN, may not write packages") || !strings.Contains(msg, "permissions: packages: write") || strings.Contains(msg, "classic token") {
 		t.Errorf("%q", msg)
 	}
+	msg = Access{Creds: actions}.Explain(registryError(t, 403, `{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}`), "push", ref).Error()
+	if !strings.Contains(msg, "a workflow's GITHUB_TOKEN, may not write package ghcr.io/my-org/planner") || !strings.Contains(msg, "permissions: packages: write") ||
+		!strings.Contains(msg, "Manage Actions access") || strings.Contains(msg, "pushed by hand") {
+		t.Errorf("%q", msg)
+	}
 }

@@ -80,6 +80,26 @@ func TestTokenReadOnlyPATRefusedBeforeBuild(t *testing.T) {
 	}
 }
 
+// TestTokenActionsTokenWithoutWrite: a workflow's GITHUB_TOKEN without
+// permissions: packages: write is granted pull only, and GHCR refuses its
+// upload with "permission_denied: write_package"; the preflight says which
+// permission the job lacks.
+func TestTokenActionsTokenWithoutWrite(t *testing.T) {
+	tok := stack.Registry.IssueActionsToken("ido-test", testenv.ReadPackages)
+	r := idopipe(t, asPAT("some-actor", tok), append([]string{"preflight"}, registryArgs("IDO-Test")...)...)
+	assertNoPAT(t, r, tok)
+	for _, w := range []string{"a workflow's GITHUB_TOKEN, may not write package " + stack.Registry.Host + "/ido-test/planner",
+		`403 "permission_denied: write_package"`, "permissions: packages: write"} {
+		if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, w) {
+			t.Errorf("want exit 3 and %q:\n%s", w, r)
+		}
+	}
+	w := stack.Registry.IssueActionsToken("ido-test", testenv.WritePackages)
+	if r := idopipe(t, asPAT("some-actor", w), append([]string{"preflight"}, registryArgs("IDO-Test")...)...); r.code != 0 {
+		t.Errorf("preflight with packages: write:\n%s", r)
+	}
+}
+
 // TestTokenPublicPackage: a public package is pulled anonymously for real
 // (GHCR hands out anonymous tokens for it): verify-pull says it is public,
 // and the cluster pulls it without any Secret; made private again, the
