@@ -163,3 +163,18 @@ func TestExplainActionsTokenScopes(t *testing.T) {
 		t.Errorf("%q", msg)
 	}
 }
+
+// TestExplainTokenEndpointDown: a token endpoint that fails (503) is a
+// registry problem naming the endpoint and the status, not a refusal of
+// the credentials.
+func TestExplainTokenEndpointDown(t *testing.T) {
+	ref := name.MustParseReference("ghcr.io/my-org/planner:0.4.0")
+	c := &creds.Credentials{Username: "me", Token: creds.NewSecret("ghp_secretTOKEN"), Source: "$GITHUB_TOKEN"}
+	u, _ := url.Parse("https://ghcr.io/token?scope=repository%3Amy-org%2Fplanner%3Apull&service=ghcr.io")
+	resp := &http.Response{StatusCode: 503, Body: io.NopCloser(strings.NewReader(`{"errors":[{"code":"UNAVAILABLE","message":"down for maintenance"}]}`)),
+		Request: &http.Request{Method: http.MethodGet, URL: u}, Header: http.Header{"Content-Type": {"application/json"}}}
+	err := Access{Creds: c}.Explain(transport.CheckError(resp, http.StatusOK), "push", ref)
+	if msg := err.Error(); fail.ClassOf(err) != fail.Registry || !strings.Contains(msg, "refused the push of ghcr.io/my-org/planner:0.4.0 at its token endpoint (503 Service Unavailable)") {
+		t.Errorf("%s %q", fail.ClassOf(err), msg)
+	}
+}

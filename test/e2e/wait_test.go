@@ -30,7 +30,7 @@ func TestWaitDiagnoses(t *testing.T) {
 	private := pushPrivate(t, stack.Registry.Host+"/ido-test/private-base:1", "amd64")
 	pushPrivate(t, stack.Mirror.Host+"/idopipe/arm64-only:1", "arm64") // docker.io/idopipe/arm64-only:1 on the node
 	mongo := func(image string) map[string]string {
-		return map[string]string{"      image: mongo:6\n": "      image: " + image + "\n"}
+		return map[string]string{"    image: mongo:6\n": "    image: " + image + "\n"}
 	}
 	cases := []struct {
 		name     string
@@ -48,26 +48,26 @@ func TestWaitDiagnoses(t *testing.T) {
 			want:   []string{"Pod wait-1/planner-mongodb: pull-secret-not-on-serviceaccount", "ServiceAccount default lists none", "add imagePullSecrets"},
 			doctor: "pull-secret-not-on-serviceaccount"},
 		{name: "pull Secret missing", replace: map[string]string{
-			"      image: mongo:6\n":                      "      image: " + private + "\n",
-			"spec:\n  containers:\n    - name: mongodb\n": "spec:\n  imagePullSecrets: [{name: no-such-secret}]\n  containers:\n    - name: mongodb\n"},
+			"    image: mongo:6\n":               "    image: " + private + "\n",
+			"  containers:\n  - name: mongodb\n": "  imagePullSecrets: [{name: no-such-secret}]\n  containers:\n  - name: mongodb\n"},
 			want:   []string{"Pod wait-2/planner-mongodb: pull-secret-missing", "no-such-secret does not exist in wait-2", "create Secret no-such-secret"},
 			doctor: "pull-secret-missing"},
 		{name: "tag missing in the registry", replace: mongo("mongo:7"),
 			want: []string{"Pod wait-3/planner-mongodb: image-not-found", "docker.io/library/mongo:7", "push the image"}},
 		{name: "no manifest for the node's platform", replace: mongo("idopipe/arm64-only:1"),
 			want: []string{"Pod wait-4/planner-mongodb: no-matching-platform", "no match for platform", "--platforms-from-cluster"}},
-		{name: "container exits at once", replace: map[string]string{`      args: [ "-config", "/config/defaults.json", "-v", "2" ]` + "\n": `      args: [ "-no-such-flag" ]` + "\n"},
+		{name: "container exits at once", replace: map[string]string{`    args: ["-config", "/config/defaults.json", "-v", "2"]` + "\n": `    args: ["-no-such-flag"]` + "\n"},
 			want:   []string{"Pod wait-5/planner: crash-loop", "last log lines:", "flag provided but not defined: -no-such-flag"},
 			doctor: "crash-loop"},
 		// The final image is FROM scratch without /etc/passwd, its USER a
 		// name: only the manifest's runAsUser lets it run.
 		{name: "image user needs runAsUser (runAsNonRoot)", replace: map[string]string{plannerRunAs: plannerNoRunAs},
 			want: []string{"Pod wait-6/planner: image-user-unresolvable", "non-numeric user", "set runAsUser"}},
-		{name: "image user needs runAsUser (no /etc/passwd)", replace: map[string]string{"        runAsNonRoot: true\n" + plannerRunAs: plannerNoRunAs},
+		{name: "image user needs runAsUser (no /etc/passwd)", replace: map[string]string{plannerRunAs: plannerNoUser},
 			want: []string{"Pod wait-7/planner: image-user-unresolvable", "/etc/passwd", "set runAsUser"}},
 		{name: "no node can take the Pod", replace: map[string]string{"  serviceAccountName: planner-service-account\n": "  serviceAccountName: planner-service-account\n  nodeSelector: {disktype: nvme}\n"},
 			want: []string{"unschedulable", "didn't match Pod's node affinity/selector", "node-role.kubernetes.io/control-plane"}},
-		{name: "never ready waits until the deadline", timeout: "8s", replace: map[string]string{"      imagePullPolicy: Always\n": "      imagePullPolicy: Always\n      readinessProbe: {tcpSocket: {port: 4444}, periodSeconds: 1}\n"},
+		{name: "never ready waits until the deadline", timeout: "8s", replace: map[string]string{"    imagePullPolicy: Always\n": "    imagePullPolicy: Always\n    readinessProbe: {tcpSocket: {port: 4444}, periodSeconds: 1}\n"},
 			want: []string{"not Ready after 8s", "Pod planner Running", "running but not ready"}, deadline: true},
 	}
 	for i, tc := range cases {
@@ -104,11 +104,13 @@ func TestWaitDiagnoses(t *testing.T) {
 	}
 }
 
-// The planner container's user settings in the upstream manifest (the
-// mongodb container has the same lines, followed by other limits).
+// The planner container's user settings in testdata/ido's manifest (the
+// mongodb container has the same lines, followed by other volume mounts):
+// as they are, without runAsUser and runAsGroup, and without any user.
 const (
-	plannerRunAs   = "        runAsUser: 10001\n        runAsGroup: 10001\n      resources:\n        limits:\n          memory: \"1000Mi\""
-	plannerNoRunAs = "      resources:\n        limits:\n          memory: \"1000Mi\""
+	plannerRunAs   = "      runAsGroup: 10001\n      runAsNonRoot: true\n      runAsUser: 10001\n      seccompProfile: {type: RuntimeDefault}\n    volumeMounts:\n    - {name: planner-config"
+	plannerNoRunAs = "      runAsNonRoot: true\n      seccompProfile: {type: RuntimeDefault}\n    volumeMounts:\n    - {name: planner-config"
+	plannerNoUser  = "      seccompProfile: {type: RuntimeDefault}\n    volumeMounts:\n    - {name: planner-config"
 )
 
 // pushPrivate pushes a small image for one platform (in an index, as
