@@ -85,8 +85,8 @@ func (f *tokenFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		c, err := f.tokens.parse(raw)
-		if err == nil && time.Now().Unix() > c.Expires && r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
-			f.tokens.expired.Add(1)
+		if err == nil && r.ContentLength == 0 && len(r.TransferEncoding) == 0 && f.tokens.expired(c) {
+			f.tokens.rejected.Add(1)
 			f.challenge(w, r, "invalid_token")
 			return
 		}

@@ -256,5 +256,5 @@ type TokenStats struct {
 // TokenStats is what the token flow did so far.
 func (r *Registry) TokenStats() TokenStats {
 	t := r.auth()
-	return TokenStats{Issued: t.issued.Load(), Expired: t.expired.Load()}
+	return TokenStats{Issued: t.issued.Load(), Expired: t.rejected.Load()}
 }

@@ -76,9 +76,13 @@ type tokenService struct {
 	pats     map[string]*pat // PAT → its grant
 	public   map[string]bool // repository (owner/name) → public
 	lifetime time.Duration
+	// expires is each issued token's end (by jti) to the nanosecond: the
+	// exp claim has whole seconds only, too coarse for a test of a
+	// lifetime shorter than a push.
+	expires map[string]time.Time
 
-	issued  atomic.Int64 // tokens handed out
-	expired atomic.Int64 // requests refused for an expired token
+	issued   atomic.Int64 // tokens handed out
+	rejected atomic.Int64 // requests refused for an expired token
 }
 
 func newTokenService(issuer, service string) (*tokenService, error) {
@@ -88,7 +92,7 @@ func newTokenService(issuer, service string) (*tokenService, error) {
 	}
 	return &tokenService{
 		issuer: issuer, service: service, key: key, kid: jwkThumbprint(pub),
-		pats: map[string]*pat{}, public: map[string]bool{}, lifetime: 5 * time.Minute,
+		pats: map[string]*pat{}, public: map[string]bool{}, lifetime: 5 * time.Minute, expires: map[string]time.Time{},
 	}, nil
 }
 
@@ -168,6 +172,17 @@ func (s *tokenService) parse(raw string) (claims, error) {
 		return c, err
 	}
 	return c, json.Unmarshal(p, &c)
+}
+
+// expired tells whether the token with claims c has run out.
+func (s *tokenService) expired(c claims) bool {
+	s.mu.Lock()
+	end, ok := s.expires[c.ID]
+	s.mu.Unlock()
+	if !ok {
+		end = time.Unix(c.Expires, 0)
+	}
+	return time.Now().After(end)
 }
 
 // grants tells whether c allows action on repository name.
@@ -285,15 +300,18 @@ func (s *tokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
+	end := now.Add(s.lifetime)
+	id := randomHex(8)
 	tok, err := s.sign(claims{
 		Issuer: s.issuer, Subject: subject, Audience: s.service,
-		Expires: now.Add(s.lifetime).Unix(), NotBefore: now.Add(-time.Second).Unix(), IssuedAt: now.Unix(),
-		ID: randomHex(8), Access: grants, Actions: actions,
+		Expires: end.Add(time.Second - 1).Unix(), NotBefore: now.Add(-time.Second).Unix(), IssuedAt: now.Unix(),
+		ID: id, Access: grants, Actions: actions,
 	})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	s.expires[id] = end
 	s.issued.Add(1)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]string{"token": tok})

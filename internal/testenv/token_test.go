@@ -266,8 +266,8 @@ func TestTokenFront(t *testing.T) {
 		if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != want || len(seen) != 0 {
 			t.Errorf("%d %q, backend saw %v", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), seen)
 		}
-		if s.expired.Load() != 1 {
-			t.Errorf("expired count %d", s.expired.Load())
+		if s.rejected.Load() != 1 {
+			t.Errorf("expired count %d", s.rejected.Load())
 		}
 	})
 	t.Run("an expired token with a body is left to the registry's leeway", func(t *testing.T) {
