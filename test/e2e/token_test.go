@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -255,8 +256,10 @@ func TestTokenCrossOwnerMount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Fresh repositories each run (go test -count): nothing is there yet.
+	run := fmt.Sprintf("-%d", time.Now().UnixNano()%1e9)
 	baseDir, baseDigest := writeLayout(t, base)
-	if b := pushJSON(t, "--oci-layout", baseDir, "--digest", baseDigest, "--image-name", "base", "--version", "1",
+	if b := pushJSON(t, "--oci-layout", baseDir, "--digest", baseDigest, "--image-name", "base"+run, "--version", "1",
 		"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile, "--owner", "mount-src"); b.Uploaded != 4 {
 		t.Fatalf("base push: %+v", b)
 	}
@@ -274,8 +277,9 @@ func TestTokenCrossOwnerMount(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir, digest := writeLayout(t, app)
+		image += run
 		r := idopipe(t, asPAT("mounter", pat), "push", "-o", "json", "--oci-layout", dir, "--digest", digest, "--image-name", image, "--version", "1",
-			"--mount-from", "mount-src/base", "--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile, "--owner", "mount-dst")
+			"--mount-from", "mount-src/base"+run, "--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile, "--owner", "mount-dst")
 		assertNoPAT(t, r, pat)
 		if r.code != 0 {
 			t.Fatalf("push:\n%s", r)
@@ -301,8 +305,8 @@ func TestTokenCrossOwnerMount(t *testing.T) {
 		}
 	})
 	t.Run("source made public", func(t *testing.T) {
-		stack.Registry.SetPublic("mount-src/base", true)
-		defer stack.Registry.SetPublic("mount-src/base", false)
+		stack.Registry.SetPublic("mount-src/base"+run, true)
+		defer stack.Registry.SetPublic("mount-src/base"+run, false)
 		if b := push(t, own, "public-source"); b.Mounted != len(shared) || b.Uploaded != 2 {
 			t.Errorf("%+v, want %d mounted and 2 uploaded", b, len(shared))
 		}
