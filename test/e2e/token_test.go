@@ -318,7 +318,7 @@ func TestTokenCrossOwnerMount(t *testing.T) {
 // (401 invalid_token), the client fetches a new one and the push completes
 // and verifies.
 func TestTokenExpiresMidPush(t *testing.T) {
-	dir, digest := randomLayout(t, 24<<20, 8)
+	dir, digest := randomLayout(t, 24<<20, 12)
 	prev := stack.Registry.SetTokenLifetime(time.Second)
 	t.Cleanup(func() { stack.Registry.SetTokenLifetime(prev) })
 	before := stack.Registry.TokenStats()
@@ -331,7 +331,7 @@ func TestTokenExpiresMidPush(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("push with expiring tokens:\n%s", r)
 	}
-	t.Logf("pushed 8×24 MiB in %.1fs; tokens issued %d, requests refused for an expired token %d", took.Seconds(), after.Issued-before.Issued, after.Expired-before.Expired)
+	t.Logf("pushed 12×24 MiB in %.1fs; tokens issued %d, requests refused for an expired token %d", took.Seconds(), after.Issued-before.Issued, after.Expired-before.Expired)
 	if after.Expired == before.Expired || after.Issued-before.Issued < 2 {
 		t.Errorf("no token expired mid-push (%+v → %+v): the push was quicker than the token's lifetime", before, after)
 	}
