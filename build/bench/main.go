@@ -103,7 +103,7 @@ var cases = []caseDef{
 	{ID: "build-noop-large", Title: "unchanged rebuild of a planner-sized image (a real Go binary of ~80 MB, 300 license files, final FROM scratch), SOURCE_DATE_EPOCH + rewrite-timestamp, into the layout that holds it",
 		Tools: []string{"idopipe", "buildctl", "buildctl (no rewrite)"},
 		Note:  "`idopipe build --source-date-epoch E` vs `buildctl build` with build-arg SOURCE_DATE_EPOCH and the exporter's rewrite-timestamp=true,source-date-epoch=E (the same digest settings), both warmed once; for reference buildctl without the rewrite (digests not reproducible)"},
-	{ID: "push-1g", Title: "push generated image (~1 GiB, 8 layers) from an OCI layout to the TLS+htpasswd registry, new repository", Tools: []string{"idopipe", "crane", "skopeo"},
+	{ID: "push-1g", Title: "push generated image (~1 GiB, 8 layers) from an OCI layout to the TLS registry (GHCR's token flow), new repository", Tools: []string{"idopipe", "crane", "skopeo"},
 		Note: "`idopipe push` vs `crane push` vs Debian's `skopeo copy oci:… docker://…` (skopeo's blob-info cache is removed before each run so it cannot mount blobs from an earlier repository)"},
 	{ID: "repush", Title: "re-push of the unchanged image to the same tag", Tools: []string{"idopipe", "crane"}},
 	{ID: "verify", Title: "pull-check of the 1 GiB image", Tools: []string{"idopipe", "crane pull", "crane digest", "idopipe (no --full)"},

@@ -295,7 +295,7 @@ func (b *bench) markdown(o output) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
 	p("# idopipe benchmarks\n\n")
 	p("`make bench`, %s, %.0f s in all. Machine: %d CPUs (%s), %s RAM, %s/%s. ", o.Date.Format("2006-01-02 15:04 MST"), o.Seconds, o.Machine.CPUs, o.Machine.CPUModel, o.Machine.MemTotal, o.Machine.GOOS, o.Machine.GOARCH)
-	p("Everything runs on this one machine against the local stack (buildkitd + runc, distribution registry with TLS and htpasswd on 127.0.0.1, a one-node cluster: kube-apiserver + etcd, kube-controller-manager, kube-scheduler and a kubelet on containerd + runc, so deploys really pull and start containers).\n\n")
+	p("Everything runs on this one machine against the local stack (buildkitd + runc, distribution registry with TLS and GHCR's token flow on 127.0.0.1, a one-node cluster: kube-apiserver + etcd, kube-controller-manager, kube-scheduler and a kubelet on containerd + runc, so deploys really pull and start containers).\n\n")
 	p("Each case ran %d times (bad token: %d; re-push: %d after each push); within a run the tools take turns and the order rotates between runs. ", b.cfg.Runs, b.cfg.BadRuns, b.cfg.Repush)
 	p("Wall time is around the whole process; peak RSS is wait4's ru_maxrss (as GNU time's %%M: the largest process of the tree, so for scripts the largest of their commands). ")
 	p("CPU is user + system time of the process and its children (servers excluded: buildkitd, the registry and the API server do most of the work). ")

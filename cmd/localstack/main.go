@@ -1,5 +1,5 @@
 // Command localstack starts idopipe's local stack (buildkitd, a TLS registry
-// with htpasswd auth, a one-node cluster with a real kubelet), prepares
+// with GHCR's token flow, a one-node cluster with a real kubelet), prepares
 // the planner-shaped build fixture, runs one command against it, and stops
 // the stack. `make demo` uses it to run a whole release.
 //

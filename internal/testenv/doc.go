@@ -1,6 +1,7 @@
 // Package testenv starts the local stack that idopipe's tests and `make demo`
 // run against: buildkitd (with runc), a distribution registry with TLS and
-// htpasswd standing in for GHCR, and a one-node Kubernetes cluster (etcd and
+// token auth standing in for GHCR (behind a front serving GHCR's /token on
+// the same host and port: token.go, front.go), and a one-node Kubernetes cluster (etcd and
 // kube-apiserver through controller-runtime's envtest with the default
 // admission plugins, kube-controller-manager, kube-scheduler, and a real
 // kubelet on containerd, runc and the CNI bridge; see Node).

@@ -7,58 +7,107 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
-// Registry is a distribution registry on loopback with TLS and htpasswd
-// auth: the stand-in for GHCR.
+// Registry is a distribution registry on loopback with TLS: the stand-in for
+// GHCR, with GHCR's token flow (see token.go and front.go): distribution v3
+// with auth: token behind a TLS front that serves /token on the same host
+// and port. The node's docker.io mirror is one without auth and front.
 type Registry struct {
-	Host     string // 127.0.0.1:PORT
+	Host     string // 127.0.0.1:PORT, what clients use
 	CAFile   string // its self-signed certificate, PEM
 	Username string
-	Password string // the "personal access token"
+	Password string // the default PAT: write:packages on every owner's packages
 	Root     string // storage root directory
 	proc     *process
+	front    *tokenFront   // nil for the mirror
+	tokens   *tokenService // nil for the mirror
 }
 
-// startRegistry starts a registry with htpasswd auth, or (anonymous) one
-// that anybody on loopback may read and write: the node's docker.io mirror.
+// The token service's names: the JWT's issuer, and its audience (GHCR's
+// service is its host name, ghcr.io; here the host:port).
+const tokenIssuer = "idopipe-test-ghcr"
+
+// startRegistry starts the GHCR stand-in, or (anonymous) a registry that
+// anybody on loopback may read and write: the node's docker.io mirror.
 func startRegistry(ctx context.Context, tools, dir string, anonymous bool) (*Registry, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	r := &Registry{
-		Host:     fmt.Sprintf("127.0.0.1:%d", port),
-		CAFile:   filepath.Join(dir, "cert.pem"),
-		Username: "ido-bot",
-		Password: "ghp_idopipeTEST" + randomHex(16), // recognisable in leak greps
-		Root:     filepath.Join(dir, "storage"),
+		CAFile: filepath.Join(dir, "cert.pem"),
+		Root:   filepath.Join(dir, "storage"),
 	}
 	keyFile := filepath.Join(dir, "key.pem")
 	if err := selfSigned(r.CAFile, keyFile); err != nil {
 		return nil, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(r.Password), bcrypt.MinCost)
-	if err != nil {
-		return nil, err
-	}
-	htpasswd := filepath.Join(dir, "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte(r.Username+":"+string(hash)+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	authCfg := fmt.Sprintf("auth:\n  htpasswd:\n    realm: idopipe-test\n    path: %s\n", htpasswd)
-	want := http.StatusUnauthorized
+	var listen, tlsCfg, authCfg string
+	want := http.StatusOK
 	if anonymous {
-		authCfg, want = "", http.StatusOK
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		r.Host = fmt.Sprintf("127.0.0.1:%d", port)
+		listen = r.Host
+		tlsCfg = fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", r.CAFile, keyFile)
+	} else {
+		// The front holds its listener from now on; distribution gets a
+		// second loopback port, plain HTTP, that only the front uses.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		r.Host = l.Addr().String()
+		port, err := freePort()
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		listen = fmt.Sprintf("127.0.0.1:%d", port)
+		if r.tokens, err = newTokenService(tokenIssuer, r.Host); err != nil {
+			l.Close()
+			return nil, err
+		}
+		root, err := r.tokens.rootCert()
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		bundle := filepath.Join(dir, "token-issuer.pem")
+		if err := writePEM(bundle, "CERTIFICATE", root, 0o644); err != nil {
+			l.Close()
+			return nil, err
+		}
+		cert, err := tls.LoadX509KeyPair(r.CAFile, keyFile)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		r.Username = "ido-bot"
+		r.Password = r.tokens.addPAT(r.Username, WritePackages, nil)
+		// autoredirect: the challenge's realm is https://<the Host the
+		// client used>/token, so a proxy in front (proxy.go) is its own
+		// realm, as go-containerregistry requires.
+		authCfg = fmt.Sprintf(`auth:
+  token:
+    realm: https://%s/token
+    autoredirect: true
+    autoredirectpath: /token
+    service: %s
+    issuer: %s
+    rootcertbundle: %s
+    signingalgorithms: [EdDSA]
+`, r.Host, r.Host, tokenIssuer, bundle)
+		r.front = startTokenFront(l, cert, r.tokens, listen)
+		want = http.StatusUnauthorized
 	}
 	cfg := fmt.Sprintf(`version: 0.1
 log:
@@ -72,20 +121,22 @@ storage:
     enabled: true
 http:
   addr: %s
-  tls:
-    certificate: %s
-    key: %s
-%s`, r.Root, r.Host, r.CAFile, keyFile, authCfg)
+  relativeurls: false
+%s%s`, r.Root, listen, tlsCfg, authCfg)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		r.Stop()
 		return nil, err
 	}
+	var err error
 	r.proc, err = startProcess(dir, "registry", filepath.Join(tools, "registry"), []string{"serve", cfgPath}, nil)
 	if err != nil {
+		r.Stop()
 		return nil, err
 	}
 	client, err := r.HTTPClient()
 	if err != nil {
+		r.Stop()
 		return nil, err
 	}
 	err = r.proc.waitFor(ctx, 20*time.Second, func(ctx context.Context) error {
@@ -97,6 +148,9 @@ http:
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			return fmt.Errorf("GET /v2/ answered %d, want %d", resp.StatusCode, want)
+		}
+		if !anonymous && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer realm=") {
+			return fmt.Errorf("GET /v2/ challenged with %q, want Bearer", resp.Header.Get("WWW-Authenticate"))
 		}
 		return nil
 	})
@@ -118,9 +172,10 @@ func (r *Registry) HTTPClient() (*http.Client, error) {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
 }
 
-// Stop ends the registry.
+// Stop ends the registry and its front.
 func (r *Registry) Stop() {
 	if r != nil {
+		r.front.close()
 		r.proc.stop(5 * time.Second)
 	}
 }
@@ -129,4 +184,77 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// auth is the registry's token service; the mirror has none.
+func (r *Registry) auth() *tokenService {
+	if r.tokens == nil {
+		panic("testenv: registry " + r.Host + " has no token auth (the docker.io mirror is anonymous)")
+	}
+	return r.tokens
+}
+
+// SetPublic makes a package (repository OWNER/NAME, or HOST/OWNER/NAME)
+// public or private, as its settings on GitHub do. Packages start private.
+func (r *Registry) SetPublic(repo string, public bool) {
+	t := r.auth()
+	repo = strings.ToLower(strings.TrimPrefix(repo, r.Host+"/"))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if public {
+		t.public[repo] = true
+	} else {
+		delete(t.public, repo)
+	}
+}
+
+// IssuePAT makes a new classic personal access token of user with scope,
+// reaching the private packages of owners (none: of every owner, as the
+// default PAT does). The token is a secret: tests keep it in the
+// environment, never in arguments.
+func (r *Registry) IssuePAT(user string, scope PackageScope, owners ...string) string {
+	return r.auth().addPAT(user, scope, owners)
+}
+
+// IssueActionsToken makes a workflow's GITHUB_TOKEN (ghs_…) for a
+// repository of owner: read, or write with permissions: packages: write. A
+// write without it is refused with GHCR's "permission_denied:
+// write_package".
+func (r *Registry) IssueActionsToken(owner string, scope PackageScope) string {
+	return r.auth().add("ghs_idopipeTEST", &pat{actions: true, user: "github-actions", write: scope == WritePackages}, []string{owner})
+}
+
+// RevokePAT revokes a PAT: the token endpoint refuses it from now on (403
+// DENIED). Tokens already issued for it stay valid until they expire, as
+// bearer tokens do.
+func (r *Registry) RevokePAT(token string) {
+	t := r.auth()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.pats[token]; p != nil {
+		p.revoked = true
+	}
+}
+
+// SetTokenLifetime sets how long the bearer tokens issued from now on stay
+// valid (5 minutes at start) and returns the previous lifetime.
+func (r *Registry) SetTokenLifetime(d time.Duration) time.Duration {
+	t := r.auth()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	prev := t.lifetime
+	t.lifetime = d
+	return prev
+}
+
+// TokenStats counts what the token flow did so far.
+type TokenStats struct {
+	Issued  int64 // bearer tokens handed out by /token
+	Expired int64 // requests refused because their token had expired
+}
+
+// TokenStats is what the token flow did so far.
+func (r *Registry) TokenStats() TokenStats {
+	t := r.auth()
+	return TokenStats{Issued: t.issued.Load(), Expired: t.rejected.Load()}
 }

@@ -58,7 +58,7 @@ func TestPrivateBaseImage(t *testing.T) {
 		{"credentials for another host", build.StaticCredentials{Hosts: []string{"ghcr.io"}, Username: "u", Secret: "s"},
 			[]string{"registry " + host + " answered 401 Unauthorized", "no credentials for it"}},
 		{"wrong token", build.StaticCredentials{Hosts: []string{host}, Username: stack.Registry.Username, Secret: "wrong", Source: "the token from $GITHUB_TOKEN"},
-			[]string{"registry " + host + " answered 401 Unauthorized to the token from $GITHUB_TOKEN", "check the token from $GITHUB_TOKEN: it must be valid for " + host}},
+			[]string{"registry " + host + ` answered "denied: denied" at its token endpoint to the token from $GITHUB_TOKEN`, "check the token from $GITHUB_TOKEN: it must be valid for " + host}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := []build.Option{freshPruned(t)}
@@ -113,7 +113,7 @@ func TestCLIPrivateBaseImage(t *testing.T) {
 	if r.code != int(fail.Credentials) {
 		t.Fatalf("wrong token: exit %d, want %d\n%s", r.code, fail.Credentials, r.stderr)
 	}
-	for _, w := range []string{"answered 401 Unauthorized to the token from $GITHUB_TOKEN (user " + stack.Registry.Username + ")", stack.Registry.Host} {
+	for _, w := range []string{`answered "denied: denied" at its token endpoint to the token from $GITHUB_TOKEN (user ` + stack.Registry.Username + ")", stack.Registry.Host} {
 		if !strings.Contains(r.stdout+r.stderr, w) {
 			t.Errorf("output lacks %q:\n%s\n%s", w, r.stdout, r.stderr)
 		}

@@ -29,6 +29,9 @@ func explain(ctx context.Context, s Spec, rec *recorder, auth *authServer, err e
 	if code := refusal.FindString(msg); code != "" {
 		return refused(what, msg, code, auth)
 	}
+	if m := tokenDenied.FindStringSubmatch(msg); m != nil {
+		return refused(what, msg, fmt.Sprintf("%q at its token endpoint", m[1]), auth)
+	}
 	if ref, cause, ok := baseImageFailure(msg); ok {
 		return unreachableImage(what, ref, cause)
 	}
@@ -103,6 +106,13 @@ func oneLine(s string) string {
 // refusal is a registry's answer that it wants other credentials.
 var refusal = regexp.MustCompile(`\b(401 Unauthorized|403 Forbidden)\b`)
 
+// tokenDenied is BuildKit's message when a registry's token endpoint
+// refuses the credentials with an error body and BuildKit does not give the
+// status: GHCR's 403 {"errors":[{"code":"DENIED","message":"denied"}]} to a
+// wrong, revoked or expired PAT reads "failed to fetch oauth token: denied:
+// denied".
+var tokenDenied = regexp.MustCompile(`failed to fetch oauth token: ((?:denied|unauthorized): [^:]+)`)
+
 // urlHost is the host of the first URL in a message.
 var urlHost = regexp.MustCompile(`https?://([^/\s"]+)`)
 
@@ -120,6 +130,19 @@ func refused(what, msg, code string, auth *authServer) error {
 	if host == "" {
 		if m := urlHost.FindStringSubmatch(msg); m != nil {
 			host = m[1]
+		}
+	}
+	if host == "" && auth != nil {
+		// A message without the host (BuildKit's "failed to fetch oauth
+		// token: denied: denied"): the one host given credentials.
+		var given []string
+		for _, h := range auth.hosts() {
+			if src, _ := auth.servedTo(h); src != "" {
+				given = append(given, h)
+			}
+		}
+		if len(given) == 1 {
+			host = given[0]
 		}
 	}
 	if host == "" {

@@ -42,6 +42,33 @@ var pullRules = []pullRule{
 		"the nodes cannot reach the registry (DNS or network); waiting"},
 }
 
+// tokenRefused reads containerd's errors from a registry's token endpoint
+// (GHCR's /token): with the pull Secret's credentials, "failed to fetch oauth
+// token: unexpected status: 403 Forbidden" (GHCR's 403 DENIED to a wrong,
+// revoked or expired PAT; containerd 1.6 tries an OAuth2 POST first and falls
+// back to GET on 405, containerd#4982); without credentials, "failed to fetch
+// anonymous token: … 401 Unauthorized" (a private package). A token endpoint
+// that is down or answers 5xx is not a refusal.
+func tokenRefused(text string) (Cause, bool) {
+	refused := func() bool {
+		for _, w := range []string{"401", "403", "unauthorized", "forbidden", "denied"} {
+			if strings.Contains(text, w) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case strings.Contains(text, "failed to fetch oauth token") && refused():
+		return Cause{Kind: "pull-unauthorized", Fatal: true,
+			Fix: "the registry's token endpoint refused the pull Secret's credentials: its token is wrong, revoked or expired; deploy again with a valid token (idopipe rewrites the Secret) and check with `idopipe verify-pull IMAGE --as-cluster -n NAMESPACE`"}, true
+	case strings.Contains(text, "failed to fetch anonymous token") && refused():
+		return Cause{Kind: "pull-unauthorized", Fatal: true,
+			Fix: "the kubelet pulled without credentials and the package is private: the Pod needs the pull Secret (on its ServiceAccount), or make the package public"}, true
+	}
+	return Cause{}, false
+}
+
 // Classify names the cause of a container's waiting state, using the
 // kubelet's message and the Pod's event messages.
 func Classify(reason, message string, events []string) Cause {
@@ -52,6 +79,10 @@ func Classify(reason, message string, events []string) Cause {
 		// older ones (a retry that met another error): the message decides
 		// when it names a cause.
 		for _, t := range []string{strings.ToLower(message), text} {
+			if c, ok := tokenRefused(t); ok {
+				c.What = reason + " (" + message + ")"
+				return c
+			}
 			for _, r := range pullRules {
 				for _, w := range r.words {
 					if strings.Contains(t, w) {

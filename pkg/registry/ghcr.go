@@ -36,6 +36,20 @@ const (
 	ghcrSecondaryRateLimit = "secondary rate limit"
 )
 
+// actionsTokenPrefix starts a GitHub App installation token, which is what
+// a workflow's GITHUB_TOKEN is.
+const actionsTokenPrefix = "ghs_"
+
+// fromTokenEndpoint tells an answer of the registry's token endpoint (the
+// realm of its Bearer challenge, https://ghcr.io/token on GHCR) from one of
+// its API (/v2/…). GHCR's token endpoint answers a wrong, revoked or expired
+// PAT, or a user it does not know, with 403 {"errors":[{"code":"DENIED",
+// "message":"denied"}]}: the credentials themselves were refused, whatever
+// the operation.
+func fromTokenEndpoint(te *transport.Error) bool {
+	return te.Request != nil && te.Request.URL != nil && !strings.HasPrefix(te.Request.URL.Path, "/v2/")
+}
+
 // registryMessage is the registry's own error text: the messages of the
 // body's errors, else the error's text (which holds the raw body).
 func registryMessage(te *transport.Error) string {
@@ -111,12 +125,18 @@ func (a Access) explainStatus(te *transport.Error, op string, ref name.Reference
 	case strings.Contains(msg, ghcrWriteOrg), strings.Contains(msg, ghcrCreateOrg):
 		return e(fail.Credentials, "give the job permissions: packages: write (and allow Read and write workflow permissions in the organisation's and repository's Actions settings)",
 			"registry %s denied the %s of %s: the workflow's GITHUB_TOKEN may not write packages (403 %s)", reg, op, ref, said)
+	case strings.Contains(msg, ghcrWritePackage) && a.actionsToken():
+		return e(fail.Credentials, "give the job permissions: packages: write; if package "+pkg+" exists already, also add this repository with the Write role under Manage Actions access in its settings",
+			"registry %s denied the %s of %s: %s, a workflow's GITHUB_TOKEN, may not write package %s (403 %s)", reg, op, ref, src, pkg, said)
 	case strings.Contains(msg, ghcrWritePackage):
 		return e(fail.Credentials, "open the package's settings on GitHub, and under Manage Actions access add this repository with the Write role (or push with a classic token of the package's owner)",
 			"registry %s denied the %s of %s: package %s exists and this repository has no write access to it, as when it was first pushed by hand (403 %s)", reg, op, ref, pkg, said)
 	case strings.Contains(msg, ghcrReadOrg):
 		return e(fail.Credentials, "open package "+pkg+"'s settings on GitHub and under Manage Actions access add this repository (Read role), or make the package public",
 			"registry %s denied the %s of %s: package %s belongs to another repository, and this workflow's GITHUB_TOKEN may not read it (403 %s)", reg, op, ref, pkg, said)
+	case strings.Contains(msg, ghcrScopes) && a.actionsToken():
+		return e(fail.Credentials, "give the job permissions: packages: write (a workflow's GITHUB_TOKEN can only read packages without it)",
+			"registry %s denied the %s of %s: %s, a workflow's GITHUB_TOKEN, may not write packages (403 %s)", reg, op, ref, src, said)
 	case strings.Contains(msg, ghcrScopes):
 		return e(fail.Credentials, "create a classic token with write:packages (and read:packages), or run `gh auth refresh -s write:packages`",
 			"registry %s denied the %s of %s: %s lacks the write:packages scope (403 %s)", reg, op, ref, src, said)
@@ -126,6 +146,9 @@ func (a Access) explainStatus(te *transport.Error, op string, ref name.Reference
 	case te.StatusCode == http.StatusForbidden && strings.Contains(msg, ghcrInvalidToken):
 		return e(fail.Credentials, "check that the token was copied whole and belongs to --username (or $GITHUB_ACTOR); else create a new classic token",
 			"registry %s refused %s as invalid for the %s of %s (403 %s)", reg, src, op, ref, said)
+	case fromTokenEndpoint(te) && (te.StatusCode == http.StatusForbidden || te.StatusCode == http.StatusUnauthorized):
+		return e(fail.Credentials, "the token is wrong, revoked or expired, or not the token of --username ($GITHUB_ACTOR): create a new classic token with read:packages and write:packages and put it in $GITHUB_TOKEN or --token-file",
+			"registry %s refused the credentials (%s) at its token endpoint, before the %s of %s (%d %s)", reg, src, op, ref, te.StatusCode, said)
 	case te.StatusCode == http.StatusUnauthorized:
 		return e(fail.Credentials, "check that the token is valid and not expired, and the username matches it",
 			"registry %s rejected %s for %s of %s (401 unauthorized)", reg, src, op, ref)
@@ -134,6 +157,12 @@ func (a Access) explainStatus(te *transport.Error, op string, ref name.Reference
 			"registry %s denied %s of %s with %s (403 denied)", reg, op, ref, src)
 	}
 	return nil, false
+}
+
+// actionsToken tells a workflow's GITHUB_TOKEN (an installation token,
+// ghs_…) from a personal access token.
+func (a Access) actionsToken() bool {
+	return a.Creds != nil && strings.HasPrefix(a.Creds.Token.Reveal(), actionsTokenPrefix)
 }
 
 // redactedError keeps an error's text without the token, and the error

@@ -117,3 +117,64 @@ func TestExplainAnonymous(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainTokenEndpoint: GHCR's token endpoint refusing the PAT (403
+// denied, as go-containerregistry reports it from GET /token) says that the
+// credentials were refused, with the fix, for every operation; the same 403
+// from the API is not read as one.
+func TestExplainTokenEndpoint(t *testing.T) {
+	ref := name.MustParseReference("ghcr.io/my-org/planner:0.4.0")
+	c := &creds.Credentials{Username: "me", Token: creds.NewSecret("ghp_secretTOKEN"), Source: "$GITHUB_TOKEN"}
+	u, _ := url.Parse("https://ghcr.io/token?scope=repository%3Amy-org%2Fplanner%3Apull%2Cpush&service=ghcr.io")
+	resp := &http.Response{StatusCode: 403, Body: io.NopCloser(strings.NewReader(`{"errors":[{"code":"DENIED","message":"denied"}]}`)),
+		Request: &http.Request{Method: http.MethodGet, URL: u}, Header: http.Header{"Content-Type": {"application/json"}}}
+	raw := transport.CheckError(resp, http.StatusOK)
+	for _, op := range []string{"push", "pull"} {
+		err := Access{Creds: c}.Explain(raw, op, ref)
+		msg := err.Error()
+		for _, w := range []string{"registry ghcr.io refused the credentials (the token from $GITHUB_TOKEN) at its token endpoint, before the " + op + " of ghcr.io/my-org/planner:0.4.0",
+			`(403 "denied")`, "wrong, revoked or expired", "create a new classic token"} {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%q does not say %q", msg, w)
+			}
+		}
+		if fail.ClassOf(err) != fail.Credentials || strings.Contains(msg, "secretTOKEN") {
+			t.Errorf("%q: class %s", msg, fail.ClassOf(err))
+		}
+	}
+	if msg := (Access{Creds: c}).Explain(registryError(t, 403, `{"errors":[{"code":"DENIED","message":"denied"}]}`), "push", ref).Error(); strings.Contains(msg, "token endpoint") {
+		t.Errorf("an API 403 read as the token endpoint's: %q", msg)
+	}
+}
+
+// TestExplainActionsTokenScopes: GHCR's scope refusal of a workflow's
+// GITHUB_TOKEN (ghs_…) names the job's permissions, not a classic token.
+func TestExplainActionsTokenScopes(t *testing.T) {
+	ref := name.MustParseReference("ghcr.io/my-org/planner:0.4.0")
+	body := `{"errors":[{"code":"DENIED","message":"permission_denied: The token provided does not match expected scopes."}]}`
+	actions := &creds.Credentials{Username: "me", Token: creds.NewSecret("ghs_installationTOKEN"), Source: "$GITHUB_TOKEN"}
+	msg := Access{Creds: actions}.Explain(registryError(t, 403, body), "push", ref).Error()
+	if !strings.Contains(msg, "a workflow's GITHUB_TOKEN, may not write packages") || !strings.Contains(msg, "permissions: packages: write") || strings.Contains(msg, "classic token") {
+		t.Errorf("%q", msg)
+	}
+	msg = Access{Creds: actions}.Explain(registryError(t, 403, `{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}`), "push", ref).Error()
+	if !strings.Contains(msg, "a workflow's GITHUB_TOKEN, may not write package ghcr.io/my-org/planner") || !strings.Contains(msg, "permissions: packages: write") ||
+		!strings.Contains(msg, "Manage Actions access") || strings.Contains(msg, "pushed by hand") {
+		t.Errorf("%q", msg)
+	}
+}
+
+// TestExplainTokenEndpointDown: a token endpoint that fails (503) is a
+// registry problem naming the endpoint and the status, not a refusal of
+// the credentials.
+func TestExplainTokenEndpointDown(t *testing.T) {
+	ref := name.MustParseReference("ghcr.io/my-org/planner:0.4.0")
+	c := &creds.Credentials{Username: "me", Token: creds.NewSecret("ghp_secretTOKEN"), Source: "$GITHUB_TOKEN"}
+	u, _ := url.Parse("https://ghcr.io/token?scope=repository%3Amy-org%2Fplanner%3Apull&service=ghcr.io")
+	resp := &http.Response{StatusCode: 503, Body: io.NopCloser(strings.NewReader(`{"errors":[{"code":"UNAVAILABLE","message":"down for maintenance"}]}`)),
+		Request: &http.Request{Method: http.MethodGet, URL: u}, Header: http.Header{"Content-Type": {"application/json"}}}
+	err := Access{Creds: c}.Explain(transport.CheckError(resp, http.StatusOK), "push", ref)
+	if msg := err.Error(); fail.ClassOf(err) != fail.Registry || !strings.Contains(msg, "refused the push of ghcr.io/my-org/planner:0.4.0 at its token endpoint (503 Service Unavailable)") {
+		t.Errorf("%s %q", fail.ClassOf(err), msg)
+	}
+}

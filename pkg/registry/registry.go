@@ -162,6 +162,12 @@ func (a Access) Explain(err error, op string, ref name.Reference) error {
 			}
 			return fail.WithCause(fail.NotFound, a.redact(te), "check the reference, and that the push finished", "%s not found in registry %s", ref, reg)
 		}
+		if fromTokenEndpoint(te) {
+			// The body's message alone ("UNAVAILABLE: down for
+			// maintenance") does not say where or which status.
+			return fail.Wrap(fail.Registry, a.redact(te), "rerun; if it persists, check the registry's status",
+				"registry %s refused the %s of %s at its token endpoint (%d %s)", reg, op, ref, te.StatusCode, http.StatusText(te.StatusCode))
+		}
 		return fail.Wrap(fail.Registry, a.redact(te), "rerun; if it persists, check the registry's status", "registry %s refused the %s of %s", reg, op, ref)
 	}
 	var dnsErr *net.DNSError

@@ -26,7 +26,7 @@ import (
 )
 
 // The tests sign and verify against the local stack's registry (TLS and
-// htpasswd, the stand-in for GHCR), started once for the package.
+// GHCR's token flow, the stand-in for GHCR), started once for the package.
 var stack *testenv.Stack
 
 func TestMain(m *testing.M) {

@@ -142,14 +142,32 @@ func TestPullFromRegistry(t *testing.T) {
 	t.Run("wrong token", func(t *testing.T) {
 		_, err := New(accessAs(r, "ghp_wrong")).Pull(ctx, tag, digest)
 		var te *transport.Error
-		if fail.ClassOf(err) != fail.Credentials || !errors.As(err, &te) || te.StatusCode != http.StatusUnauthorized || !strings.Contains(err.Error(), "401") {
-			t.Errorf("got %s %v, want credentials with the 401 as cause", fail.ClassOf(err), err)
+		// GHCR's token endpoint refuses a wrong PAT: 403 DENIED.
+		if fail.ClassOf(err) != fail.Credentials || !errors.As(err, &te) || te.StatusCode != http.StatusForbidden || !strings.Contains(err.Error(), "refused the credentials") {
+			t.Errorf("got %s %v, want credentials with the token endpoint's 403 as cause", fail.ClassOf(err), err)
 		}
 	})
 	t.Run("anonymous", func(t *testing.T) {
 		_, err := New(registry.Access{CAFile: r.CAFile}).Pull(ctx, tag, digest)
 		if fail.ClassOf(err) != fail.Credentials || !strings.Contains(err.Error(), "rejected anonymous") {
 			t.Errorf("got %s %v", fail.ClassOf(err), err)
+		}
+	})
+	t.Run("visibility", func(t *testing.T) {
+		// GHCR answers an anonymous token request for a private package
+		// with 401, and hands out a pull token for a public one.
+		rep, err := New(accessAs(r, r.Password)).Pull(ctx, tag, digest)
+		if err != nil || rep.Visibility != Private || rep.Anonymous {
+			t.Errorf("private package: %+v %v", rep, err)
+		}
+		r.SetPublic(tag.Context().RepositoryStr(), true)
+		defer r.SetPublic(tag.Context().RepositoryStr(), false)
+		rep, err = New(accessAs(r, r.Password)).Pull(ctx, tag, digest)
+		if err != nil || rep.Visibility != Public || !rep.Anonymous {
+			t.Errorf("public package: %+v %v", rep, err)
+		}
+		if _, err := New(registry.Access{CAFile: r.CAFile}).Pull(ctx, tag, digest); err != nil {
+			t.Errorf("anonymous pull of a public package: %v", err)
 		}
 	})
 	t.Run("untrusted certificate", func(t *testing.T) {

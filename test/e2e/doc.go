@@ -1,6 +1,6 @@
 // Package e2e holds the end-to-end tests of idopipe. They build the idopipe
 // binary (cmd/idopipe) once and run it as a user would, against the real
-// local stack of internal/testenv (buildkitd, the GHCR stand-in registry, a
+// local stack of internal/testenv (buildkitd, a TLS registry with GHCR's token flow, a
 // one-node cluster whose kubelet really pulls and runs the Pods), started
 // once for the package by TestMain.
 //
@@ -19,10 +19,11 @@
 //
 // A few tests stay serial, and Go runs them before the parallel ones: the
 // one that stops the API server (TestAPIServerStopsMidApply, which restores
-// it before it returns), those that count requests against repositories
-// they share (the mount tests), the one that removes the IDO CRDs
-// (TestReleaseBadInput), and those that deploy
-// manifests with upstream's resource requests (1.5 of the node's 2 CPUs:
-// TestStagesOneByOne, TestUpstreamRelease), which wait until their
-// namespace is gone.
+// it before it returns), the one that stops the kubelet
+// (TestSilentKubelet), the one that shortens every token's lifetime
+// (TestTokenExpiresMidPush), the mount tests (they count requests against
+// repositories they share), the one that removes the IDO CRDs
+// (TestReleaseBadInput), and those that deploy manifests with upstream's
+// resource requests (1.5 of the node's 2 CPUs: TestStagesOneByOne,
+// TestUpstreamRelease), which wait until their namespace is gone.
 package e2e

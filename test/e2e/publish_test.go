@@ -32,15 +32,18 @@ func TestPreflight(t *testing.T) {
 	start := time.Now()
 	r := idopipe(t, nil, append([]string{"preflight", "--token-file", bad}, registryArgs("preflight")...)...)
 	t.Logf("preflight with a wrong token failed in %s", time.Since(start))
-	if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, "401") || !strings.Contains(r.stderr, "--token-file "+bad) {
+	// GHCR's token endpoint refuses a wrong PAT with 403 DENIED.
+	if r.code != int(fail.Credentials) || !strings.Contains(r.stderr, `403 "denied"`) || !strings.Contains(r.stderr, "refused the credentials (the token from --token-file "+bad+") at its token endpoint") {
 		t.Fatalf("preflight with a wrong token:\n%s", r)
 	}
 }
 
 // TestPreflightFakeGHCR403 injects, through a loopback proxy in front of the
-// real registry, the response GHCR gives a token without write:packages
-// (our registry lets every authenticated user push, so only a fake shows it),
-// and checks that the release stops before the build with the fix.
+// real registry, the response GHCR gives a repository's GITHUB_TOKEN for a
+// package it has no write access to (the stand-in has no repositories, so
+// only a fake shows it), and checks that the release stops before the build
+// with the fix. A PAT without write:packages is refused for real in
+// TestTokenReadOnlyPATRefusedBeforeBuild.
 func TestPreflightFakeGHCR403(t *testing.T) {
 	t.Parallel()
 	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {

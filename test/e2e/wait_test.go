@@ -43,8 +43,8 @@ func TestWaitDiagnoses(t *testing.T) {
 		deadline bool   // fails only at the deadline
 	}{
 		{name: "wrong token in the Secret", env: []string{"GITHUB_TOKEN=ghp_notTheRealToken0000"},
-			want:   []string{"Pod wait-0/planner: pull-unauthorized", "401 Unauthorized", "refused the credentials in Secret ghcr-secret", "--as-cluster"},
-			doctor: "401"},
+			want:   []string{"Pod wait-0/planner: pull-unauthorized", "failed to fetch oauth token", "403 Forbidden", "refused the credentials in Secret ghcr-secret", "--as-cluster"},
+			doctor: `403 "denied"`},
 		{name: "Secret not on the ServiceAccount", replace: mongo(private),
 			want:   []string{"Pod wait-1/planner-mongodb: pull-secret-not-on-serviceaccount", "ServiceAccount default lists none", "add imagePullSecrets"},
 			doctor: "pull-secret-not-on-serviceaccount"},
