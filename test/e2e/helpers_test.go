@@ -72,7 +72,12 @@ func setup(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 	workDir = dir
 	binary = filepath.Join(dir, "idopipe")
-	if out, err := exec.Command("go", "build", "-o", binary, mainPackage).CombinedOutput(); err != nil {
+	// Built as the release binaries and the action's install step build
+	// it (static, -trimpath): the action tests' build from source then
+	// finds every package in the Go build cache.
+	build := exec.Command("go", "build", "-trimpath", "-o", binary, mainPackage)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
 		return 1, fmt.Errorf("build idopipe: %v\n%s", err, out)
 	}
 	if fixtures, err = testenv.Fixtures(); err != nil {
