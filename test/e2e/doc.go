@@ -21,7 +21,8 @@
 // one that stops the API server (TestAPIServerStopsMidApply, which restores
 // it before it returns), the one that stops the kubelet
 // (TestSilentKubelet), the one that shortens every token's lifetime
-// (TestTokenExpiresMidPush), the mount tests (they count requests against
+// (TestTokenExpiresMidPush), TestPushThroughRegistryFaults (see its
+// comment), the mount tests (they count requests against
 // repositories they share), the one that removes the IDO CRDs
 // (TestReleaseBadInput), and those that deploy manifests with upstream's
 // resource requests (1.5 of the node's 2 CPUs: TestStagesOneByOne,

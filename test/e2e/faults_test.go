@@ -19,7 +19,11 @@ import (
 // with the built digest (retries with backoff), the tag must resolve to a
 // complete image, and a second push must upload no blob again.
 func TestPushThroughRegistryFaults(t *testing.T) {
-	t.Parallel()
+	// Serial: once, run beside the parallel tests' pushes of the same
+	// layers to other repositories, a layer read back with its size but
+	// another digest (verify-pull --full, exit 12). Not yet explained:
+	// concurrent uploads of one digest in distribution's filesystem
+	// driver, or this proxy's delayed retries.
 	layout, digest := buildImage(t, "0.7.0")
 	// Each distinct request fails at its first attempt by turns with 503,
 	// 429 or a delay; its retry goes through.
