@@ -22,9 +22,8 @@ import (
 )
 
 // upstreamPlugins are IDO 0.4.0's actuator plugins as testdata/ido-checkout
-// lays them out: the image each plugin's manifest runs, and the label of
-// its Deployment's Pods.
-var upstreamPlugins = []struct{ image, app string }{
+// lays them out: the image each plugin's manifest runs, and its Pod.
+var upstreamPlugins = []struct{ image, pod string }{
 	{"cpuscale", "cpu-scale-actuator"},
 	{"energy", "energy-actuator"},
 	{"rdt", "rdt-actuator"},
@@ -137,7 +136,8 @@ func upstreamCheckout(t *testing.T, dir, ns string) {
 // through the action on a workspace laid out like upstream IDO 0.4.0: the
 // planner and the five actuator plugins are built, pushed and deployed,
 // and each plugin's container runs its pushed image, by digest, in a Pod
-// Running on the node. Only what points at GHCR and the repository's
+// Running on the node (pulled with the Secret on the planner's
+// ServiceAccount, which the plugins' Pods run under). Only what points at GHCR and the repository's
 // secret is replaced by the stack's. `idopipe init --plugins` on the same
 // checkout finds the plugins the example lists.
 func TestActionExampleUpstreamLayout(t *testing.T) {
@@ -227,15 +227,11 @@ func TestActionExampleUpstreamLayout(t *testing.T) {
 			continue
 		}
 		digest := desc.Digest.String()
-		pods, err := stack.Cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + p.app})
+		pod, err := stack.Cluster.Client.CoreV1().Pods(ns).Get(ctx, p.pod, metav1.GetOptions{})
 		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pods.Items) != 1 {
-			t.Errorf("plugin %s: %d Pods with app=%s, want 1", p.image, len(pods.Items), p.app)
+			t.Errorf("plugin %s: %v", p.image, err)
 			continue
 		}
-		pod := pods.Items[0]
 		if img := pod.Spec.Containers[0].Image; img != tag+"@"+digest {
 			t.Errorf("plugin %s: Pod %s runs %q, not the pushed %s@%s", p.image, pod.Name, img, tag, digest)
 		}
