@@ -80,7 +80,7 @@ func Transform(objs []Object, o Options) ([]Object, error) {
 	}
 	for repo := range o.Images {
 		if !used[repo] {
-			return nil, fail.New(fail.Manifest, "check --image-name against the manifest's container images",
+			return nil, fail.New(fail.Manifest, "check --image-name and each --extra-image name against the manifests' container images (an image's last path element, e.g. cpuscale of 127.0.0.1:5000/cpuscale:0.4.0)",
 				"no container in the manifest runs an image named %q", repo)
 		}
 	}

@@ -131,6 +131,13 @@ func (a *actionRun) eval(t *testing.T, s string) string {
 // defaults) on a fresh runner whose github context is gh.
 func runAction(t *testing.T, gh, inputs map[string]string) *actionRun {
 	t.Helper()
+	return runActionIn(t, gh, inputs, nil)
+}
+
+// runActionIn is runAction with checkout, when not nil, filling the
+// runner's workspace first, as actions/checkout would.
+func runActionIn(t *testing.T, gh, inputs map[string]string, checkout func(workspace string)) *actionRun {
+	t.Helper()
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +163,9 @@ func runAction(t *testing.T, gh, inputs map[string]string) *actionRun {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if checkout != nil {
+		checkout(a.workspace)
 	}
 	for k, v := range gh {
 		a.github[k] = v
