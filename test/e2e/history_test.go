@@ -12,10 +12,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/idopipe/idopipe/pkg/cluster"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
 
@@ -342,6 +344,11 @@ func TestConcurrentRollbacks(t *testing.T) {
 		out  string
 		code int
 	}
+	// Both start while another holder has the lock, so both wait; when it
+	// lets go, one takes the lock and the other waits on for it (without
+	// the held lock, a busy machine may finish one before the other
+	// starts, and nothing would show the serialization).
+	release := holdReleaseLock(t, ns)
 	done := make(chan run, 2)
 	for _, rev := range []string{"1", "2"} {
 		go func() {
@@ -350,6 +357,8 @@ func TestConcurrentRollbacks(t *testing.T) {
 			done <- run{string(out), cmd.ProcessState.ExitCode()}
 		}()
 	}
+	time.Sleep(3 * time.Second)
+	release()
 	waited := 0
 	for range 2 {
 		r := <-done
@@ -361,8 +370,8 @@ func TestConcurrentRollbacks(t *testing.T) {
 			waited++
 		}
 	}
-	if waited != 1 {
-		t.Errorf("%d rollbacks said they waited for the lock, want 1", waited)
+	if waited != 2 {
+		t.Errorf("%d rollbacks said they waited for the lock, want both", waited)
 	}
 	// Whichever ran second ran on what the first left: the newest revision
 	// is the deployed one, and the planner runs its digest. (A rollback to
@@ -379,5 +388,34 @@ func TestConcurrentRollbacks(t *testing.T) {
 	}
 	if id := podImageID(t, ns, "planner"); !strings.Contains(id, revs[0].Images[0].Digest) {
 		t.Errorf("the planner runs %s, the deployed revision %d is %s", id, revs[0].Revision, revs[0].Images[0].Digest)
+	}
+}
+
+// holdReleaseLock makes "e2e-holder" hold the release Lease of ns (as a
+// release on another machine would) until the returned func lets it go.
+func holdReleaseLock(t *testing.T, ns string) func() {
+	t.Helper()
+	ctx := context.Background()
+	leases := stack.Cluster.Client.CoordinationV1().Leases(ns)
+	holder, now, secs := "e2e-holder", metav1.NewMicroTime(time.Now()), int32(300)
+	l, err := leases.Get(ctx, cluster.LockName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: cluster.LockName, Namespace: ns}}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	l.Spec.HolderIdentity, l.Spec.AcquireTime, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &holder, &now, &now, &secs
+	if l.ResourceVersion == "" {
+		_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+	} else {
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := leases.Delete(ctx, cluster.LockName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("let go of the lock: %v", err)
+		}
 	}
 }
