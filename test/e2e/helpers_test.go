@@ -19,10 +19,13 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -641,3 +644,24 @@ func assertNoToken(t *testing.T, where, text string) {
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// serviceAccountKubeconfig writes a kubeconfig for the stack's API server
+// that authenticates as ServiceAccount ns/sa with a token of its own: the
+// identity of a CI job given exactly the permissions a test grants sa.
+func serviceAccountKubeconfig(t *testing.T, ns, sa string) string {
+	t.Helper()
+	tok, err := stack.Cluster.Client.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["stack"] = &clientcmdapi.Cluster{Server: stack.Cluster.Config.Host, CertificateAuthorityData: stack.Cluster.Config.CAData}
+	cfg.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	cfg.Contexts[sa] = &clientcmdapi.Context{Cluster: "stack", AuthInfo: sa}
+	cfg.CurrentContext = sa
+	if err := clientcmd.WriteToFile(*cfg, kc); err != nil {
+		t.Fatal(err)
+	}
+	return kc
+}

@@ -13,12 +13,9 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
 	"github.com/idopipe/idopipe/internal/testenv"
@@ -356,20 +353,7 @@ func roleKubeconfig(t *testing.T, ns, sa string) string {
 	if _, err := kube.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["stack"] = &clientcmdapi.Cluster{Server: stack.Cluster.Config.Host, CertificateAuthorityData: stack.Cluster.Config.CAData}
-	cfg.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
-	cfg.Contexts["client"] = &clientcmdapi.Context{Cluster: "stack", AuthInfo: sa}
-	cfg.CurrentContext = "client"
-	if err := clientcmd.WriteToFile(*cfg, kc); err != nil {
-		t.Fatal(err)
-	}
-	return kc
+	return serviceAccountKubeconfig(t, ns, sa)
 }
 
 // TestKubeBuilderSticky: with two replicas, builds of the same image go to

@@ -6,12 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -54,19 +51,7 @@ func TestLeastPrivilege(t *testing.T) {
 	if _, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := kube.CoreV1().ServiceAccounts(saNS).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["stack"] = &clientcmdapi.Cluster{Server: stack.Cluster.Config.Host, CertificateAuthorityData: stack.Cluster.Config.CAData}
-	cfg.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
-	cfg.Contexts["deployer"] = &clientcmdapi.Context{Cluster: "stack", AuthInfo: sa}
-	cfg.CurrentContext = "deployer"
-	if err := clientcmd.WriteToFile(*cfg, kc); err != nil {
-		t.Fatal(err)
-	}
+	kc := serviceAccountKubeconfig(t, saNS, sa)
 	deploy := func(ns string) result {
 		return idopipe(t, []string{"KUBECONFIG=" + kc}, "deploy", "--image", ref, "-n", ns,
 			"--manifest", manifestFor(ns),
