@@ -18,7 +18,7 @@ import (
 )
 
 // What a kubelet, containerd and the CNI bridge plugin change on the host,
-// beyond their own directories (measured, see ../shared/real-node.md): these
+// beyond their own directories (measured on this machine kind): these
 // sysctls, iptables chains, the bridge and its veths, mounts, the kubepods
 // cgroups, and a few fixed paths. hostChanges records the state before the
 // node starts (in nodeRoot, so that a later run can undo a killed one) and

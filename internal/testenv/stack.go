@@ -137,9 +137,9 @@ func Fixtures() (string, error) {
 }
 
 // UpstreamFixturesDir is where the upstream IDO 0.4.0 manifest and CRDs sit
-// when the workspace provides them: ../shared/fixtures/ido beside the
-// checkout. They are optional input; see UpstreamFixtures.
-const UpstreamFixturesDir = "../shared/fixtures/ido"
+// when the workspace provides them, beside the checkout. They are optional
+// input; see UpstreamFixtures.
+const UpstreamFixturesDir = "../shared/fixtures/ido" // optional: the tests that read it skip when absent
 
 // UpstreamFixtures is the folder holding the upstream IDO 0.4.0 manifest and
 // CRDs, or an error saying which folder is missing: the tests that check
