@@ -13,7 +13,6 @@ import (
 
 	"github.com/idopipe/idopipe/pkg/cluster"
 	"github.com/idopipe/idopipe/pkg/commands/options"
-	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/manifest"
 )
 
@@ -42,16 +41,7 @@ of release, deploy and rollback says how many are kept.`,
   idopipe history 3 -n ido        # revision 3 and its diff against revision 2
   idopipe history -n ido -o json`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
-		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				n, err := strconv.Atoi(args[0])
-				if err != nil || n < 1 {
-					return finish(env, g, plainReporter(env, g), "", nil, fail.New(fail.Usage, "pass a revision number from `idopipe history`", "revision %q is not a number", args[0]))
-				}
-				o.revision = n
-			}
-			return runCommand(env, g, o)(c, args)
-		},
+		RunE: withRevision(env, g, o, &o.revision),
 	}
 	o.kube.AddFlags(cmd.Flags())
 	return cmd

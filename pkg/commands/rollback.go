@@ -44,16 +44,7 @@ pruned) and the wait. It records a revision of its own, "rollback to N".`,
 		Example: `  idopipe rollback -n ido              # back to the revision deployed before the current
   idopipe rollback 3 -n ido --verify-key cosign.pub`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
-		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				n, err := strconv.Atoi(args[0])
-				if err != nil || n < 1 {
-					return finish(env, g, plainReporter(env, g), "", nil, fail.New(fail.Usage, "pass a revision number from `idopipe history`", "revision %q is not a number", args[0]))
-				}
-				o.revision = n
-			}
-			return runCommand(env, g, o)(c, args)
-		},
+		RunE: withRevision(env, g, o, &o.revision),
 	}
 	fs := cmd.Flags()
 	o.registry.AddFlags(fs, options.RegistryFlags{Jobs: true})
@@ -119,4 +110,19 @@ func rollbackSummary(res pipeline.Result, o pipeline.Options) string {
 	}
 	return fmt.Sprintf("rolled back namespace %s%s: %s runs, %d/%d Pods Ready (%s)",
 		o.Deploy.Namespace, rev, res.Ref, ready, len(res.Pods), strings.Join(names, ", "))
+}
+
+// withRevision is the RunE of a command taking an optional REVISION
+// argument (history, rollback): it reads it into *rev, then runs o.
+func withRevision(env Env, g *options.GlobalOptions, o runner, rev *int) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) == 1 {
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 {
+				return finish(env, g, plainReporter(env, g), "", nil, fail.New(fail.Usage, "pass a revision number from `idopipe history`", "revision %q is not a number", args[0]))
+			}
+			*rev = n
+		}
+		return runCommand(env, g, o)(c, args)
+	}
 }
