@@ -19,6 +19,12 @@ bk_version=$(mod_version buildkit github.com/moby/buildkit)
 kube_version=$(mod_version kube k8s.io/kubernetes)
 
 cosign_version=$(mod_version cosign github.com/sigstore/cosign/v2)
+cosign3_version=$(mod_version cosign3 github.com/sigstore/cosign/v3)
+fulcio_version=$(mod_version fulcio github.com/sigstore/fulcio)
+tsa_version=$(mod_version tsa github.com/sigstore/timestamp-authority/v2)
+rekor_version=$(mod_version rekor github.com/sigstore/rekor-tiles/v2)
+gh_version=$(mod_version gh github.com/cli/cli/v2)
+rv=sigs.k8s.io/release-utils/version.gitVersion
 
 # NAME OUT PKG LDFLAGS, one tool a line: `make tools` builds what the cache
 # lacks and says which tool it is building and how many are left.
@@ -32,7 +38,14 @@ tools=(
   "kube|kube-controller-manager|k8s.io/kubernetes/cmd/kube-controller-manager|$(ldflags_kube "$kube_version")"
   "kube|kubelet|k8s.io/kubernetes/cmd/kubelet|$(ldflags_kube "$kube_version")"
   "actionlint|actionlint|github.com/rhysd/actionlint/cmd/actionlint|-s -w"
-  "cosign|cosign|github.com/sigstore/cosign/v2/cmd/cosign|-s -w -X sigs.k8s.io/release-utils/version.gitVersion=$cosign_version"
+  "cosign|cosign|github.com/sigstore/cosign/v2/cmd/cosign|-s -w -X $rv=$cosign_version"
+  # The keyless stack (#21): Fulcio, the timestamp authority and Rekor v2
+  # on loopback, and the peers that must accept idopipe's bundles.
+  "fulcio|fulcio|github.com/sigstore/fulcio|-s -w -X $rv=$fulcio_version"
+  "tsa|timestamp-server|github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server|-s -w -X $rv=$tsa_version"
+  "rekor|rekor-server|github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix|-s -w -X $rv=$rekor_version"
+  "cosign3|cosign3|github.com/sigstore/cosign/v3/cmd/cosign|-s -w -X $rv=$cosign3_version"
+  "gh|gh|github.com/cli/cli/v2/cmd/gh|-s -w -X github.com/cli/cli/v2/internal/build.Version=${gh_version#v}"
 )
 missing=()
 for t in "${tools[@]}"; do
@@ -48,11 +61,11 @@ for t in "${missing[@]}"; do
 done
 
 # One directory of links to the current builds, named after all the hashes.
-all=$(for t in etcd registry buildkit kube actionlint cosign; do tool_dir $t; done | sha256sum | cut -c1-12)
+all=$(for t in etcd registry buildkit kube actionlint cosign fulcio tsa rekor cosign3 gh; do tool_dir $t; done | sha256sum | cut -c1-12)
 bin="$cache/tools/bin-$all"
 if [ ! -d "$bin" ]; then
   mkdir -p "$bin.tmp"
-  for t in etcd:etcd registry:registry buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler kube:kube-controller-manager kube:kubelet actionlint:actionlint cosign:cosign; do
+  for t in etcd:etcd registry:registry buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler kube:kube-controller-manager kube:kubelet actionlint:actionlint cosign:cosign fulcio:fulcio tsa:timestamp-server rekor:rekor-server cosign3:cosign3 gh:gh; do
     ln -sf "$(tool_dir "${t%%:*}")/${t#*:}" "$bin.tmp/${t#*:}"
   done
   rm -rf "$bin"; mv "$bin.tmp" "$bin"
