@@ -104,6 +104,20 @@ if [ -n "$stages" ]; then
 		echo "${skip[*]}"
 	)")
 fi
+# Keyless signing takes the job's OIDC token from the runner
+# ($ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, there with id-token: write), never
+# from a command line; the verify policy gates the deploy.
+case "${IN_SIGN:-false}" in
+true) args+=(--sign --sigstore "${IN_SIGSTORE:-public-good}") ;;
+false | "") ;;
+*) fail "sign input '${IN_SIGN}': use true or false" ;;
+esac
+[ -z "${IN_TRUSTED_ROOT:-}" ] || args+=(--trusted-root "$IN_TRUSTED_ROOT")
+[ -z "${IN_CERTIFICATE_IDENTITY:-}" ] || args+=(--certificate-identity "$IN_CERTIFICATE_IDENTITY")
+[ -z "${IN_CERTIFICATE_IDENTITY_REGEXP:-}" ] || args+=(--certificate-identity-regexp "$IN_CERTIFICATE_IDENTITY_REGEXP")
+[ -z "${IN_CERTIFICATE_OIDC_ISSUER:-}" ] || args+=(--certificate-oidc-issuer "$IN_CERTIFICATE_OIDC_ISSUER")
+[ -z "${IN_SIGNER_REPO:-}" ] || args+=(--signer-repo "$IN_SIGNER_REPO")
+[ -z "${IN_SIGNER_WORKFLOW:-}" ] || args+=(--signer-workflow "$IN_SIGNER_WORKFLOW")
 while read -r v; do [ -z "$v" ] || args+=("$v"); done < <(printf '%s\n' "${IN_ARGS:-}")
 
 # The command line holds no secret: the token is in $GITHUB_TOKEN.

@@ -19,7 +19,8 @@ type deployOptions struct {
 	img      options.ImageOptions
 	image    string // --image
 	registry options.RegistryOptions
-	keys     options.VerifyKeyOptions
+	policy   options.PolicyOptions
+	sigstore options.SigstoreOptions
 	kube     *options.KubeOptions
 	cluster  options.ClusterOptions
 	history  options.HistoryOptions
@@ -47,7 +48,9 @@ func (o *deployOptions) addFlags(cmd *cobra.Command, with options.ClusterFlags) 
 	o.registry.AddFlags(fs, options.RegistryFlags{Jobs: true})
 	o.kube.AddFlags(fs)
 	o.cluster.AddFlags(fs, with)
-	o.keys.AddFlags(fs)
+	o.policy = options.NewPolicyOptions(&o.sigstore)
+	o.policy.AddFlags(fs)
+	o.sigstore.AddFlags(fs)
 	if with.Writes {
 		o.history.AddFlags(fs, options.HistoryFlags{RollbackOnFailure: true})
 	}
@@ -67,7 +70,7 @@ func (o *deployOptions) Complete(env Env) {
 // Validate checks every group; --registry-ca is read now, so a wrong path
 // fails although a deploy by digest might not reach the registry.
 func (o *deployOptions) Validate() error {
-	for _, v := range []func() error{o.img.Validate, o.registry.Validate, o.keys.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate} {
+	for _, v := range []func() error{o.img.Validate, o.registry.Validate, o.sigstore.Validate, o.policy.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate} {
 		if err := v(); err != nil {
 			return err
 		}
@@ -96,11 +99,11 @@ func (o *deployOptions) Run(ctx context.Context, env Env) error {
 
 func (o *deployOptions) pipelineOptions() pipeline.Options {
 	return pipeline.Options{
-		Images:     []build.Spec{{Name: o.img.Name}},
-		Deploy:     deployConfig(o.kube, &o.cluster),
-		DryRun:     o.cluster.DryRun,
-		VerifyKeys: o.keys.Keys,
-		Image:      o.image,
+		Images: []build.Spec{{Name: o.img.Name}},
+		Deploy: deployConfig(o.kube, &o.cluster),
+		DryRun: o.cluster.DryRun,
+		Policy: o.policy.Policy,
+		Image:  o.image,
 	}
 }
 

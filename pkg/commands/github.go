@@ -29,7 +29,12 @@ func writeGitHubResult(g *options.GlobalOptions, res pipeline.Result, ns string,
 	if res.Revision != nil {
 		revision = fmt.Sprint(res.Revision.Number)
 	}
+	bundle := ""
+	if len(res.Signed) > 0 && res.Signed[0] != nil && len(res.Signed[0].Bundles) > 0 {
+		bundle = res.Signed[0].Bundles[0] // the pushed digest's signature
+	}
 	out := report.Outputs(map[string]string{
+		"bundle":     bundle,
 		"image":      res.Image,
 		"digest":     res.Digest,
 		"ref":        res.Ref,

@@ -19,6 +19,7 @@ type pushOptions struct {
 	img      options.ImageOptions
 	registry options.RegistryOptions
 	push     options.PushOptions
+	sigstore options.SigstoreOptions
 	sign     options.SignOptions
 	progress options.ProgressOptions
 	layout   string
@@ -27,6 +28,7 @@ type pushOptions struct {
 
 func newPushCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	o := &pushOptions{g: g}
+	o.sign = options.NewSignOptions(&o.sigstore)
 	cmd := &cobra.Command{
 		Use:   "push",
 		Short: "Tag the built image <registry>/<owner>/<name>:<version> and push it",
@@ -36,7 +38,8 @@ with --sign signs the digest.`,
 		Example: `  GITHUB_TOKEN=… idopipe push --owner my-org            # ghcr.io/my-org/planner:0.4.0
   idopipe push --owner my-org --token-file ~/.github-token
   idopipe push --owner my-org --image-name actuator --mount-from my-org/planner   # mount shared layers
-  COSIGN_PASSWORD=… idopipe push --owner my-org --sign --key cosign.key           # and sign the digest`,
+  COSIGN_PASSWORD=… idopipe push --owner my-org --sign --key cosign.key           # and sign the digest
+  idopipe push --owner my-org --sign          # keyless, in a GitHub Actions job with id-token: write`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: runCommand(env, g, o),
 	}
@@ -45,6 +48,7 @@ with --sign signs the digest.`,
 	o.registry.AddFlags(fs, options.RegistryFlags{Target: true, Jobs: true})
 	o.push.AddFlags(fs)
 	o.sign.AddFlags(fs)
+	o.sigstore.AddFlags(fs)
 	fs.StringVar(&o.layout, "oci-layout", "", "OCI image layout directory written by `idopipe build` (default ~/.cache/idopipe/oci/IMAGE-NAME, where it writes)")
 	fs.StringVar(&o.digest, "digest", "", "digest of the image in the layout (default: the last one built as NAME:VERSION)")
 	o.progress.AddFlags(fs, options.PushProgressHelp)
@@ -61,7 +65,7 @@ func (o *pushOptions) Complete(env Env) {
 func (o *pushOptions) Validate() error {
 	for _, v := range []func() error{
 		o.img.Validate, o.registry.Validate, func() error { return o.push.Validate(o.registry.Registry) },
-		o.sign.Validate, o.progress.Validate,
+		o.sigstore.Validate, o.sign.Validate, o.progress.Validate,
 	} {
 		if err := v(); err != nil {
 			return err
@@ -77,7 +81,7 @@ func (o *pushOptions) Run(ctx context.Context, env Env) error {
 	if err != nil {
 		return finish(env, g, r, "", nil, err)
 	}
-	signer, err := o.sign.Signer()
+	signer, err := o.sign.ImageSigner(ctx, o.registry.Access(&cr))
 	if err != nil {
 		return finish(env, g, r, "", nil, err)
 	}

@@ -21,8 +21,9 @@ type releaseOptions struct {
 	progress options.ProgressOptions
 	registry options.RegistryOptions
 	push     options.PushOptions
+	sigstore options.SigstoreOptions
 	sign     options.SignOptions
-	keys     options.VerifyKeyOptions
+	policy   options.PolicyOptions
 	kube     *options.KubeOptions
 	cluster  options.ClusterOptions
 	history  options.HistoryOptions
@@ -40,6 +41,7 @@ func releaseLong() string {
 
 func newReleaseCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	o := &releaseOptions{g: g, kube: options.NewKubeOptions()}
+	o.sign, o.policy = options.NewSignOptions(&o.sigstore), options.NewPolicyOptions(&o.sigstore)
 	cmd := &cobra.Command{
 		Use:   "release",
 		Short: "Run every stage: build, push, verify-pull, secret, apply, wait",
@@ -48,7 +50,9 @@ func newReleaseCommand(env Env, g *options.GlobalOptions) *cobra.Command {
   idopipe release --source ~/src/intent-driven-orchestration --owner my-org \
     --manifest deploy/manifest.yaml --crds artefacts/intents_crds_v1alpha1.yaml
   # sign what is pushed, and deploy it only if the signature checks out
-  COSIGN_PASSWORD=… idopipe release --owner my-org --provenance min --sign --key cosign.key --verify-key cosign.pub`,
+  COSIGN_PASSWORD=… idopipe release --owner my-org --provenance min --sign --key cosign.key --verify-key cosign.pub
+  # in a GitHub Actions job with id-token: write: sign keyless, deploy only what this workflow signed
+  idopipe release --owner my-org --sign --certificate-identity-regexp '^https://github.com/my-org/ido/.github/workflows/release.yml@'`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: runCommand(env, g, o),
 	}
@@ -63,7 +67,8 @@ func newReleaseCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	o.cluster.AddFlags(fs, options.ClusterFlags{DryRun: true, Writes: true})
 	o.history.AddFlags(fs, options.HistoryFlags{RollbackOnFailure: true})
 	o.sign.AddFlags(fs)
-	o.keys.AddFlags(fs)
+	o.policy.AddFlags(fs)
+	o.sigstore.AddFlags(fs)
 	o.stages.AddFlags(fs)
 	return cmd
 }
@@ -82,8 +87,8 @@ func (o *releaseOptions) Complete(env Env) {
 func (o *releaseOptions) Validate() error {
 	for _, v := range []func() error{
 		o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate,
-		o.registry.Validate, func() error { return o.push.Validate(o.registry.Registry) }, o.sign.Validate,
-		o.keys.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate, o.stages.Validate,
+		o.registry.Validate, func() error { return o.push.Validate(o.registry.Registry) }, o.sigstore.Validate, o.sign.Validate,
+		o.policy.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate, o.stages.Validate,
 	} {
 		if err := v(); err != nil {
 			return err
@@ -107,18 +112,18 @@ func (o *releaseOptions) Run(ctx context.Context, env Env) error {
 	if err != nil {
 		return finish(env, g, r, "", nil, err)
 	}
-	signer, err := o.sign.Signer()
+	signer, err := o.sign.ImageSigner(ctx, o.registry.Access(&cr))
 	if err != nil {
 		return finish(env, g, r, "", nil, err)
 	}
 	po := pipeline.Options{
-		Images:     images,
-		Target:     target(&o.registry, &o.push),
-		Deploy:     deployConfig(o.kube, &o.cluster),
-		Stages:     o.stages.Selection,
-		DryRun:     o.cluster.DryRun,
-		Creds:      cr,
-		VerifyKeys: o.keys.Keys,
+		Images: images,
+		Target: target(&o.registry, &o.push),
+		Deploy: deployConfig(o.kube, &o.cluster),
+		Stages: o.stages.Selection,
+		DryRun: o.cluster.DryRun,
+		Creds:  cr,
+		Policy: o.policy.Policy,
 
 		History:           history(ctx, &o.history, images[0].Context),
 		RollbackOnFailure: o.history.RollbackOnFailure,

@@ -21,7 +21,8 @@ import (
 type rollbackOptions struct {
 	g        *options.GlobalOptions
 	registry options.RegistryOptions
-	keys     options.VerifyKeyOptions
+	policy   options.PolicyOptions
+	sigstore options.SigstoreOptions
 	kube     *options.KubeOptions
 	cluster  options.ClusterOptions
 	history  options.HistoryOptions
@@ -30,6 +31,7 @@ type rollbackOptions struct {
 
 func newRollbackCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	o := &rollbackOptions{g: g, kube: options.NewKubeOptions()}
+	o.policy = options.NewPolicyOptions(&o.sigstore)
 	cmd := &cobra.Command{
 		Use:   "rollback [REVISION]",
 		Short: "Redeploy an earlier revision of a namespace: its objects and its images by digest",
@@ -51,7 +53,8 @@ pruned) and the wait. It records a revision of its own, "rollback to N".`,
 	fs.StringVar(&o.registry.Registry, "registry", "ghcr.io", "the registry of the revision's images: the token for it goes into the pull Secret and checks that they are still there")
 	o.kube.AddFlags(fs)
 	o.cluster.AddWriteFlags(fs)
-	o.keys.AddFlags(fs)
+	o.policy.AddFlags(fs)
+	o.sigstore.AddFlags(fs)
 	o.history.AddFlags(fs, options.HistoryFlags{})
 	return cmd
 }
@@ -65,7 +68,7 @@ func (o *rollbackOptions) Complete(env Env) {
 
 // Validate checks every group.
 func (o *rollbackOptions) Validate() error {
-	for _, v := range []func() error{o.registry.Validate, o.keys.Validate, o.kube.Validate, o.cluster.ValidateWrites, o.history.Validate} {
+	for _, v := range []func() error{o.registry.Validate, o.sigstore.Validate, o.policy.Validate, o.kube.Validate, o.cluster.ValidateWrites, o.history.Validate} {
 		if err := v(); err != nil {
 			return err
 		}
@@ -81,13 +84,13 @@ func (o *rollbackOptions) Run(ctx context.Context, env Env) error {
 		return finish(env, g, r, "", nil, err)
 	}
 	po := pipeline.Options{
-		Images:     []build.Spec{{}},
-		Target:     pipeline.Target{Registry: o.registry.Registry},
-		Deploy:     deployConfig(o.kube, &o.cluster),
-		Creds:      cr,
-		VerifyKeys: o.keys.Keys,
-		History:    history(ctx, &o.history, ""),
-		Rollback:   pipeline.RollbackConfig{Revision: o.revision},
+		Images:   []build.Spec{{}},
+		Target:   pipeline.Target{Registry: o.registry.Registry},
+		Deploy:   deployConfig(o.kube, &o.cluster),
+		Creds:    cr,
+		Policy:   o.policy.Policy,
+		History:  history(ctx, &o.history, ""),
+		Rollback: pipeline.RollbackConfig{Revision: o.revision},
 	}
 	deps := wiring{kube: o.kube, registry: &o.registry, creds: &cr}.deps()
 	res, err := pipeline.Rollback(ctx, po, deps, r)

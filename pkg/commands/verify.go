@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
@@ -28,12 +29,13 @@ type verifyOptions struct {
 	platformsFromCluster bool
 	asCluster            bool
 	secret               options.PullSecretOptions
-	verifyKeys           options.VerifyKeyOptions
+	policy               options.PolicyOptions
+	sigstore             options.SigstoreOptions
 	sourceRepo           string
 }
 
 // verifyResult is verify-pull's result object: the pull report, and with
-// --verify-key the signature and the signed provenance.
+// a signature policy the signature and the signed provenance.
 type verifyResult struct {
 	verify.Report
 	Signature  *sign.Verified    `json:"signature,omitempty"`
@@ -42,6 +44,7 @@ type verifyResult struct {
 
 func newVerifyCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	o := &verifyOptions{g: g, kube: options.NewKubeOptions()}
+	o.policy = options.NewPolicyOptions(&o.sigstore)
 	kube := o.kube.Flags
 	cmd := &cobra.Command{
 		Use:   "verify-pull REF",
@@ -54,20 +57,30 @@ With --as-cluster it pulls with the credentials of the cluster's pull Secret
 (--secret-name in -n), so a broken Secret is found before any Pod exists;
 with --platforms-from-cluster every node's os/arch must have an image.
 With --verify-key it also checks that the digest it resolved is signed by one of
-the public keys (cosign's format: the sha256-<hex>.sig tag, or a cosign
-OCI 1.1 referrer), and shows the signed SLSA provenance (source, revision,
-builder); --source-repo requires that provenance to name that repository.
-Without --verify-key, provenance BuildKit attached is shown as unsigned.
+the public keys (cosign's format: the sha256-<hex>.sig tag, a cosign OCI 1.1
+referrer, or a Sigstore bundle). With --certificate-identity[-regexp] (and
+--certificate-oidc-issuer), or gh's --signer-owner/--signer-repo/
+--signer-workflow, it checks keyless signatures: Sigstore bundles stored as
+OCI 1.1 referrers of the digest (idopipe's, cosign v3's, actions/attest's),
+whose Fulcio certificate chains to --trusted-root (default the public-good
+instance's), names that identity and was valid at a proven time (a timestamp
+authority's or the log's). It shows who signed: the certificate's identity,
+issuer, repository, ref and commit, and the time. It shows the signed SLSA
+provenance (source, revision, builder); --source-repo requires that
+provenance to name that repository. Without a policy, provenance BuildKit
+attached is shown as unsigned.
 Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
-11 platform missing, 12 corrupt blob (--full), 14 unsigned.`,
+11 platform missing, 12 corrupt blob (--full), 15 unsigned or signed by
+someone else.`,
 		Example: `  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --digest sha256:…
   idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --full --as-cluster -n ido --platforms-from-cluster
-  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --verify-key cosign.pub --source-repo https://github.com/my-org/intent-driven-orchestration`,
+  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --verify-key cosign.pub --source-repo https://github.com/my-org/intent-driven-orchestration
+  idopipe verify-pull ghcr.io/my-org/planner:0.4.0 --signer-repo my-org/ido --signer-workflow my-org/ido/.github/workflows/release.yml`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			r := plainReporter(env, g)
 			o.reg.Complete(env.Getenv)
-			ref, keys, err := o.Validate(args[0])
+			ref, policy, err := o.Validate(args[0])
 			if err != nil {
 				return finish(env, g, r, "", nil, err)
 			}
@@ -117,7 +130,7 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 				if err != nil {
 					return "", err
 				}
-				return verifySignature(ctx, &res, ref.Context().Digest(rep.Digest), keys, o.sourceRepo, o.reg.Access(cr))
+				return verifySignature(ctx, &res, ref.Context().Digest(rep.Digest), policy, o.sourceRepo, o.reg.Access(cr))
 			}, r)
 			return finish(env, g, r, "", res, err)
 		},
@@ -130,45 +143,41 @@ Exit codes: 0 pullable, 3 unauthorized, 7 digest mismatch, 10 not found,
 	fs.BoolVar(&o.platformsFromCluster, "platforms-from-cluster", false, "require an image for every node's os/arch")
 	fs.BoolVar(&o.asCluster, "as-cluster", false, "pull with the credentials of the cluster's pull Secret")
 	o.secret.AddFlags(fs)
-	o.verifyKeys.AddFlags(fs)
-	fs.StringVar(&o.sourceRepo, "source-repo", "", "with --verify-key: require signed provenance whose source is this repository, e.g. https://github.com/OWNER/NAME")
+	o.policy.AddFlags(fs)
+	o.sigstore.AddFlags(fs)
+	fs.StringVar(&o.sourceRepo, "source-repo", "", "with a signature policy: require signed provenance whose source is this repository, e.g. https://github.com/OWNER/NAME")
 	o.kube.AddFlags(fs)
 	return cmd
 }
 
-// Validate parses REF and loads the keys.
-func (o *verifyOptions) Validate(arg string) (name.Reference, []sign.Key, error) {
+// Validate parses REF and loads the signature policy.
+func (o *verifyOptions) Validate(arg string) (name.Reference, sign.Policy, error) {
 	ref, err := name.ParseReference(arg, name.StrictValidation)
 	if err != nil {
-		return nil, nil, fail.New(fail.Usage, "give REGISTRY/REPOSITORY:TAG or …@sha256:…, in lowercase", "invalid image reference %q: %v", arg, err)
+		return nil, sign.Policy{}, fail.New(fail.Usage, "give REGISTRY/REPOSITORY:TAG or …@sha256:…, in lowercase", "invalid image reference %q: %v", arg, err)
 	}
-	if o.sourceRepo != "" && len(o.verifyKeys.Paths) == 0 {
-		return nil, nil, fail.New(fail.Usage, "pass --verify-key PUB: only a signed provenance says where an image came from", "--source-repo needs --verify-key")
+	if o.sourceRepo != "" && !o.policy.Enabled() {
+		return nil, sign.Policy{}, fail.New(fail.Usage, "pass --verify-key PUB or --certificate-identity ID: only a signed provenance says where an image came from", "--source-repo needs a signature policy")
 	}
 	if o.digest != "" {
 		if _, err := name.NewDigest(ref.Context().String()+"@"+o.digest, name.StrictValidation); err != nil {
-			return nil, nil, fail.New(fail.Usage, "give --digest as sha256: and 64 hex digits", "invalid --digest %q", o.digest)
+			return nil, sign.Policy{}, fail.New(fail.Usage, "give --digest as sha256: and 64 hex digits", "invalid --digest %q", o.digest)
 		}
 	}
-	if err := o.reg.Validate(); err != nil {
-		return nil, nil, err
+	for _, v := range []func() error{o.reg.Validate, o.kube.Validate, o.secret.Validate, o.sigstore.Validate, o.policy.Validate} {
+		if err := v(); err != nil {
+			return nil, sign.Policy{}, err
+		}
 	}
-	if err := o.kube.Validate(); err != nil {
-		return nil, nil, err
-	}
-	if err := o.secret.Validate(); err != nil {
-		return nil, nil, err
-	}
-	err = o.verifyKeys.Validate()
-	return ref, o.verifyKeys.Keys, err
+	return ref, o.policy.Policy, nil
 }
 
-// verifySignature completes res for the digest d: with keys, the signature
+// verifySignature completes res for the digest d: with a policy, the signature
 // (and signed provenance, with sourceRepo its source) must check out;
 // without, BuildKit's provenance is shown as it is, unsigned.
-func verifySignature(ctx context.Context, res *verifyResult, d name.Digest, keys []sign.Key, sourceRepo string, access registry.Access) (string, error) {
+func verifySignature(ctx context.Context, res *verifyResult, d name.Digest, policy sign.Policy, sourceRepo string, access registry.Access) (string, error) {
 	summary := res.Report.String()
-	if len(keys) == 0 {
+	if policy.Empty() {
 		// Shown when it can be read; without a key it proves nothing, so
 		// a provenance that cannot be read does not fail the pull check.
 		provs, err := sign.ReadProvenance(ctx, d, access)
@@ -182,12 +191,12 @@ func verifySignature(ctx context.Context, res *verifyResult, d name.Digest, keys
 	if sourceRepo != "" {
 		opts = append(opts, sign.WithSourceRepo(sourceRepo))
 	}
-	v, err := sign.Verify(ctx, d, keys, access, opts...)
+	v, err := sign.Verify(ctx, d, policy, access, opts...)
 	if err != nil {
 		return "", err
 	}
 	res.Signature, res.Provenance = &v, v.Provenance
-	return summary + ", signed by " + v.Key + provenanceSummary(v.Provenance), nil
+	return summary + ", signed by " + signerSummary(v) + provenanceSummary(v.Provenance), nil
 }
 
 // provenanceSummary is "; signed provenance: source …@…, builder …" for
@@ -202,4 +211,25 @@ func provenanceSummary(provs []sign.Provenance) string {
 		}
 	}
 	return out
+}
+
+// signerSummary is who signed, as verify-pull shows it: the key, or the
+// certificate's identity, issuer, repository, ref and commit, and the
+// time that proves the short-lived certificate was valid.
+func signerSummary(v sign.Verified) string {
+	c := v.Certificate
+	if c == nil {
+		return v.Key
+	}
+	s := c.Subject + " (issuer " + c.Issuer
+	for _, f := range []struct{ k, v string }{{"repository", c.Repository}, {"ref", c.Ref}, {"commit", c.Commit}} {
+		if f.v != "" {
+			s += ", " + f.k + " " + f.v
+		}
+	}
+	s += ")"
+	if v.Timestamp != nil {
+		s += ", at " + v.Timestamp.UTC().Format(time.RFC3339) + " (" + v.TimestampBy + ")"
+	}
+	return s
 }

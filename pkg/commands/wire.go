@@ -209,7 +209,7 @@ func (d failedDaemon) Address(context.Context) (string, error) { return "", d.er
 // kubectl's flags (nil for none).
 type wiring struct {
 	builder  pipeline.Builder
-	signer   sign.Signer
+	signer   options.ImageSigner
 	progress publish.Option
 	kube     *options.KubeOptions
 	registry *options.RegistryOptions
@@ -228,7 +228,7 @@ func (w wiring) deps() pipeline.Deps {
 		Verifier:  verify.New(access),
 	}
 	if w.signer != nil {
-		d.Signer = sign.NewImageSigner(w.signer, access)
+		d.Signer = w.signer
 	}
 	if w.kube != nil {
 		d.Connect = pipeline.Connector(w.kube.Flags)

@@ -58,8 +58,8 @@ type Signer interface {
 type Verifier interface {
 	// Pull checks that tag resolves to digest and that it pulls.
 	Pull(ctx context.Context, tag name.Tag, digest string) (verify.Report, error)
-	// Signed checks that one of keys signed ref.
-	Signed(ctx context.Context, ref name.Digest, keys []sign.Key) (sign.Verified, error)
+	// Signed checks that the policy accepts a signature over ref.
+	Signed(ctx context.Context, ref name.Digest, p sign.Policy) (sign.Verified, error)
 }
 
 // Cluster is the API server as the cluster stages use it: what checks

@@ -173,7 +173,7 @@ func (v *verifier) Pull(ctx context.Context, tag name.Tag, digest string) (verif
 	return verify.Report{Ref: tag.String(), Digest: digest}, nil
 }
 
-func (v *verifier) Signed(_ context.Context, ref name.Digest, _ []sign.Key) (sign.Verified, error) {
+func (v *verifier) Signed(_ context.Context, ref name.Digest, _ sign.Policy) (sign.Verified, error) {
 	v.calls.add("signed %s", ref)
 	if !v.signed[ref.DigestStr()] {
 		return sign.Verified{}, fail.New(fail.Unsigned, "", "%s is not signed", ref)

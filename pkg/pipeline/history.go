@@ -41,7 +41,7 @@ func (rel *release) recordRevision(ctx context.Context) error {
 		rev.Images = append(rev.Images, cluster.RevisionImage{Name: img.Name, Image: img.Image.Image, Digest: img.Digest})
 	}
 	if s := rel.res.Signature; s != nil {
-		rev.Signature = s.Key
+		rev.Signature = signedBy(*s)
 	}
 	rev, err := rel.kube.RecordRevision(ctx, rev, rel.applied, rel.o.History.Max)
 	if err != nil {

@@ -29,9 +29,10 @@ type Options struct {
 	DryRun bool      // validate and plan; build, push and write nothing
 	// Creds is the registry token: the pull Secret's content.
 	Creds creds.Credentials
-	// VerifyKeys, when set, must include a key that signed each image's
-	// digest; checked before the first write to the cluster.
-	VerifyKeys []sign.Key
+	// Policy, when not empty, must accept a signature over each image's
+	// digest (a key's, or a keyless certificate's identity); checked
+	// before the first write to the cluster.
+	Policy sign.Policy
 	// Image, for Deploy only: the pushed image (tag, or tag@digest) that
 	// replaces the manifest's image named Images[0].Name.
 	Image string
@@ -114,7 +115,7 @@ type Result struct {
 	Changes int `json:"changes"`
 
 	// Signed is what the push stage signed; Signature the check of
-	// VerifyKeys (which key signed the digest).
+	// the Policy (who signed the digest).
 	Signed    []*sign.Result `json:"signed,omitempty"`
 	Signature *sign.Verified `json:"signature,omitempty"`
 

@@ -320,14 +320,14 @@ spec:
 // digest and checks that digest's signature before the first write.
 func TestSignatureGate(t *testing.T) {
 	f := newFixture(t)
-	f.o.VerifyKeys = []sign.Key{{Name: "test.pub"}}
+	f.o.Policy = sign.Policy{Keys: []sign.Key{{Name: "test.pub"}}}
 	_, ev, err := f.release(context.Background(), t)
 	if fail.ClassOf(err) != fail.Unsigned || ev.failed() != "verify-pull" || f.calls.count("write") != 0 {
 		t.Fatalf("unsigned release: %v in %q, calls %q", err, ev.failed(), f.calls.all())
 	}
 
 	f = newFixture(t)
-	f.o.VerifyKeys = []sign.Key{{Name: "test.pub"}}
+	f.o.Policy = sign.Policy{Keys: []sign.Key{{Name: "test.pub"}}}
 	f.o.Image = "registry.test/my-org/planner:0.4.0"
 	f.reg.tags[f.o.Image] = digestOf("planner")
 	f.ver.signed[digestOf("planner")] = true

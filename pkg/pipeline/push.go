@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/publish"
 	"github.com/idopipe/idopipe/pkg/sign"
 )
@@ -27,9 +28,16 @@ func (rel *release) push(ctx context.Context) (string, error) {
 		}
 		mountFrom = append(mountFrom, img.tag.Context())
 		if rel.d.Signer != nil {
-			signed, err := rel.d.Signer.Sign(ctx, img.tag.Context().Digest(img.Digest))
+			ref := img.tag.Context().Digest(img.Digest)
+			signed, err := rel.d.Signer.Sign(ctx, ref)
 			if err != nil {
-				return "", err
+				// Pushed, and reported so; not signed: a rerun finds the
+				// image in the registry and only signs it.
+				rel.record()
+				if ctx.Err() != nil {
+					return "", err
+				}
+				return "", fail.Wrap(fail.ClassOf(err), err, "rerun to sign it: the image is not pushed again", "the image is pushed but not signed (%s)", ref)
 			}
 			rel.res.Signed = append(rel.res.Signed, &signed)
 		}

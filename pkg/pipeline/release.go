@@ -95,7 +95,7 @@ type release struct {
 	unlock    func() // releases the namespace's release lock
 	lockHeld  bool   // the lock is held already (a rollback after a failure)
 	nsMade    bool   // this run created the namespace
-	gated     bool   // the VerifyKeys check passed
+	gated     bool   // the signature Policy accepted every image
 
 	revision   *cluster.Revision // what this run recorded (apply)
 	rollbackTo *cluster.Revision // for a rollback: the revision it redeploys

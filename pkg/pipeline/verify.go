@@ -6,7 +6,7 @@ import (
 )
 
 // verify pulls every image back by its tag: it must resolve to the pushed
-// digest, and pull. With VerifyKeys the signature is checked here too.
+// digest, and pull. With a signature Policy the signature is checked here too.
 func (rel *release) verify(ctx context.Context) (string, error) {
 	var summary string
 	for i, img := range rel.images {

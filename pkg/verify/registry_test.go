@@ -258,13 +258,13 @@ func TestSignedThroughVerifier(t *testing.T) {
 	tag, digest := push(t, r, "verify/signed", image(t, "linux", "amd64"))
 	d := tag.Context().Digest(digest)
 	v := New(a)
-	if _, err := v.Signed(ctx, d, []sign.Key{signer.Key()}); fail.ClassOf(err) != fail.Unsigned {
+	if _, err := v.Signed(ctx, d, sign.Policy{Keys: []sign.Key{signer.Key()}}); fail.ClassOf(err) != fail.Unsigned {
 		t.Errorf("before signing: %s %v, want unsigned", fail.ClassOf(err), err)
 	}
 	if _, err := sign.Image(ctx, d, signer, a); err != nil {
 		t.Fatal(err)
 	}
-	got, err := v.Signed(ctx, d, []sign.Key{signer.Key()})
+	got, err := v.Signed(ctx, d, sign.Policy{Keys: []sign.Key{signer.Key()}})
 	if err != nil || got.Digest != digest || got.Key == "" {
 		t.Errorf("after signing: %+v, %v", got, err)
 	}

@@ -79,9 +79,9 @@ func (v *Verifier) Pull(ctx context.Context, tag name.Tag, digest string) (Repor
 	return Pull(ctx, tag, digest, v.access, v.opts...)
 }
 
-// Signed checks that d is signed by one of keys (sign.Verify).
-func (v *Verifier) Signed(ctx context.Context, d name.Digest, keys []sign.Key) (sign.Verified, error) {
-	return sign.Verify(ctx, d, keys, v.access)
+// Signed checks that a signature policy accepts d (sign.Verify).
+func (v *Verifier) Signed(ctx context.Context, d name.Digest, p sign.Policy) (sign.Verified, error) {
+	return sign.Verify(ctx, d, p, v.access)
 }
 
 // Pull resolves ref with access and reads its manifest(s) and config(s).

@@ -86,11 +86,11 @@ func TestErrorsBeforeTheRegistry(t *testing.T) {
 		t.Errorf("Verifier.Pull with a missing CA: %v", err)
 	}
 	d := tag.Context().Digest(digest)
-	if _, err := New(registry.Access{}).Signed(ctx, d, nil); fail.ClassOf(err) != fail.Usage || err.Error() != "no key to verify "+d.String()+" with: pass --verify-key (or --key) with a public key" {
+	if _, err := New(registry.Access{}).Signed(ctx, d, sign.Policy{}); fail.ClassOf(err) != fail.Usage || err.Error() != "no key to verify "+d.String()+" with: pass --verify-key (or --key) with a public key" {
 		t.Errorf("Signed without keys: %v", err)
 	}
 	var _ interface {
 		Pull(context.Context, name.Tag, string) (Report, error)
-		Signed(context.Context, name.Digest, []sign.Key) (sign.Verified, error)
+		Signed(context.Context, name.Digest, sign.Policy) (sign.Verified, error)
 	} = New(registry.Access{})
 }
