@@ -55,8 +55,16 @@ vet:
 lint: tools
 	$$(build/tools/build.sh)/actionlint .github/workflows/*.yml docs/examples/*.yml
 
-test: tools vet lint
-	IDOPIPE_TOOLS_BIN=$$(build/tools/build.sh) $(GO) test $(TEST_FLAGS) ./...
+# vet and actionlint run beside the tests' compile and stack start (on two
+# cores they overlap the stack's waits); any of the three failing fails it.
+test: tools
+	@bin=$$(build/tools/build.sh); \
+	$(GO) vet ./... > .vet.out 2>&1 & vet=$$!; \
+	$$bin/actionlint .github/workflows/*.yml docs/examples/*.yml > .lint.out 2>&1 & lint=$$!; \
+	IDOPIPE_TOOLS_BIN=$$bin $(GO) test $(TEST_FLAGS) ./...; rc=$$?; \
+	wait $$vet || { echo "go vet failed:"; cat .vet.out; rc=1; }; \
+	wait $$lint || { echo "actionlint failed:"; cat .lint.out; rc=1; }; \
+	rm -f .vet.out .lint.out; exit $$rc
 
 # Each fuzz target for FUZZTIME (their seed corpora also run in make test).
 FUZZTIME ?= 30s
