@@ -28,9 +28,7 @@ import (
 // namespace is never created). Inputs that exist before the build are
 // rejected before any build work.
 func TestReleaseBadInput(t *testing.T) {
-	// Serial: its first case removes the IDO CRDs, which the parallel
-	// tests' releases apply.
-	ctx := context.Background()
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -45,7 +43,6 @@ func TestReleaseBadInput(t *testing.T) {
 	emptyToken := write("empty-token", "\n")
 	unknownKind := write("unknown.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\n")
 	otherNS := write("otherns.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: elsewhere}\n")
-	intent := write("intent.yaml", "apiVersion: ido.intel.com/v1alpha1\nkind: Intent\nmetadata: {name: i}\nspec: {}\n")
 	dupPod := write("dup1.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: planner}]}\n")
 	dupPod2 := write("dup2.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: planner}]}\n")
 	badPort := write("badport.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 99999}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: planner}\nspec: {containers: [{name: c, image: planner}]}\n")
@@ -70,21 +67,7 @@ users: [{name: u, user: {}}]
 current-context: down
 `)
 
-	cases := []struct {
-		name     string
-		env      []string
-		args     []string
-		class    fail.Class
-		want     []string // substrings of the one-line error
-		preBuild bool     // must fail before the build stage starts
-		drop     []string // flags of the default release to leave out
-		ns       string   // an existing namespace prepared for the case
-		pushes   bool     // fails after the push (the registry holds the image)
-		remote   bool     // found by the checks that run alongside the build: before the push
-	}{
-		// First: other cases apply the IDO CRDs again.
-		{name: "custom resource without its CRD", args: []string{"--manifest", intent}, class: fail.Manifest,
-			want: []string{intent + "#1: the cluster does not serve kind Intent", "--crds"}, preBuild: true, remote: true, drop: []string{"--crds"}},
+	cases := []badCase{
 		{name: "token with trailing whitespace", env: []string{"GITHUB_TOKEN=" + stack.Registry.Password + " "}, class: fail.Credentials,
 			want: []string{"$GITHUB_TOKEN holds whitespace"}, preBuild: true},
 		{name: "token file with a trailing space", args: []string{"--token-file", spacedToken}, class: fail.Credentials,
@@ -177,63 +160,100 @@ current-context: down
 		{name: "object the API server rejects", args: []string{"--manifest", badPort}, class: fail.Manifest, pushes: true,
 			want: []string{"the API server rejected Service/", "/s: spec.ports[0].port: Invalid value: 99999", "fix " + badPort + "#1"}},
 	}
-	// "custom resource without its CRD" needs the IDO CRDs absent; another
-	// test may have applied them.
-	removeCRD(t, "intents.ido.intel.com")
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := "bad-" + strings.ToLower(strings.Trim(strings.Fields(tc.name)[0], "-")) + "-" + itoa(i)
-			if tc.ns != "" {
-				ns = tc.ns
-			}
-			owner := "bad" + itoa(i)
-			args := releaseArgs(ns, append([]string{"--owner", owner}, tc.args...)...)
-			drop := tc.drop
-			if slices.Contains(tc.args, "--manifest") { // replace the fixture manifest
-				drop = append(drop, "--manifest")
-			}
-			args = slices.Clone(args)
-			for _, f := range drop {
-				i := slices.Index(args, f)
-				args = slices.Delete(args, i, i+2)
-			}
-			r := idopipe(t, tc.env, args...)
-			if r.code != int(tc.class) {
-				t.Fatalf("exit %d, want %d (%s)\n%s", r.code, tc.class, tc.class, r)
-			}
-			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-			last := lines[len(lines)-1]
-			if !strings.HasPrefix(last, "error: ") {
-				t.Fatalf("last stderr line is not the error: %q", last)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(last, w) {
-					t.Errorf("error %q does not mention %q", last, w)
-				}
-			}
-			switch {
-			case tc.remote && strings.Contains(r.stdout, "==> push"):
-				t.Errorf("a failed registry or cluster check did not stop the release before the push:\n%s", r.stdout)
-			case tc.preBuild && !tc.remote && strings.Contains(r.stdout, "==> build"):
-				t.Errorf("bad input found only after the build started:\n%s", r.stdout)
-			}
-			// A namespace the release made is deleted again.
-			if tc.ns == "" {
-				if n, err := stack.Cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) && (err != nil || n.DeletionTimestamp == nil) {
-					t.Errorf("namespace %s exists after a failed release (err %v)", ns, err)
-				}
-			} else if objs, want := namespaceObjects(t, ns), prepared[ns]; objs != want {
-				t.Errorf("namespace %s holds %d objects after the failed release, want only the %d prepared", ns, objs, want)
-			}
-			// Nothing was pushed for a release that failed before its push.
-			if tag, _ := name.NewTag(stack.Registry.Host + "/" + owner + "/planner:0.4.0"); tc.class != fail.Build && !tc.pushes {
-				c := creds.Credentials{Username: stack.Registry.Username, Token: creds.NewSecret(stack.Registry.Password)}
-				opts, _ := registry.Access{Creds: &c, CAFile: stack.Registry.CAFile}.Options(ctx)
-				if _, err := remote.Head(tag, opts...); err == nil {
-					t.Errorf("%s was pushed by a release that failed", tag)
-				}
-			}
+			t.Parallel()
+			runBadCase(t, i, tc, prepared)
 		})
+	}
+}
+
+// TestReleaseWithoutCRD: a custom resource whose CRD the cluster lacks is
+// refused before the build, naming --crds. Serial: it removes the IDO CRDs,
+// which the parallel tests' releases apply (and apply again after it).
+func TestReleaseWithoutCRD(t *testing.T) {
+	intent := filepath.Join(t.TempDir(), "intent.yaml")
+	if err := os.WriteFile(intent, []byte("apiVersion: ido.intel.com/v1alpha1\nkind: Intent\nmetadata: {name: i}\nspec: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	removeCRD(t, "intents.ido.intel.com")
+	runBadCase(t, 0, badCase{name: "custom resource without its CRD", args: []string{"--manifest", intent}, class: fail.Manifest,
+		want: []string{intent + "#1: the cluster does not serve kind Intent", "--crds"}, preBuild: true, remote: true, drop: []string{"--crds"}}, nil)
+}
+
+// badCase is one bad input of a release and what it must give.
+type badCase struct {
+	name     string
+	env      []string
+	args     []string
+	class    fail.Class
+	want     []string // substrings of the one-line error
+	preBuild bool     // must fail before the build stage starts
+	drop     []string // flags of the default release to leave out
+	ns       string   // an existing namespace prepared for the case
+	pushes   bool     // fails after the push (the registry holds the image)
+	remote   bool     // found by the checks that run alongside the build: before the push
+}
+
+// runBadCase runs tc's release (case i: its namespace and owner are its
+// own) and checks the error line, the exit code, where it stopped, and
+// that nothing was left: no namespace (prepared ones keep only their
+// prepared objects) and no pushed image.
+func runBadCase(t *testing.T, i int, tc badCase, prepared map[string]int) {
+	ctx := context.Background()
+	ns := "bad-" + strings.ToLower(strings.Trim(strings.Fields(tc.name)[0], "-")) + "-" + itoa(i)
+	if tc.ns != "" {
+		ns = tc.ns
+	}
+	owner := "bad" + itoa(i)
+	if prepared == nil {
+		owner = "bad-nocrd"
+	}
+	args := releaseArgs(ns, append([]string{"--owner", owner}, tc.args...)...)
+	drop := tc.drop
+	if slices.Contains(tc.args, "--manifest") { // replace the fixture manifest
+		drop = append(drop, "--manifest")
+	}
+	args = slices.Clone(args)
+	for _, f := range drop {
+		i := slices.Index(args, f)
+		args = slices.Delete(args, i, i+2)
+	}
+	r := idopipe(t, tc.env, args...)
+	if r.code != int(tc.class) {
+		t.Fatalf("exit %d, want %d (%s)\n%s", r.code, tc.class, tc.class, r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "error: ") {
+		t.Fatalf("last stderr line is not the error: %q", last)
+	}
+	for _, w := range tc.want {
+		if !strings.Contains(last, w) {
+			t.Errorf("error %q does not mention %q", last, w)
+		}
+	}
+	switch {
+	case tc.remote && strings.Contains(r.stdout, "==> push"):
+		t.Errorf("a failed registry or cluster check did not stop the release before the push:\n%s", r.stdout)
+	case tc.preBuild && !tc.remote && strings.Contains(r.stdout, "==> build"):
+		t.Errorf("bad input found only after the build started:\n%s", r.stdout)
+	}
+	// A namespace the release made is deleted again.
+	if tc.ns == "" {
+		if n, err := stack.Cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) && (err != nil || n.DeletionTimestamp == nil) {
+			t.Errorf("namespace %s exists after a failed release (err %v)", ns, err)
+		}
+	} else if objs, want := namespaceObjects(t, ns), prepared[ns]; objs != want {
+		t.Errorf("namespace %s holds %d objects after the failed release, want only the %d prepared", ns, objs, want)
+	}
+	// Nothing was pushed for a release that failed before its push.
+	if tag, _ := name.NewTag(stack.Registry.Host + "/" + owner + "/planner:0.4.0"); tc.class != fail.Build && !tc.pushes {
+		c := creds.Credentials{Username: stack.Registry.Username, Token: creds.NewSecret(stack.Registry.Password)}
+		opts, _ := registry.Access{Creds: &c, CAFile: stack.Registry.CAFile}.Options(ctx)
+		if _, err := remote.Head(tag, opts...); err == nil {
+			t.Errorf("%s was pushed by a release that failed", tag)
+		}
 	}
 }
 

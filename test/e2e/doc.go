@@ -24,7 +24,7 @@
 // (TestTokenExpiresMidPush), TestPushThroughRegistryFaults (see its
 // comment), the mount tests (they count requests against
 // repositories they share), the one that removes the IDO CRDs
-// (TestReleaseBadInput), and those that deploy manifests with upstream's
+// (TestReleaseWithoutCRD; the other bad inputs run in parallel), and those that deploy manifests with upstream's
 // resource requests (1.5 of the node's 2 CPUs: TestStagesOneByOne,
 // TestUpstreamRelease), which wait until their namespace is gone.
 package e2e
