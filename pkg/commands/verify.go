@@ -182,7 +182,7 @@ func verifySignature(ctx context.Context, res *verifyResult, d name.Digest, keys
 	if sourceRepo != "" {
 		opts = append(opts, sign.WithSourceRepo(sourceRepo))
 	}
-	v, err := sign.Verify(ctx, d, keys, access, opts...)
+	v, err := sign.Verify(ctx, d, sign.Policy{Keys: keys}, access, opts...)
 	if err != nil {
 		return "", err
 	}

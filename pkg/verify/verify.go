@@ -81,7 +81,7 @@ func (v *Verifier) Pull(ctx context.Context, tag name.Tag, digest string) (Repor
 
 // Signed checks that d is signed by one of keys (sign.Verify).
 func (v *Verifier) Signed(ctx context.Context, d name.Digest, keys []sign.Key) (sign.Verified, error) {
-	return sign.Verify(ctx, d, keys, v.access)
+	return sign.Verify(ctx, d, sign.Policy{Keys: keys}, v.access)
 }
 
 // Pull resolves ref with access and reads its manifest(s) and config(s).
