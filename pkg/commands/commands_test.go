@@ -132,7 +132,7 @@ func TestEveryCommandValidates(t *testing.T) {
 		{[]string{"release", "--mount-from", "other.io/o/b"}, "not ghcr.io"},
 		{[]string{"release", "--timeout", "-1s"}, "--timeout -1s is negative"},
 		{[]string{"build", "--provenance", "all"}, `unknown provenance mode "all"`},
-		{[]string{"push", "--key-password-file", "pw"}, "--key-password-file without --sign"},
+		{[]string{"push", "--key-password-file", "pw"}, "--key-password-file without --key"},
 		{[]string{"preflight", "--version", "1/2"}, "is not a valid image tag"},
 		{[]string{"verify-pull", "r.io/o/p:1", "--registry-ca", "/nonexistent"}, "cannot read registry CA"},
 		{[]string{"verify-pull", "r.io/o/p:1", "--digest", "sha256:xyz"}, `invalid --digest "sha256:xyz"`},

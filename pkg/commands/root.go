@@ -173,6 +173,7 @@ var classHelp = map[fail.Class]string{
 	fail.Daemon:      "BuildKit cannot be reached, or no buildkitd can be started",
 	fail.RateLimit:   "the registry still rate-limits after retries with backoff (429, GitHub's secondary rate limit): wait and rerun",
 	fail.Unsigned:    "the image's digest is not signed by any of the keys given (--verify-key, --key)",
+	fail.Sigstore:    "Fulcio, the timestamp authority or Rekor unreachable or refusing while signing: the image is pushed but not signed; a rerun signs it",
 	fail.LockLost:    "lost the namespace's release lock (not renewed in time: the API server was away, or another release took it); stopped before its next write: rerun, it converges",
 	fail.Interrupted: "interrupted (Ctrl-C or SIGTERM); a rerun converges",
 }

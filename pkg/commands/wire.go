@@ -23,7 +23,6 @@ import (
 	"github.com/idopipe/idopipe/pkg/pipeline"
 	"github.com/idopipe/idopipe/pkg/publish"
 	"github.com/idopipe/idopipe/pkg/report"
-	"github.com/idopipe/idopipe/pkg/sign"
 	"github.com/idopipe/idopipe/pkg/termbar"
 	"github.com/idopipe/idopipe/pkg/verify"
 )

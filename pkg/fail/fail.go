@@ -27,8 +27,9 @@ const (
 	Corrupt     Class = 12 // a blob is missing, or its size or sha256 is wrong
 	Daemon      Class = 13 // BuildKit cannot be reached or started
 	RateLimit   Class = 14 // the registry still rate-limits after the retries (429, GitHub's secondary rate limit)
-	Unsigned    Class = 15 // the image's digest is not signed by any of the keys given
+	Unsigned    Class = 15 // the image's digest is not signed as the verification policy requires (a key, or a certificate identity)
 	LockLost    Class = 16 // the release lost the namespace's release lock and stopped before its next write
+	Sigstore    Class = 17 // Fulcio, the timestamp authority or Rekor unreachable or refusing
 	Interrupted Class = 130
 )
 
@@ -39,12 +40,13 @@ var names = map[Class]string{
 	RateLimit:   "rate-limited",
 	Unsigned:    "unsigned",
 	LockLost:    "lock-lost",
+	Sigstore:    "sigstore",
 	Interrupted: "interrupted",
 }
 
 // Classes lists every class in exit-code order.
 func Classes() []Class {
-	return []Class{Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, RateLimit, Unsigned, LockLost, Internal, Interrupted}
+	return []Class{Usage, Credentials, Manifest, Build, Registry, Verify, Cluster, NotReady, NotFound, Platform, Corrupt, Daemon, RateLimit, Unsigned, LockLost, Sigstore, Internal, Interrupted}
 }
 
 func (c Class) String() string {

@@ -79,7 +79,7 @@ func TestIdopipeVerifiesCosign(t *testing.T) {
 	if out, err := runCosign(t, env, append(signArgs, tagged.String())...); err != nil {
 		t.Fatalf("cosign sign: %v\n%s", err, out)
 	}
-	if _, err := sign.Verify(ctx, tagged, []sign.Key{k}, access()); err != nil {
+	if _, err := sign.Verify(ctx, tagged, sign.Policy{Keys: []sign.Key{k}}, access()); err != nil {
 		t.Fatalf("idopipe does not verify cosign's signature: %v", err)
 	}
 
@@ -88,7 +88,7 @@ func TestIdopipeVerifiesCosign(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cosign sign --registry-referrers-mode=oci-1-1: %v\n%s", err, out)
 	}
-	if _, err := sign.Verify(ctx, referred, []sign.Key{k}, access()); err != nil {
+	if _, err := sign.Verify(ctx, referred, sign.Policy{Keys: []sign.Key{k}}, access()); err != nil {
 		t.Fatalf("idopipe does not verify cosign's OCI 1.1 signature: %v", err)
 	}
 
@@ -114,6 +114,6 @@ func TestIdopipeVerifiesCosign(t *testing.T) {
 		t.Fatalf("cosign verify with its own key: %v\n%s", err, out)
 	}
 	// And a cosign key does not verify what another key signed.
-	_, err = sign.Verify(ctx, tagged, []sign.Key{ck}, access())
+	_, err = sign.Verify(ctx, tagged, sign.Policy{Keys: []sign.Key{ck}}, access())
 	wantClass(t, err, fail.Unsigned, "none valid")
 }

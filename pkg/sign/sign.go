@@ -29,12 +29,21 @@ type Result struct {
 	// Already counts the signatures (and attestations) that an earlier
 	// run stored and that were not made again.
 	Already int    `json:"already"`
-	Key     string `json:"key"`
+	Key     string `json:"key,omitempty"` // the key signer's key: file (sha256:…)
+	// Identity is the keyless signer's certificate SAN (the workflow, for
+	// GitHub Actions).
+	Identity string `json:"identity,omitempty"`
+	// Bundles are the digests of the bundle referrers written.
+	Bundles []string `json:"bundles,omitempty"`
 }
 
 // String is the one-line summary.
 func (r Result) String() string {
-	s := fmt.Sprintf("signed %d manifest(s) with %s", len(r.Digests), r.Key)
+	by := r.Key
+	if r.Identity != "" {
+		by = "a certificate for " + r.Identity
+	}
+	s := fmt.Sprintf("signed %d manifest(s) with %s", len(r.Digests), by)
 	if r.Attestations > 0 {
 		s += fmt.Sprintf(", %d provenance attestation(s)", r.Attestations)
 	}
@@ -125,7 +134,7 @@ type attestation struct {
 
 // storeError says which signature could not be stored, and that the image
 // is not signed until a rerun stores it.
-func storeError(access registry.Access, err error, tag name.Tag) error {
+func storeError(access registry.Access, err error, tag name.Reference) error {
 	err = access.Explain(err, "signature push", tag)
 	return fail.Wrap(fail.ClassOf(err), err, "rerun: the image is not pushed again, the signature is completed", "the image is pushed but not signed")
 }

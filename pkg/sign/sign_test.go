@@ -114,7 +114,7 @@ func TestKeys(t *testing.T) {
 	if _, err := sign.Image(context.Background(), ref, s, access()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sign.Verify(context.Background(), ref, []sign.Key{s.Key()}, access()); err != nil {
+	if _, err := sign.Verify(context.Background(), ref, sign.Policy{Keys: []sign.Key{s.Key()}}, access()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -145,11 +145,11 @@ func TestSignIndex(t *testing.T) {
 		t.Fatalf("the tag moved: %v %v", d, err)
 	}
 	for _, h := range append(children, mustHash(t, ref.DigestStr())) {
-		if _, err := sign.Verify(ctx, ref.Context().Digest(h.String()), []sign.Key{k}, access()); err != nil {
+		if _, err := sign.Verify(ctx, ref.Context().Digest(h.String()), sign.Policy{Keys: []sign.Key{k}}, access()); err != nil {
 			t.Errorf("%s: %v", h, err)
 		}
 	}
-	v, err := sign.Verify(ctx, ref, []sign.Key{k}, access(), sign.WithSourceRepo("git@github.com:intel/intent-driven-orchestration.git"))
+	v, err := sign.Verify(ctx, ref, sign.Policy{Keys: []sign.Key{k}}, access(), sign.WithSourceRepo("git@github.com:intel/intent-driven-orchestration.git"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestSignIndex(t *testing.T) {
 	if !p.Signed || p.Source != "https://github.com/intel/intent-driven-orchestration" || p.Revision != "0123456789abcdef0123456789abcdef01234567" || p.Builder == "" {
 		t.Errorf("provenance %+v", p)
 	}
-	_, err = sign.Verify(ctx, ref, []sign.Key{k}, access(), sign.WithSourceRepo("https://github.com/someone/else"))
+	_, err = sign.Verify(ctx, ref, sign.Policy{Keys: []sign.Key{k}}, access(), sign.WithSourceRepo("https://github.com/someone/else"))
 	wantClass(t, err, fail.Unsigned, "someone/else", "intent-driven-orchestration")
 
 	// The unsigned view is BuildKit's own, marked so.
@@ -191,7 +191,7 @@ func TestSignIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range []sign.Key{k, k2} {
-		if _, err := sign.Verify(ctx, ref, []sign.Key{key}, access()); err != nil {
+		if _, err := sign.Verify(ctx, ref, sign.Policy{Keys: []sign.Key{key}}, access()); err != nil {
 			t.Errorf("%s: %v", key, err)
 		}
 	}
@@ -211,13 +211,13 @@ func TestRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err := sign.Verify(ctx, b, []sign.Key{k}, access())
+	_, err := sign.Verify(ctx, b, sign.Policy{Keys: []sign.Key{k}}, access())
 	wantClass(t, err, fail.Unsigned, "not signed", "refuse/app", b.DigestStr(), k.ID)
 
-	_, err = sign.Verify(ctx, a, []sign.Key{other}, access())
+	_, err = sign.Verify(ctx, a, sign.Policy{Keys: []sign.Key{other}}, access())
 	wantClass(t, err, fail.Unsigned, "none valid", a.DigestStr(), other.ID)
 	// Either key will do.
-	if _, err := sign.Verify(ctx, a, []sign.Key{other, k}, access()); err != nil {
+	if _, err := sign.Verify(ctx, a, sign.Policy{Keys: []sign.Key{other, k}}, access()); err != nil {
 		t.Errorf("with the right key second: %v", err)
 	}
 
@@ -230,7 +230,7 @@ func TestRefusals(t *testing.T) {
 	if err := remote.Write(sign.SignatureTag(b.Context(), mustHash(t, b.DigestStr())), sigA, opts...); err != nil {
 		t.Fatal(err)
 	}
-	_, err = sign.Verify(ctx, b, []sign.Key{k}, access())
+	_, err = sign.Verify(ctx, b, sign.Policy{Keys: []sign.Key{k}}, access())
 	wantClass(t, err, fail.Unsigned, "another digest", a.DigestStr(), b.DigestStr())
 
 	// A tampered payload: the claimed digest changed, the signature kept.
@@ -264,7 +264,7 @@ func TestRefusals(t *testing.T) {
 	if err := remote.Write(sigTag, img, opts...); err != nil {
 		t.Fatal(err)
 	}
-	_, err = sign.Verify(ctx, c, []sign.Key{k}, access())
+	_, err = sign.Verify(ctx, c, sign.Policy{Keys: []sign.Key{k}}, access())
 	wantClass(t, err, fail.Unsigned, "none valid", c.DigestStr())
 }
 
@@ -297,13 +297,13 @@ func TestStoreFails(t *testing.T) {
 	if proxy.Count(http.MethodPut, "/v2/fails/app/manifests/sha256-") == 0 {
 		t.Fatal("the signature's manifest never reached the proxy")
 	}
-	_, err = sign.Verify(ctx, ref, []sign.Key{k}, access())
+	_, err = sign.Verify(ctx, ref, sign.Policy{Keys: []sign.Key{k}}, access())
 	wantClass(t, err, fail.Unsigned, "not signed")
 
 	if _, err := sign.Image(ctx, ref, s, access()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sign.Verify(ctx, ref, []sign.Key{k}, access()); err != nil {
+	if _, err := sign.Verify(ctx, ref, sign.Policy{Keys: []sign.Key{k}}, access()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -126,28 +126,19 @@ func appendEntry(tag name.Tag, base v1.Image, payload []byte, mediaType string, 
 	return remote.Write(tag, img, opts...)
 }
 
-// referrerEntries reads signatures cosign stored as OCI 1.1 referrers of
-// d: go-containerregistry asks the referrers API and falls back to the
-// tag scheme (repo:sha256-<hex>) where a registry has no such API.
-func referrerEntries(d name.Digest, opts []remote.Option) ([]entry, error) {
-	idx, err := remote.Referrers(d, append(opts, remote.WithFilter("artifactType", ReferrerArtifactType))...)
-	if err != nil {
-		if isNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return nil, err
-	}
+// referrerEntries reads the signatures cosign stored as OCI 1.1 referrers
+// of d (--registry-referrers-mode=oci-1-1), among refs, d's referrers.
+func referrerEntries(d name.Digest, refs []v1.Descriptor, opts []remote.Option) ([]entry, error) {
 	var out []entry
-	for _, desc := range m.Manifests {
+	for _, desc := range refs {
 		if desc.ArtifactType != ReferrerArtifactType {
 			continue
 		}
 		img, err := remote.Image(d.Context().Digest(desc.Digest.String()), opts...)
 		if err != nil {
+			if isNotFound(err) {
+				continue // listed by a stale referrers tag
+			}
 			return nil, err
 		}
 		es, err := imageEntries(img, SimpleSigningMediaType)

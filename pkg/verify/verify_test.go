@@ -86,7 +86,7 @@ func TestErrorsBeforeTheRegistry(t *testing.T) {
 		t.Errorf("Verifier.Pull with a missing CA: %v", err)
 	}
 	d := tag.Context().Digest(digest)
-	if _, err := New(registry.Access{}).Signed(ctx, d, sign.Policy{}); fail.ClassOf(err) != fail.Usage || err.Error() != "no key to verify "+d.String()+" with: pass --verify-key (or --key) with a public key" {
+	if _, err := New(registry.Access{}).Signed(ctx, d, sign.Policy{}); fail.ClassOf(err) != fail.Usage || err.Error() != "nothing to verify "+d.String()+" with: no key and no certificate identity: give a public key or a certificate identity to verify with" {
 		t.Errorf("Signed without keys: %v", err)
 	}
 	var _ interface {

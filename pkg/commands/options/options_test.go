@@ -1,6 +1,7 @@
 package options
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/fail"
+	"github.com/idopipe/idopipe/pkg/registry"
 )
 
 func env(kv ...string) Getenv {
@@ -267,13 +269,38 @@ func TestPushValidate(t *testing.T) {
 }
 
 func TestSignOptions(t *testing.T) {
-	var o SignOptions
-	parse(t, o.AddFlags, "--key-password-file", "pw")
-	usage(t, o.Validate(), "--key-password-file without --sign or --key")
-	o = SignOptions{}
-	parse(t, o.AddFlags)
-	if s, err := o.Signer(); s != nil || err != nil {
-		t.Errorf("no --sign: %v %v", s, err)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--key-password-file", "pw"}, "--key-password-file without --key"},
+		{[]string{"--identity-token", "tok"}, "--identity-token without --sign"},
+		{[]string{"--key", "k", "--identity-token", "tok"}, "--identity-token and --key both name what signs"},
+		{[]string{"--sign", "--key-password-file", "pw"}, "--key-password-file with keyless signing"},
+		{[]string{"--sign", "--sigstore", "elsewhere"}, `unknown Sigstore instance "elsewhere"`},
+		{[]string{"--sign", "--sigstore", "github"}, "no trusted root for the github Sigstore instance: pass --trusted-root"},
+		{[]string{"--sign", "--fulcio-url", "https://fulcio.example"}, "no trusted root for the custom Sigstore instance"},
+		{[]string{"--sign", "--fulcio-url", "fulcio.example"}, `invalid --fulcio-url "fulcio.example"`},
+		{[]string{"--sign", "--rekor-url", "none", "--timestamp-url", "none"}, "needs a timestamp authority or a transparency log"},
+		{[]string{"--sign", "--sigstore-ca", "/nonexistent/ca.pem"}, "cannot read --sigstore-ca"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var s SigstoreOptions
+			o := NewSignOptions(&s)
+			parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) }, tc.args...)
+			err := s.Validate()
+			if err == nil {
+				err = o.Validate()
+			}
+			usage(t, err, tc.want)
+		})
+	}
+
+	var s SigstoreOptions
+	o := NewSignOptions(&s)
+	parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) })
+	if sg, err := o.ImageSigner(context.Background(), registry.Access{}); sg != nil || err != nil {
+		t.Errorf("no --sign: %v %v", sg, err)
 	}
 	o.Complete(env("COSIGN_PASSWORD", "pw"))
 	if pw, err := o.Password(); err != nil || string(pw) != "pw" {
@@ -281,11 +308,73 @@ func TestSignOptions(t *testing.T) {
 	}
 }
 
-func TestVerifyKeyValidate(t *testing.T) {
-	var o VerifyKeyOptions
-	parse(t, o.AddFlags, "--verify-key", filepath.Join(t.TempDir(), "absent.pub"))
-	if err := o.Validate(); err == nil {
-		t.Fatal("a missing key loaded")
+// TestKeylessTokenSources: where keyless signing's OIDC token comes from,
+// and the one-line refusal (exit 3, before any build) when none can.
+func TestKeylessTokenSources(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  Getenv
+		args []string
+		want string // the source, or the error's words
+		err  bool
+	}{
+		{name: "file", args: []string{"--identity-token", "tok.jwt"}, want: "tok.jwt"},
+		{name: "env", env: env("SIGSTORE_ID_TOKEN", "x.y.z"), want: "SIGSTORE_ID_TOKEN"},
+		{name: "file before env", env: env("SIGSTORE_ID_TOKEN", "x.y.z"), args: []string{"--identity-token", "tok.jwt"}, want: "tok.jwt"},
+		{name: "actions", env: env("GITHUB_ACTIONS", "true", "ACTIONS_ID_TOKEN_REQUEST_URL", "https://runner.example/token", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "r"), want: "GitHub Actions"},
+		{name: "actions without id-token permission", env: env("GITHUB_ACTIONS", "true"), err: true, want: "add `permissions: id-token: write` to the job"},
+		{name: "nothing", err: true, want: "pass --identity-token FILE or set $SIGSTORE_ID_TOKEN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s SigstoreOptions
+			o := NewSignOptions(&s)
+			parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) }, append([]string{"--sign"}, tc.args...)...)
+			o.Complete(tc.env)
+			ts, err := o.tokens()
+			if tc.err {
+				if fail.ClassOf(err) != fail.Credentials || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("error %v (class %v), want credentials saying %q", err, fail.ClassOf(err), tc.want)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(ts.String(), tc.want) {
+				t.Fatalf("source %v, %v; want %q", ts, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPolicyOptions(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--verify-key", filepath.Join(t.TempDir(), "absent.pub")}, "absent.pub"},
+		{[]string{"--certificate-identity", "https://github.com/o/r/.github/workflows/r.yml@refs/heads/main", "--sigstore", "github"}, "no trusted root to check certificates of the github Sigstore instance against"},
+		{[]string{"--certificate-identity-regexp", "(", "--trusted-root", "x.json"}, "("},
+		{[]string{"--certificate-oidc-issuer", "https://token.actions.githubusercontent.com", "--trusted-root", "x.json"}, ""},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var s SigstoreOptions
+			o := NewPolicyOptions(&s)
+			parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) }, tc.args...)
+			if !o.Enabled() {
+				t.Fatal("a policy flag given, but not Enabled")
+			}
+			err := o.Validate()
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if fail.ClassOf(err) != fail.Usage || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v (class %v), want usage saying %q", err, fail.ClassOf(err), tc.want)
+			}
+		})
+	}
+	var s SigstoreOptions
+	o := NewPolicyOptions(&s)
+	parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) })
+	if o.Enabled() || o.Validate() != nil || !o.Policy.Empty() {
+		t.Errorf("no policy flag: enabled %v, policy %v", o.Enabled(), o.Policy)
 	}
 }
 

@@ -137,7 +137,11 @@ func (o *SignOptions) ImageSigner(ctx context.Context, access registry.Access) (
 	if err != nil {
 		return nil, err
 	}
-	return sign.NewKeylessSigner(ctx, inst, ts, access, sign.WithHTTPClient(hc))
+	opts := []sign.KeylessOption{sign.WithHTTPClient(hc)}
+	if o.Sigstore.CAFile != "" {
+		opts = append(opts, sign.WithCA(o.Sigstore.CAFile))
+	}
+	return sign.NewKeylessSigner(ctx, inst, ts, access, opts...)
 }
 
 // Password is the password for a new key (keys generate).

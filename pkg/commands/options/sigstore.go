@@ -19,7 +19,7 @@ import (
 // added once to a command that signs, verifies or both, so --trusted-root
 // means the same file for both.
 type SigstoreOptions struct {
-	Instance    string
+	Name        string
 	FulcioURL   string
 	RekorURL    string
 	TSAURL      string
@@ -29,9 +29,9 @@ type SigstoreOptions struct {
 
 // AddFlags adds --sigstore, the service URLs, --trusted-root and --sigstore-ca.
 func (o *SigstoreOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Instance, "sigstore", "public-good", "Sigstore instance for keyless signing: public-good (Fulcio + Rekor, public repositories) or github (GitHub's Fulcio + timestamp authority, private repositories); the URL flags override its services")
+	fs.StringVar(&o.Name, "sigstore", "public-good", "Sigstore instance for keyless signing: public-good (Fulcio + Rekor, public repositories) or github (GitHub's Fulcio + timestamp authority, private repositories); the URL flags override its services")
 	fs.StringVar(&o.FulcioURL, "fulcio-url", "", "Fulcio that issues the signing certificate (default the --sigstore instance's)")
-	fs.StringVar(&o.RekorURL, "rekor-url", "", "Rekor v2 log that records the signature (default the --sigstore instance's; \"none\" records none)")
+	fs.StringVar(&o.RekorURL, "rekor-url", "", "Rekor v2 (tile log) that records the signature (default the --sigstore instance's log; \"none\" records none)")
 	fs.StringVar(&o.TSAURL, "timestamp-url", "", "RFC 3161 timestamp authority that proves the signing time (default the --sigstore instance's; \"none\" asks none)")
 	fs.StringVar(&o.TrustedRoot, "trusted-root", "", "Sigstore trusted_root.json: the certificate authorities, timestamp authorities and logs that keyless signatures are checked against (default the --sigstore instance's, fetched through its TUF repository)")
 	fs.StringVar(&o.CAFile, "sigstore-ca", "", "PEM file with extra CA certificates for the TLS of the Sigstore services")
@@ -72,7 +72,7 @@ func (o *SigstoreOptions) custom() bool {
 
 // instance is the chosen instance with the URL flags applied.
 func (o *SigstoreOptions) instance() (sign.Instance, error) {
-	inst, err := sign.KnownInstance(o.Instance)
+	inst, err := sign.KnownInstance(o.Name)
 	if err != nil {
 		return inst, err
 	}
@@ -84,7 +84,9 @@ func (o *SigstoreOptions) instance() (sign.Instance, error) {
 	case "none":
 		inst.RekorURL = ""
 	default:
-		inst.RekorURL = o.RekorURL
+		// A log of one's own is Rekor v2 (v1 needs Trillian and a
+		// database); public-good's v1 log is the instance default.
+		inst.RekorURL, inst.RekorVersion = o.RekorURL, 2
 	}
 	switch o.TSAURL {
 	case "":
@@ -125,9 +127,9 @@ func (o *SigstoreOptions) Trust() (root.TrustedMaterial, error) {
 	if o.TrustedRoot != "" {
 		return sign.LoadTrustedRoot(o.TrustedRoot)
 	}
-	if o.Instance != "public-good" {
+	if o.Name != "public-good" {
 		return nil, fail.New(fail.Usage, "pass --trusted-root trusted_root.json (gh attestation trusted-root prints GitHub's)",
-			"no trusted root to check certificates of the %s Sigstore instance against", o.Instance)
+			"no trusted root to check certificates of the %s Sigstore instance against", o.Name)
 	}
 	tr, err := root.FetchTrustedRoot()
 	if err != nil {
