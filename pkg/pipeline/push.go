@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/idopipe/idopipe/pkg/fail"
 	"github.com/idopipe/idopipe/pkg/publish"
 	"github.com/idopipe/idopipe/pkg/sign"
 )
@@ -31,13 +30,11 @@ func (rel *release) push(ctx context.Context) (string, error) {
 			ref := img.tag.Context().Digest(img.Digest)
 			signed, err := rel.d.Signer.Sign(ctx, ref)
 			if err != nil {
-				// Pushed, and reported so; not signed: a rerun finds the
-				// image in the registry and only signs it.
+				// Pushed, and reported so; not signed (the signer's
+				// error says so): a rerun finds the image in the
+				// registry and only signs it.
 				rel.record()
-				if ctx.Err() != nil {
-					return "", err
-				}
-				return "", fail.Wrap(fail.ClassOf(err), err, "rerun to sign it: the image is not pushed again", "the image is pushed but not signed (%s)", ref)
+				return "", err
 			}
 			rel.res.Signed = append(rel.res.Signed, &signed)
 		}
