@@ -25,6 +25,7 @@ type daemon struct {
 	args           func(ports []int) []string // its command line (names dir: the reaper kills by it)
 	readyPath      string                     // GET url()+readyPath answers 200 once it serves
 	extra          []*os.File                 // files the child inherits (the TSA's machine lock)
+	prepare        func() error               // runs before each start; nil for none
 	pki            *keys
 
 	mu    sync.Mutex
@@ -64,6 +65,11 @@ func (d *daemon) start(ctx context.Context, first bool) error {
 }
 
 func (d *daemon) run(ctx context.Context) error {
+	if d.prepare != nil {
+		if err := d.prepare(); err != nil {
+			return err
+		}
+	}
 	p, err := startProcessWith(d.dir, d.name, d.bin, d.args(d.ports), nil, d.extra)
 	if err != nil {
 		return err

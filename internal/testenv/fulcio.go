@@ -71,19 +71,29 @@ func newFulcio(tools, dir, issuerURL string) (*daemon, error) {
 		return nil, err
 	}
 	return &daemon{
-		name: "fulcio", bin: filepath.Join(tools, "fulcio"), dir: dir, nports: 2,
-		// HTTP and gRPC on one port (Fulcio's duplex server): no
-		// legacy unix socket, which is machine-wide.
+		name: "fulcio", bin: filepath.Join(tools, "fulcio"), dir: dir, nports: 3,
+		// HTTP and gRPC on ports of their own: Fulcio v1.8.8's duplex
+		// server (one port for both) panics registering its metrics
+		// twice. The legacy gRPC server then listens on a unix socket,
+		// by default an abstract one with a fixed name (one per
+		// machine): here a file in dir.
 		args: func(p []int) []string {
-			port := strconv.Itoa(p[0])
 			return []string{"serve", "--log_type=prod",
 				"--ca=fileca", "--fileca-cert=" + certPath, "--fileca-key=" + keyPath,
 				// The key file is unencrypted (0600 in the stack's
 				// directory); Fulcio insists the flag be set.
 				"--fileca-key-passwd=", "--fileca-watch=false",
 				"--ct-log-url=", "--config-path=" + cfgPath,
-				"--host=127.0.0.1", "--port=" + port, "--grpc-host=127.0.0.1", "--grpc-port=" + port,
-				"--metrics-port=" + strconv.Itoa(p[1])}
+				"--host=127.0.0.1", "--port=" + strconv.Itoa(p[0]), "--grpc-host=127.0.0.1", "--grpc-port=" + strconv.Itoa(p[1]),
+				"--metrics-port=" + strconv.Itoa(p[2]), "--legacy-unix-domain-socket=" + filepath.Join(dir, "legacy.sock")}
+		},
+		// A stopped Fulcio leaves its socket behind, and binding it
+		// again fails.
+		prepare: func() error {
+			if err := os.Remove(filepath.Join(dir, "legacy.sock")); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+			return nil
 		},
 		readyPath: "/api/v2/trustBundle",
 		pki:       &keys{chain: []*x509.Certificate{ca}, created: now},

@@ -25,7 +25,10 @@ import (
 // directory, and its keys and certificates survive a restart (Stop*/Start*),
 // so the trusted root stays valid across the fault tests.
 type Sigstore struct {
-	IssuerURL, FulcioURL, TSAURL, RekorURL string
+	IssuerURL string // the issuer its certificates name (http://127.0.0.1:PORT)
+	FulcioURL string // Fulcio's base URL
+	TSAURL    string // the timestamp endpoint, …/api/v1/timestamp
+	RekorURL  string // Rekor v2's base URL
 	// TrustedRoot is this instance's trusted_root.json (Fulcio's CA, the
 	// TSA's chain, Rekor v2's key), one line of JSON: what cosign v3
 	// (--trusted-root), gh (--custom-trusted-root, which reads JSON lines)
@@ -100,7 +103,10 @@ func startSigstore(ctx context.Context, tools, dir string) (s *Sigstore, err err
 			return s, err
 		}
 	}
-	s.FulcioURL, s.TSAURL, s.RekorURL = s.fulcio.url(), s.tsa.url(), s.rekor.url()
+	// The TSA's URL is its timestamp endpoint, as signing configs and
+	// cosign's --timestamp-server-url name it; Fulcio's and Rekor's are
+	// their base URLs.
+	s.FulcioURL, s.TSAURL, s.RekorURL = s.fulcio.url(), s.tsa.url()+"/api/v1/timestamp", s.rekor.url()
 	if err := s.writeTrust(); err != nil {
 		return s, err
 	}
