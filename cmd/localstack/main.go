@@ -17,7 +17,8 @@
 // its certificates name), IDOPIPE_TEST_TRUSTED_ROOT (trusted_root.json:
 // Fulcio's CA, the TSA's chain, Rekor's key), IDOPIPE_TEST_TRUSTED_ROOT_NO_LOG
 // (the same without Rekor, as GitHub's instance), IDOPIPE_TEST_SIGNING_CONFIG
-// (a signing_config v0.2 for cosign v3), and ACTIONS_ID_TOKEN_REQUEST_URL
+// (a signing_config v0.2 for cosign v3), IDOPIPE_TEST_SIGNING_CONFIG_NO_LOG
+// (Fulcio and the TSA only), and ACTIONS_ID_TOKEN_REQUEST_URL
 // and ACTIONS_ID_TOKEN_REQUEST_TOKEN, the runner's pair (as with
 // `permissions: id-token: write`) that hands out the issuer's tokens for a
 // push to main of idopipe-test/app by .github/workflows/release.yml (the

@@ -174,6 +174,7 @@ func (s *Sigstore) Env() []string {
 		"IDOPIPE_TEST_TRUSTED_ROOT=" + s.TrustedRoot,
 		"IDOPIPE_TEST_TRUSTED_ROOT_NO_LOG=" + s.TrustedRootNoLog,
 		"IDOPIPE_TEST_SIGNING_CONFIG=" + s.SigningConfig,
+		"IDOPIPE_TEST_SIGNING_CONFIG_NO_LOG=" + s.SigningConfigNoLog,
 		"IDOPIPE_TEST_OIDC_ISSUER=" + s.IssuerURL,
 	}
 }
