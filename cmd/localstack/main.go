@@ -1,5 +1,7 @@
 // Command localstack starts idopipe's local stack (buildkitd, a TLS registry
-// with GHCR's token flow, a one-node cluster with a real kubelet), prepares
+// with GHCR's token flow, a one-node cluster with a real kubelet, a private
+// Sigstore instance: Fulcio, the timestamp authority, Rekor v2 and a
+// GitHub-shaped OIDC issuer), prepares
 // the planner-shaped build fixture, runs one command against it, and stops
 // the stack. `make demo` uses it to run a whole release.
 //
@@ -9,7 +11,18 @@
 // GITHUB_ACTOR, GITHUB_TOKEN, IDOPIPE_TEST_REGISTRY, IDOPIPE_TEST_REGISTRY_CA,
 // IDOPIPE_TEST_SOURCE (the fixture's build context), IDOPIPE_TEST_BUSYBOX (the
 // base image's OCI layout), IDOPIPE_TEST_FIXTURES (the upstream manifests)
-// and IDOPIPE_TEST_NODE (the node's name); with -kube-builder also
+// and IDOPIPE_TEST_NODE (the node's name); for keyless signing
+// IDOPIPE_TEST_FULCIO_URL, IDOPIPE_TEST_TSA_URL, IDOPIPE_TEST_REKOR_URL (the
+// servers, plain HTTP on loopback), IDOPIPE_TEST_OIDC_ISSUER (the issuer
+// its certificates name), IDOPIPE_TEST_TRUSTED_ROOT (trusted_root.json:
+// Fulcio's CA, the TSA's chain, Rekor's key), IDOPIPE_TEST_TRUSTED_ROOT_NO_LOG
+// (the same without Rekor, as GitHub's instance), IDOPIPE_TEST_SIGNING_CONFIG
+// (a signing_config v0.2 for cosign v3), IDOPIPE_TEST_SIGNING_CONFIG_NO_LOG
+// (Fulcio and the TSA only), and ACTIONS_ID_TOKEN_REQUEST_URL
+// and ACTIONS_ID_TOKEN_REQUEST_TOKEN, the runner's pair (as with
+// `permissions: id-token: write`) that hands out the issuer's tokens for a
+// push to main of idopipe-test/app by .github/workflows/release.yml (the
+// defaults of testenv.GitHubClaims); with -kube-builder also
 // IDOPIPE_TEST_BUILDER_IMAGE (the image of `idopipe buildkit create
 // --kubernetes`, in the node's docker.io mirror).
 package main
@@ -82,6 +95,10 @@ func run(ctx context.Context, keep, kubeBuilder bool, args []string) (int, error
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), s.Env()...)
 	cmd.Env = append(cmd.Env, "IDOPIPE_TEST_SOURCE="+src, "IDOPIPE_TEST_BUSYBOX="+busybox, "IDOPIPE_TEST_FIXTURES="+fixtures, "IDOPIPE_TEST_NODE="+testenv.NodeName)
+	if s.Sigstore != nil {
+		url, reqTok := s.Sigstore.ActionsRequest(testenv.GitHubClaims{})
+		cmd.Env = append(cmd.Env, "ACTIONS_ID_TOKEN_REQUEST_URL="+url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN="+reqTok)
+	}
 	if builderImage != "" {
 		cmd.Env = append(cmd.Env, "IDOPIPE_TEST_BUILDER_IMAGE="+builderImage)
 	}

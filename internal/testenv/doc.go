@@ -4,7 +4,12 @@
 // the same host and port: token.go, front.go), and a one-node Kubernetes cluster (etcd and
 // kube-apiserver through controller-runtime's envtest with the default
 // admission plugins, kube-controller-manager, kube-scheduler, and a real
-// kubelet on containerd, runc and the CNI bridge; see Node).
+// kubelet on containerd, runc and the CNI bridge; see Node), and a private
+// Sigstore instance shaped like GitHub's view of one (sigstore.go): a
+// GitHub-shaped OIDC issuer with the runner's token request endpoint
+// (oidc.go), Fulcio (fulcio.go), the timestamp authority (tsa.go) and
+// Rekor v2 (rekor.go), with the trusted root and signing config that
+// cosign v3, gh and sigstore-go take.
 //
 // The binaries come from build/tools (built by `make tools`); their directory
 // is $IDOPIPE_TOOLS_BIN. Every process listens on loopback on fresh ports and

@@ -24,6 +24,12 @@ type process struct {
 // startProcess runs bin with args in its own process group, output to
 // dir/<name>.log.
 func startProcess(dir, name, bin string, args []string, env []string) (*process, error) {
+	return startProcessWith(dir, name, bin, args, env, nil)
+}
+
+// startProcessWith is startProcess with files the child inherits (as fd
+// 3 onwards).
+func startProcessWith(dir, name, bin string, args []string, env []string, extra []*os.File) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -33,6 +39,7 @@ func startProcess(dir, name, bin string, args []string, env []string) (*process,
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.ExtraFiles = extra
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

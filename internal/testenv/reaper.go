@@ -57,25 +57,9 @@ type reaper struct {
 // node to stop) and starts the reaper, which shares the lock; stackDir is
 // the directory of the stack whose processes it kills if need be.
 func startReaper(ctx context.Context, stackDir string) (*reaper, error) {
-	f, err := os.OpenFile(nodeLock, os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := lockFile(ctx, nodeLock)
 	if err != nil {
 		return nil, err
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", nodeLock, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -100,6 +84,32 @@ func startReaper(ctx context.Context, stackDir string) (*reaper, error) {
 	}
 	r.Close()
 	return &reaper{lock: f, w: w, cmd: cmd}, nil
+}
+
+// lockFile takes the machine-wide lock path (flock, exclusive), waiting
+// for its holder; closing the file (and every process that inherited it
+// exiting) releases it.
+func lockFile(ctx context.Context, path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for %s: %w", path, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // done tells the reaper the node is cleaned up, waits for it to exit and

@@ -17,18 +17,20 @@ type Stack struct {
 	Mirror   *Registry // the node's docker.io mirror (anonymous), with Parts.Node
 	BuildKit *BuildKit
 	Cluster  *Cluster
-	owned    bool // Dir was made by Start and is removed by Stop
+	Sigstore *Sigstore // Fulcio, the timestamp authority, Rekor v2 and the GitHub-shaped OIDC issuer
+	owned    bool      // Dir was made by Start and is removed by Stop
 }
 
 // Parts selects what Start starts. Node (a real kubelet; it needs Cluster
 // and Registry) runs one per machine at a time: a second stack asking for
-// one waits until the first has stopped.
+// one waits until the first has stopped. So does Sigstore (its timestamp
+// authority's metrics port is fixed).
 type Parts struct {
-	Registry, BuildKit, Cluster, Node bool
+	Registry, BuildKit, Cluster, Node, Sigstore bool
 }
 
 // All is every part.
-var All = Parts{Registry: true, BuildKit: true, Cluster: true, Node: true}
+var All = Parts{Registry: true, BuildKit: true, Cluster: true, Node: true, Sigstore: true}
 
 // Start starts the selected parts with state under dir ("" for a new
 // temporary directory, removed by Stop).
@@ -55,6 +57,11 @@ func Start(ctx context.Context, dir string, parts Parts) (s *Stack, err error) {
 			return s, err
 		}
 		cas[s.Registry.Host] = s.Registry.CAFile
+	}
+	if parts.Sigstore {
+		if s.Sigstore, err = startSigstore(ctx, tools, filepath.Join(dir, "sigstore")); err != nil {
+			return s, err
+		}
 	}
 	if parts.BuildKit {
 		if s.BuildKit, err = startBuildKit(ctx, tools, filepath.Join(dir, "buildkit"), cas); err != nil {
@@ -96,6 +103,7 @@ func (s *Stack) Stop() error {
 	s.BuildKit.Stop()
 	s.Mirror.Stop()
 	s.Registry.Stop()
+	s.Sigstore.Stop()
 	if s.owned && os.Getenv("IDOPIPE_KEEP_STACK") == "" {
 		s.owned = false
 		return os.RemoveAll(s.Dir)
@@ -189,6 +197,9 @@ func (s *Stack) Env() []string {
 	}
 	if s.Cluster != nil {
 		env = append(env, "KUBECONFIG="+s.Cluster.Kubeconfig)
+	}
+	if s.Sigstore != nil {
+		env = append(env, s.Sigstore.Env()...)
 	}
 	return env
 }
