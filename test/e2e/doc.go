@@ -26,5 +26,6 @@
 // repositories they share), the one that removes the IDO CRDs
 // (TestReleaseWithoutCRD; the other bad inputs run in parallel), and those that deploy manifests with upstream's
 // resource requests (1.5 of the node's 2 CPUs: TestStagesOneByOne,
-// TestUpstreamRelease), which wait until their namespace is gone.
+// TestUpstreamRelease), which wait until their namespace is gone, and the
+// one that stops the stack's Sigstore services (TestKeylessSigstoreDown).
 package e2e

@@ -233,19 +233,17 @@ func cosignCmd(t *testing.T, env []string, args ...string) (string, error) {
 	if bin == "" {
 		bin = filepath.Join(stack.Tools, "cosign")
 	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("no cosign at %s: run build/tools/build.sh (or set IDOPIPE_COSIGN)", bin)
-	}
-	dir := t.TempDir()
+	return peer(t, bin, env, args...)
+}
+
+// writeDockerConfig writes the registry's credentials as dir/config.json.
+func writeDockerConfig(t *testing.T, dir string) {
+	t.Helper()
 	auth := base64.StdEncoding.EncodeToString([]byte(stack.Registry.Username + ":" + stack.Registry.Password))
 	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, stack.Registry.Host, auth)
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "DOCKER_CONFIG=" + dir, "TUF_ROOT=" + filepath.Join(dir, "tuf")}, env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 // emptyTrustedRoot keeps cosign verify from fetching Sigstore's root: a
