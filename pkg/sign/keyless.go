@@ -359,12 +359,12 @@ func storedMatches(d name.Digest, h v1.Hash, bv *bundleVerifier, opts []remote.O
 	}
 	var out []bundleMatch
 	for _, desc := range refs {
-		if !isBundle(desc) {
+		if !mayBeBundle(desc) {
 			continue
 		}
 		sb, err := readBundle(d.Context(), desc, opts)
 		if err != nil {
-			if isNotFound(err) {
+			if isNotFound(err) || errors.Is(err, errNotBundle) {
 				continue
 			}
 			return nil, err
