@@ -70,14 +70,22 @@ func newFakeSigstore(t *testing.T) *fakeSigstore {
 	if f.issuerKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 		t.Fatal(err)
 	}
-	rootCert, rootKey, err := ca.GenerateRootCa()
+	// The Fulcio CA's own root and intermediate, as Fulcio's ephemeral CA
+	// names them (organization "sigstore"): gh picks its verification
+	// policy by the organization, and "sigstore.dev" (pkg/testing/ca's)
+	// would make it demand public-good's SCTs and log entries.
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rootCert := f.caCert(&x509.Certificate{Subject: pkix.Name{CommonName: "test root", Organization: []string{"sigstore"}},
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}, nil, rootKey, rootKey)
 	f.caRoot = rootCert
-	if f.fulcioInter, f.fulcioKey, err = ca.GenerateFulcioIntermediate(rootCert, rootKey); err != nil {
+	if f.fulcioKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 		t.Fatal(err)
 	}
+	f.fulcioInter = f.caCert(&x509.Certificate{Subject: pkix.Name{CommonName: "test fulcio", Organization: []string{"sigstore"}},
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}, rootCert, f.fulcioKey, rootKey)
 	tsaInter, tsaInterKey, err := ca.GenerateTSAIntermediate(rootCert, rootKey)
 	if err != nil {
 		t.Fatal(err)
@@ -109,8 +117,10 @@ func newFakeSigstore(t *testing.T) *fakeSigstore {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One line ending in a newline: gh reads trusted roots as JSON lines
+	// and ignores a last line without its newline.
 	f.trustedRoot = filepath.Join(t.TempDir(), "trusted_root.json")
-	if err := os.WriteFile(f.trustedRoot, b, 0o644); err != nil {
+	if err := os.WriteFile(f.trustedRoot, append(b, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -305,6 +315,27 @@ func (f *fakeSigstore) serveTSA(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/timestamp-reply")
 	_, _ = io.Copy(w, bytes.NewReader(resp))
+}
+
+// caCert makes a CA certificate of tmpl for key, signed by parent's
+// signer (self-signed when parent is nil), valid for the test's hours.
+func (f *fakeSigstore) caCert(tmpl, parent *x509.Certificate, key, signer *ecdsa.PrivateKey) *x509.Certificate {
+	f.t.Helper()
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(5*time.Hour)
+	tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
 }
 
 func (f *fakeSigstore) set(fn func(*fakeSigstore)) {
