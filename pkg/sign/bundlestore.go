@@ -2,6 +2,7 @@ package sign
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -64,8 +65,16 @@ func referrers(d name.Digest, opts []remote.Option) ([]v1.Descriptor, error) {
 	return m.Manifests, nil
 }
 
-// isBundle tells a referrer holding a Sigstore bundle.
-func isBundle(d v1.Descriptor) bool { return strings.HasPrefix(d.ArtifactType, bundleMediaPrefix) }
+// mayBeBundle tells a referrer that may hold a Sigstore bundle: its
+// artifactType says so, or is the empty config's media type, which some
+// registries' referrers API reports instead of the manifest's artifactType
+// (go-containerregistry's own registry does).
+func mayBeBundle(d v1.Descriptor) bool {
+	return strings.HasPrefix(d.ArtifactType, bundleMediaPrefix) || d.ArtifactType == emptyConfigMediaType
+}
+
+// errNotBundle is a referrer that holds no Sigstore bundle.
+var errNotBundle = errors.New("not a Sigstore bundle")
 
 // readBundle reads the bundle referrer desc of repo: the manifest's one
 // bundle layer. The registry client checks the manifest and the layer
@@ -79,6 +88,9 @@ func readBundle(repo name.Repository, desc v1.Descriptor, opts []remote.Option) 
 	if err != nil {
 		return storedBundle{}, err
 	}
+	if m.ArtifactType != "" && !strings.HasPrefix(m.ArtifactType, bundleMediaPrefix) {
+		return storedBundle{}, errNotBundle
+	}
 	var layer *v1.Descriptor
 	for i, l := range m.Layers {
 		if strings.HasPrefix(string(l.MediaType), bundleMediaPrefix) {
@@ -87,7 +99,7 @@ func readBundle(repo name.Repository, desc v1.Descriptor, opts []remote.Option) 
 		}
 	}
 	if layer == nil {
-		return storedBundle{}, fmt.Errorf("referrer %s has no bundle layer", desc.Digest)
+		return storedBundle{}, errNotBundle
 	}
 	if layer.Size > maxPayload {
 		return storedBundle{}, fmt.Errorf("bundle %s is %d bytes, more than a bundle can be", layer.Digest, layer.Size)

@@ -189,9 +189,14 @@ func explainVerify(err error, b *bundle.Bundle, notAfter time.Time) string {
 		}
 		return "no verified timestamp or log entry: " + msg
 	case strings.Contains(msg, "failed to verify certificate identity"):
-		return "another identity: " + msg
+		if _, last, ok := strings.Cut(msg, "last error: "); ok {
+			msg = last
+		}
+		return "another identity (" + msg + ")"
 	case strings.Contains(msg, "artifact digest") || strings.Contains(msg, "subject"):
-		return "it is not about this digest: " + msg
+		return "it is not about this digest (its statement names others)"
+	case strings.Contains(msg, "could not verify envelope") || strings.Contains(msg, "failed to verify signature"):
+		return "its signature does not verify (altered after signing, or not made by its certificate's key)"
 	}
 	return msg
 }

@@ -20,7 +20,17 @@
 // (--registry-referrers-mode=oci-1-1), through the referrers API where a
 // registry serves it and its tag fallback where not.
 //
-// No network service is involved: no Fulcio, no Rekor. The Signer
-// interface is where a keyless signer (a Fulcio certificate for an OIDC
-// token) would plug in; it is not implemented.
+// Keyless (KeylessSigner): sigstore-go gets a short-lived Fulcio
+// certificate for an OIDC token (TokenSource: GitHub Actions' runner, a
+// file, a variable; CheckToken reads it offline first), signs an in-toto
+// statement in a DSSE envelope, timestamps it (timestamp authority) and/or
+// logs it (Rekor v1 or v2), and checks the bundle against the instance's
+// trusted root. Each bundle (v0.3) is stored as an OCI 1.1 referrer of
+// the digest (bundlestore.go), as cosign v3 and actions/attest store
+// them: the signature of each manifest (cosign's sign predicate) and
+// BuildKit's SLSA provenance with the pushed digest among its subjects.
+//
+// Verify takes one Policy (keys, a certificate Identity with its trusted
+// root, or both) and reads every format above; sigstore-go does every
+// certificate, envelope, timestamp and log check.
 package sign

@@ -1,12 +1,14 @@
 package sign
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -110,6 +112,44 @@ type KeylessSigner struct {
 	tsa    *sgsign.TimestampAuthority
 	rekor  *sgsign.Rekor
 	now    func() time.Time
+	// What Fulcio and the timestamp authority last answered when it was
+	// not a success: sigstore-go's clients lose it when they give up.
+	fulcioAnswer, tsaAnswer *answerRecorder
+}
+
+// answerRecorder is a transport that keeps a service's last failing
+// answer (status and the start of its body) for the error message.
+type answerRecorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	last string
+}
+
+func (a *answerRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(req)
+	if err != nil || resp.StatusCode < 300 {
+		return resp, err
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	msg := resp.Status
+	if body := strings.TrimSpace(fail.OneLine(string(b))); body != "" {
+		msg += ": " + body
+	}
+	a.mu.Lock()
+	a.last = msg
+	a.mu.Unlock()
+	return resp, nil
+}
+
+// take returns the last failing answer and forgets it.
+func (a *answerRecorder) take() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.last
+	a.last = ""
+	return s
 }
 
 // NewKeylessSigner checks inst and loads its trusted root (reading
@@ -150,14 +190,15 @@ func NewKeylessSigner(ctx context.Context, inst Instance, tokens TokenSource, ac
 		t.TLSClientConfig = tlsConfig
 		transport = t
 	}
-	s := &KeylessSigner{inst: inst, tokens: tokens, access: access, now: o.now}
+	s := &KeylessSigner{inst: inst, tokens: tokens, access: access, now: o.now,
+		fulcioAnswer: &answerRecorder{next: transport}, tsaAnswer: &answerRecorder{next: transport}}
 	s.trust, err = instanceTrust(ctx, inst)
 	if err != nil {
 		return nil, err
 	}
-	s.fulcio = sgsign.NewFulcio(&sgsign.FulcioOptions{BaseURL: strings.TrimSuffix(inst.FulcioURL, "/"), Retries: 1, Transport: transport})
+	s.fulcio = sgsign.NewFulcio(&sgsign.FulcioOptions{BaseURL: strings.TrimSuffix(inst.FulcioURL, "/"), Retries: 1, Transport: s.fulcioAnswer})
 	if inst.TSAURL != "" {
-		s.tsa = sgsign.NewTimestampAuthority(&sgsign.TimestampAuthorityOptions{URL: tsaEndpoint(inst.TSAURL), Retries: 1, Transport: transport})
+		s.tsa = sgsign.NewTimestampAuthority(&sgsign.TimestampAuthorityOptions{URL: tsaEndpoint(inst.TSAURL), Retries: 1, Transport: s.tsaAnswer})
 	}
 	if inst.RekorURL != "" {
 		ro := &sgsign.RekorOptions{BaseURL: strings.TrimSuffix(inst.RekorURL, "/"), Retries: 1, Version: inst.RekorVersion}
@@ -359,12 +400,12 @@ func storedMatches(d name.Digest, h v1.Hash, bv *bundleVerifier, opts []remote.O
 	}
 	var out []bundleMatch
 	for _, desc := range refs {
-		if !isBundle(desc) {
+		if !mayBeBundle(desc) {
 			continue
 		}
 		sb, err := readBundle(d.Context(), desc, opts)
 		if err != nil {
-			if isNotFound(err) {
+			if isNotFound(err) || errors.Is(err, errNotBundle) {
 				continue
 			}
 			return nil, err
@@ -458,8 +499,12 @@ func (r *signRun) GetCertificate(ctx context.Context, kp sgsign.Keypair, _ *sgsi
 			return nil, err
 		}
 	}
+	r.s.fulcioAnswer.take()
 	der, err := r.s.fulcio.GetCertificate(ctx, kp, &sgsign.CertificateProviderOptions{IDToken: tok})
 	if err != nil {
+		if a := r.s.fulcioAnswer.take(); a != "" {
+			err = answered{a, err}
+		}
 		return nil, serviceError{service: "Fulcio", url: r.s.inst.FulcioURL, err: err}
 	}
 	c, err := x509.ParseCertificate(der)
@@ -510,6 +555,7 @@ func (r *signRun) bundle(statement []byte) ([]byte, error) {
 	if s.rekor != nil {
 		opts.TransparencyLogs = []sgsign.Transparency{rekorLog{r: s.rekor, url: s.inst.RekorURL}}
 	}
+	s.tsaAnswer.take()
 	pb, err := sgsign.Bundle(&sgsign.DSSEData{Data: statement, PayloadType: InTotoPayloadType}, r.keypair, opts)
 	if err != nil {
 		return nil, s.signError(err)
@@ -530,6 +576,12 @@ func (s *KeylessSigner) signError(err error) error {
 		return err
 	}
 	var se serviceError
+	var an answered
+	if errors.As(err, &se) && se.service == "Fulcio" && errors.As(err, &an) &&
+		(strings.HasPrefix(an.answer, "401") || strings.HasPrefix(an.answer, "403")) {
+		return fail.WithCause(fail.Credentials, err, "give a valid, unexpired token of an issuer this Fulcio trusts, with audience sigstore",
+			"Fulcio %s refused the OIDC token from %s: %s", se.url, s.tokens, an.answer)
+	}
 	if errors.As(err, &se) {
 		what := "refused"
 		if isUnreachable(se.err) {
@@ -537,15 +589,19 @@ func (s *KeylessSigner) signError(err error) error {
 		}
 		return fail.WithCause(fail.Sigstore, err, fixUnsigned, "%s %s %s: %s", se.service, se.url, what, answer(se.err))
 	}
-	// Neither Fulcio nor Rekor: the timestamp authority (asked between
-	// them), or the check of the bundle made against the trusted root.
-	msg := err.Error()
-	if s.tsa != nil && (strings.Contains(msg, "timestamp") || isUnreachable(err)) && !strings.Contains(msg, "verify") {
-		what := "refused"
-		if isUnreachable(err) {
-			what = "is unreachable"
+	// Neither Fulcio nor Rekor (both wrapped): the timestamp authority
+	// (asked between them), or the check of the bundle made against the
+	// trusted root.
+	if s.tsa != nil {
+		if a := s.tsaAnswer.take(); a != "" {
+			return fail.WithCause(fail.Sigstore, err, fixUnsigned, "timestamp authority %s refused: %s", tsaEndpoint(s.inst.TSAURL), a)
 		}
-		return fail.WithCause(fail.Sigstore, err, fixUnsigned, "timestamp authority %s %s: %s", tsaEndpoint(s.inst.TSAURL), what, answer(err))
+		if isUnreachable(err) {
+			return fail.WithCause(fail.Sigstore, err, fixUnsigned, "timestamp authority %s is unreachable: %s", tsaEndpoint(s.inst.TSAURL), answer(err))
+		}
+		if strings.Contains(err.Error(), "timestamp") && !strings.Contains(err.Error(), "verify") {
+			return fail.WithCause(fail.Sigstore, err, fixUnsigned, "timestamp authority %s refused: %s", tsaEndpoint(s.inst.TSAURL), answer(err))
+		}
 	}
 	return fail.WithCause(fail.Sigstore, err, "give the trusted root of the instance that signed ("+s.inst.String()+")",
 		"the bundle Sigstore made does not verify against the trusted root: %s", firstLine(err))
@@ -555,6 +611,15 @@ func isUnreachable(err error) bool {
 	var ue *url.Error
 	return errors.As(err, &ue)
 }
+
+// answered is a service's failing answer, kept beside the client's error.
+type answered struct {
+	answer string
+	err    error
+}
+
+func (a answered) Error() string { return "answered " + a.answer }
+func (a answered) Unwrap() error { return a.err }
 
 // answer is what a service answered, on one line, without the request
 // URL net/http puts in front of a transport error.

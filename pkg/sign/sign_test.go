@@ -50,6 +50,7 @@ func keyPair(t *testing.T) (sign.Signer, sign.Key, string) {
 
 func wantClass(t *testing.T, err error, c fail.Class, words ...string) {
 	t.Helper()
+	t.Logf("refused as wanted: %v", err)
 	if fail.ClassOf(err) != c {
 		t.Fatalf("error %v has class %s, want %s", err, fail.ClassOf(err), c)
 	}

@@ -236,7 +236,7 @@ func checkClaims(ts TokenSource, tok string, now time.Time) (Claims, error) {
 	}
 	if !slices.Contains(c.Audience, SigstoreAudience) {
 		return c, fail.New(fail.Credentials, "request the token with audience sigstore",
-			"the OIDC token from %s has audience %s, Fulcio takes only %s", ts, audience(c.Audience), SigstoreAudience)
+			"the OIDC token from %s is not for Fulcio: its audience is %s, Fulcio takes only %s", ts, audience(c.Audience), SigstoreAudience)
 	}
 	return c, nil
 }

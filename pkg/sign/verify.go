@@ -3,6 +3,7 @@ package sign
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -171,13 +172,13 @@ func Verify(ctx context.Context, ref name.Digest, p Policy, access registry.Acce
 
 	var bundles []storedBundle
 	for _, d := range refs {
-		if !isBundle(d) {
+		if !mayBeBundle(d) {
 			continue
 		}
 		sb, err := readBundle(ref.Context(), d, ropts)
 		if err != nil {
-			if isNotFound(err) {
-				continue // listed by a stale referrers tag
+			if isNotFound(err) || errors.Is(err, errNotBundle) {
+				continue // listed by a stale referrers tag, or another artifact
 			}
 			return v, access.Explain(err, "read the Sigstore bundles of", ref)
 		}
