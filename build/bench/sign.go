@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,10 @@ var signCases = []caseDef{
 		Note: "`idopipe push --sign --key cosign.key` of an image already in a new repository (a no-op push, then the signatures) vs the same `idopipe push` without --sign vs `cosign sign --key cosign.key --tlog-upload=false --recursive` (index and platform image; cosign does not sign BuildKit's provenance); the key's scrypt decryption is included in both"},
 	{ID: "verify-signature", Title: "verify the signature of the pushed digest", Tools: []string{"idopipe", "idopipe (unsigned)", "cosign verify"},
 		Note: "`idopipe verify-pull --verify-key cosign.pub` (pull check, signature, signed provenance) vs `idopipe verify-pull` vs `cosign verify --key cosign.pub --insecure-ignore-tlog --offline` (no Rekor here)"},
+	{ID: "sign-keyless", Title: "sign the pushed planner image keyless (Fulcio certificate, timestamp authority, Rekor v2 on loopback)", Tools: []string{"idopipe", "cosign v3 sign"},
+		Note: "`idopipe push --sign` with the runner's OIDC token endpoint (the stack's GitHub-shaped issuer): a no-op push, one Fulcio certificate, a bundle per manifest and for the provenance vs `cosign sign --recursive --identity-token --signing-config` (v3.1.3; index and platform image, no provenance); each run in a new repository"},
+	{ID: "verify-keyless", Title: "verify the keyless signature of the pushed digest by the workflow's identity", Tools: []string{"idopipe", "cosign v3 verify"},
+		Note: "`idopipe verify-pull --certificate-identity … --trusted-root` (pull check, bundle referrers, certificate chain, timestamp, log entry) vs `cosign verify --certificate-identity … --trusted-root --insecure-ignore-sct` (v3.1.3)"},
 }
 
 func init() { cases = append(cases, signCases...) }
@@ -83,6 +88,9 @@ func (b *bench) groupSign() error {
 			}
 			b.measure("sign", tool, r, i, c)
 		}
+		if err := b.keyless(r, layout, digest); err != nil {
+			return err
+		}
 		signed := repos["idopipe"]
 		for i, tool := range rotate(signCases[1].Tools, r) {
 			var c cmd
@@ -113,4 +121,90 @@ func lastDigest(out string) string {
 		return ""
 	}
 	return res.Result.Digest
+}
+
+// keyless is run r of the keyless cases, when the stack has its Sigstore
+// instance (cmd/localstack exports it) and cosign v3 is built.
+func (b *bench) keyless(r int, layout, digest string) error {
+	cosign3 := filepath.Join(b.cfg.Tools, "cosign3")
+	fulcio := os.Getenv("IDOPIPE_TEST_FULCIO_URL")
+	if _, err := os.Stat(cosign3); err != nil || fulcio == "" {
+		return errors.New("the keyless cases need cosign3 (make tools) and the stack's Sigstore instance (cmd/localstack)")
+	}
+	reg := b.env["REGISTRY"]
+	trusted := os.Getenv("IDOPIPE_TEST_TRUSTED_ROOT")
+	instance := []string{"--fulcio-url", fulcio, "--rekor-url", os.Getenv("IDOPIPE_TEST_REKOR_URL"),
+		"--timestamp-url", os.Getenv("IDOPIPE_TEST_TSA_URL"), "--trusted-root", trusted}
+	repos := map[string]string{}
+	for _, tool := range signCases[2].Tools {
+		name := fmt.Sprintf("keyless%d-%s", r, strings.Fields(tool)[0])
+		repos[tool] = reg + "/" + b.owner + "/" + name
+		if err := b.untimed("push-"+name, b.idopipe("push", "--oci-layout", layout, "--digest", digest,
+			"--registry", reg, "--registry-ca", b.env["CA"], "--owner", b.owner, "--image-name", name, "--progress", "quiet")); err != nil {
+			return err
+		}
+	}
+	// cosign takes the token from a file; fetched from the runner's
+	// endpoint untimed, as idopipe's own fetch is part of its time.
+	tokenFile, err := b.actionsToken()
+	if err != nil {
+		return err
+	}
+	cosignEnv := b.peerEnv("TUF_ROOT=" + filepath.Join(b.work, "tuf"))
+	for i, tool := range rotate(signCases[2].Tools, r) {
+		var c cmd
+		switch tool {
+		case "idopipe":
+			name := strings.TrimPrefix(repos[tool], reg+"/"+b.owner+"/")
+			c = cmd{json: true, argv: b.idopipe(append([]string{"push", "--oci-layout", layout, "--digest", digest, "--registry", reg,
+				"--registry-ca", b.env["CA"], "--owner", b.owner, "--image-name", name, "--version", "0.4.0", "--progress", "quiet", "--sign"}, instance...)...)}
+		case "cosign v3 sign":
+			c = cmd{argv: []string{cosign3, "sign", "--yes", "--recursive", "--identity-token", tokenFile, "--signing-config", os.Getenv("IDOPIPE_TEST_SIGNING_CONFIG"),
+				"--trusted-root", trusted, "--registry-cacert", b.env["CA"], repos[tool] + "@" + digest}, env: cosignEnv}
+		}
+		b.measure("sign-keyless", tool, r, i, c)
+	}
+	identity, issuer := os.Getenv("IDOPIPE_TEST_ACTIONS_SAN"), os.Getenv("IDOPIPE_TEST_OIDC_ISSUER")
+	signed := repos["idopipe"] + "@" + digest
+	for i, tool := range rotate(signCases[3].Tools, r) {
+		var c cmd
+		switch tool {
+		case "idopipe":
+			c = cmd{json: true, argv: b.idopipe("verify-pull", "--registry-ca", b.env["CA"], signed, "--certificate-identity", identity,
+				"--certificate-oidc-issuer", issuer, "--trusted-root", trusted)}
+		case "cosign v3 verify":
+			c = cmd{argv: []string{cosign3, "verify", "--certificate-identity", identity, "--certificate-oidc-issuer", issuer,
+				"--trusted-root", trusted, "--insecure-ignore-sct", "--registry-cacert", b.env["CA"], signed}, env: cosignEnv}
+		}
+		b.measure("verify-keyless", tool, r, i, c)
+	}
+	return nil
+}
+
+// actionsToken fetches an OIDC token from the runner's endpoint
+// ($ACTIONS_ID_TOKEN_REQUEST_URL, as a job with id-token: write has it)
+// into a file of mode 600, for cosign's --identity-token.
+func (b *bench) actionsToken() (string, error) {
+	url, reqTok := os.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL"), os.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+	if url == "" || reqTok == "" {
+		return "", errors.New("no ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN: run under cmd/localstack")
+	}
+	req, err := http.NewRequestWithContext(b.ctx, http.MethodGet, url+"&audience=sigstore", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "bearer "+reqTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Value string `json:"value"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK || v.Value == "" {
+		return "", fmt.Errorf("the runner's token endpoint answered %s", resp.Status)
+	}
+	p := filepath.Join(b.work, "oidc-token")
+	return p, os.WriteFile(p, []byte(v.Value), 0o600)
 }

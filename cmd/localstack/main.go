@@ -22,7 +22,8 @@
 // and ACTIONS_ID_TOKEN_REQUEST_TOKEN, the runner's pair (as with
 // `permissions: id-token: write`) that hands out the issuer's tokens for a
 // push to main of idopipe-test/app by .github/workflows/release.yml (the
-// defaults of testenv.GitHubClaims); with -kube-builder also
+// defaults of testenv.GitHubClaims), whose certificate identity is
+// IDOPIPE_TEST_ACTIONS_SAN; with -kube-builder also
 // IDOPIPE_TEST_BUILDER_IMAGE (the image of `idopipe buildkit create
 // --kubernetes`, in the node's docker.io mirror).
 package main
@@ -97,7 +98,8 @@ func run(ctx context.Context, keep, kubeBuilder bool, args []string) (int, error
 	cmd.Env = append(cmd.Env, "IDOPIPE_TEST_SOURCE="+src, "IDOPIPE_TEST_BUSYBOX="+busybox, "IDOPIPE_TEST_FIXTURES="+fixtures, "IDOPIPE_TEST_NODE="+testenv.NodeName)
 	if s.Sigstore != nil {
 		url, reqTok := s.Sigstore.ActionsRequest(testenv.GitHubClaims{})
-		cmd.Env = append(cmd.Env, "ACTIONS_ID_TOKEN_REQUEST_URL="+url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN="+reqTok)
+		cmd.Env = append(cmd.Env, "ACTIONS_ID_TOKEN_REQUEST_URL="+url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN="+reqTok,
+			"IDOPIPE_TEST_ACTIONS_SAN="+testenv.GitHubClaims{}.SAN())
 	}
 	if builderImage != "" {
 		cmd.Env = append(cmd.Env, "IDOPIPE_TEST_BUILDER_IMAGE="+builderImage)

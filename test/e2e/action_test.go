@@ -136,7 +136,7 @@ func runAction(t *testing.T, gh, inputs map[string]string) *actionRun {
 
 // runActionIn is runAction with checkout, when not nil, filling the
 // runner's workspace first, as actions/checkout would.
-func runActionIn(t *testing.T, gh, inputs map[string]string, checkout func(workspace string)) *actionRun {
+func runActionIn(t *testing.T, gh, inputs map[string]string, checkout func(workspace string), runnerEnv ...string) *actionRun {
 	t.Helper()
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -191,6 +191,11 @@ func runActionIn(t *testing.T, gh, inputs map[string]string, checkout func(works
 		"GITHUB_REF_TYPE": gh["ref_type"], "GITHUB_SHA": gh["sha"], "GITHUB_SERVER_URL": "https://github.com",
 		"GITHUB_RUN_ID": "4711", "GITHUB_ACTION_REF": gh["action_ref"], "GITHUB_ACTION_REPOSITORY": gh["action_repository"],
 		"RUNNER_OS": "Linux", "RUNNER_ARCH": arch, "RUNNER_TEMP": a.temp, "RUNNER_TOOL_CACHE": filepath.Join(dir, "tool-cache"),
+	}
+	// What the runner adds for a job's permissions (id-token: write).
+	for _, kv := range runnerEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		runner[k] = v
 	}
 	for i, s := range meta.Runs.Steps {
 		if s.Uses != "" || s.If != "" || s.Shell != "bash" || s.Run == "" {
@@ -777,6 +782,47 @@ func TestActionFailures(t *testing.T) {
 	}
 	if !strings.Contains(a.summary, "❌ failed:") {
 		t.Errorf("job summary of a failed release:\n%s", a.summary)
+	}
+	assertTokenOnlyMasked(t, a)
+}
+
+// TestActionKeyless: with `sign: true` in a job with id-token: write (the
+// runner's token request variables), the action signs keyless, gates on
+// the signer-workflow input, and outputs the bundle's digest; the token
+// is in no step's output and no runner file.
+func TestActionKeyless(t *testing.T) {
+	t.Parallel()
+	fake := startFakeGitHub(t)
+	in := actionInputs("Action-Keyless", "3.0.0")
+	in["releases-url"] = fake.URL
+	in["buildkit-host"] = stack.BuildKit.Address
+	in["cache"] = "none"
+	in["sign"] = "true"
+	in["trusted-root"] = stack.Sigstore.TrustedRoot
+	in["signer-workflow"] = keylessRepo + "/.github/workflows/release.yml"
+	in["certificate-oidc-issuer"] = stack.Sigstore.IssuerURL
+	s := stack.Sigstore
+	in["args"] += "\n--fulcio-url\n" + s.FulcioURL + "\n--rekor-url\n" + s.RekorURL + "\n--timestamp-url\n" + s.TSAURL
+	a := runActionIn(t, githubContext(fake, "main"), in, nil, actionsEnv(releaseClaims())...)
+	if a.failed != "" {
+		t.Fatalf("the action failed at step %s:\n%s", a.failed, a)
+	}
+	rel := a.step("release").stdout
+	if !strings.Contains(rel, "with a certificate for "+releaseClaims().SAN()) || !strings.Contains(rel, "verified with "+releaseClaims().SAN()) {
+		t.Errorf("the release neither signed keyless nor gated on the workflow:\n%s", rel)
+	}
+	if b := a.actionOutputs["bundle"]; !strings.HasPrefix(b, "sha256:") || len(b) != 71 {
+		t.Errorf("bundle output %q, want the bundle referrer's digest", b)
+	}
+	for _, st := range a.steps {
+		if jwtShape.MatchString(st.stdout + st.stderr) {
+			t.Errorf("step %s printed an OIDC token", st.id)
+		}
+	}
+	for _, f := range a.files {
+		if b, err := os.ReadFile(f); err == nil && jwtShape.Match(b) {
+			t.Errorf("runner file %s holds an OIDC token", f)
+		}
 	}
 	assertTokenOnlyMasked(t, a)
 }
