@@ -352,6 +352,30 @@ func TestCosignV3SignaturesVerified(t *testing.T) {
 		t.Errorf("cosign v3's signature by %s passed a policy for %s:\n%s", c.SAN(), keylessRepo, w)
 	}
 
+	// An attestation alone, as actions/attest writes it (a DSSE bundle of
+	// SLSA v1 provenance about the digest, stored as a referrer), is a
+	// signature of the digest by that identity too.
+	attested, adigest := buildImage(t, "0.4.0-attested")
+	apush := append([]string{"push", "--oci-layout", attested, "--digest", adigest, "--version", "0.4.0-attested", "--progress", "quiet"}, registryArgs("cosign3")...)
+	if r := idopipe(t, nil, apush...); r.code != 0 {
+		t.Fatalf("push:\n%s", r)
+	}
+	apinned := stack.Registry.Host + "/cosign3/planner@" + adigest
+	predicate := filepath.Join(t.TempDir(), "provenance.json")
+	if err := os.WriteFile(predicate, []byte(`{"buildDefinition":{"buildType":"https://actions.github.io/buildtypes/workflow/v1","externalParameters":{"workflow":{"ref":"refs/heads/main","repository":"https://github.com/idopipe-e2e/other","path":".github/workflows/ci.yml"}}},"runDetails":{"builder":{"id":"https://github.com/actions/runner/github-hosted"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = cosign3(t, nil, "attest", "--yes", "--type", "slsaprovenance1", "--predicate", predicate, "--identity-token", tokFile,
+		"--signing-config", stack.Sigstore.SigningConfig, "--trusted-root", stack.Sigstore.TrustedRoot, "--registry-cacert", stack.Registry.CAFile, apinned)
+	if err != nil {
+		t.Fatalf("cosign v3 attest: %v\n%s", err, out)
+	}
+	va := idopipe(t, nil, "verify-pull", apinned, "--registry-ca", stack.Registry.CAFile, "--trusted-root", stack.Sigstore.TrustedRoot,
+		"--certificate-oidc-issuer", stack.Sigstore.IssuerURL, "--signer-repo", "idopipe-e2e/other")
+	if va.code != 0 || !strings.Contains(va.stdout, "signed by "+c.SAN()) {
+		t.Errorf("idopipe verify-pull of an attestation-only image (actions/attest's format):\n%s", va)
+	}
+
 	// A key pair, in cosign v3's bundle format.
 	priv, pub := keyPair(t)
 	out, err = cosign3(t, []string{"COSIGN_PASSWORD=" + keyPassword}, "sign", "--yes", "--key", priv,
