@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
 
 // daemon is one server of the Sigstore instance: a child process on
@@ -135,4 +138,30 @@ func writeChain(path string, certs ...*x509.Certificate) error {
 		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// selfSignedCA is a root CA certificate for key, valid from a minute
+// before now for a year, in the organization gh treats as a custom root
+// (sigstoreOrg).
+func selfSignedCA(key *ecdsa.PrivateKey, commonName string, now time.Time) (*x509.Certificate, error) {
+	serial, err := cryptoutils.GenerateSerialNumber()
+	if err != nil {
+		return nil, err
+	}
+	start := now.Add(-time.Minute).Truncate(time.Second)
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: commonName, Organization: []string{sigstoreOrg}},
+		NotBefore:             start,
+		NotAfter:              start.AddDate(1, 0, 0),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLen:            1,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
 }

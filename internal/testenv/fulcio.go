@@ -1,9 +1,7 @@
 package testenv
 
 import (
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
 
 // sigstoreOrg is the Organization of the stack's CAs. gh picks its
@@ -35,26 +32,7 @@ func newFulcio(tools, dir, issuerURL string) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	serial, err := cryptoutils.GenerateSerialNumber()
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now().Add(-time.Minute).Truncate(time.Second)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "idopipe test fulcio", Organization: []string{sigstoreOrg}},
-		NotBefore:             now,
-		NotAfter:              now.AddDate(1, 0, 0),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLen:            1,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(der)
+	ca, err := selfSignedCA(key, "idopipe test fulcio", time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +74,7 @@ func newFulcio(tools, dir, issuerURL string) (*daemon, error) {
 			return nil
 		},
 		readyPath: "/api/v2/trustBundle",
-		pki:       &keys{chain: []*x509.Certificate{ca}, created: now},
+		pki:       &keys{chain: []*x509.Certificate{ca}, created: ca.NotBefore},
 	}, nil
 }
 

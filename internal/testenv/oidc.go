@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -72,56 +73,26 @@ type GitHubClaims struct {
 
 // withDefaults fills the zero fields as GitHub would.
 func (c GitHubClaims) withDefaults() GitHubClaims {
-	if c.Repository == "" {
-		c.Repository = "idopipe-test/app"
-	}
+	c.Repository = cmp.Or(c.Repository, "idopipe-test/app")
 	owner, _, _ := strings.Cut(c.Repository, "/")
-	if c.RepositoryID == "" {
-		c.RepositoryID = numberOf("repo:" + c.Repository)
-	}
-	if c.OwnerID == "" {
-		c.OwnerID = numberOf("owner:" + owner)
-	}
-	if c.Ref == "" {
-		c.Ref = "refs/heads/main"
-	}
+	c.RepositoryID = cmp.Or(c.RepositoryID, numberOf("repo:"+c.Repository))
+	c.OwnerID = cmp.Or(c.OwnerID, numberOf("owner:"+owner))
+	c.Ref = cmp.Or(c.Ref, "refs/heads/main")
 	if c.SHA == "" {
 		sum := sha256.Sum256([]byte(c.Repository + "@" + c.Ref))
 		c.SHA = fmt.Sprintf("%x", sum[:20])
 	}
-	if c.Workflow == "" {
-		c.Workflow = ".github/workflows/release.yml"
-	}
-	if c.WorkflowName == "" {
-		c.WorkflowName = strings.TrimSuffix(path.Base(c.Workflow), path.Ext(c.Workflow))
-	}
-	if c.JobWorkflowRef == "" {
-		c.JobWorkflowRef = c.workflowRef()
-	}
-	if c.JobWorkflowSHA == "" {
-		c.JobWorkflowSHA = c.SHA
-	}
-	if c.EventName == "" {
-		c.EventName = "push"
-	}
-	if c.Visibility == "" {
-		c.Visibility = "private"
-	}
-	if c.RunnerEnv == "" {
-		c.RunnerEnv = "github-hosted"
-	}
-	if c.Actor == "" {
-		c.Actor = owner
-	}
-	if c.RunID == "" {
-		c.RunID = "4242424242"
-	}
-	if c.RunAttempt == "" {
-		c.RunAttempt = "1"
-	}
-	if c.Audience == "" {
-		c.Audience = "sigstore"
-	}
+	c.Workflow = cmp.Or(c.Workflow, ".github/workflows/release.yml")
+	c.WorkflowName = cmp.Or(c.WorkflowName, strings.TrimSuffix(path.Base(c.Workflow), path.Ext(c.Workflow)))
+	c.JobWorkflowRef = cmp.Or(c.JobWorkflowRef, c.workflowRef())
+	c.JobWorkflowSHA = cmp.Or(c.JobWorkflowSHA, c.SHA)
+	c.EventName = cmp.Or(c.EventName, "push")
+	c.Visibility = cmp.Or(c.Visibility, "private")
+	c.RunnerEnv = cmp.Or(c.RunnerEnv, "github-hosted")
+	c.Actor = cmp.Or(c.Actor, owner)
+	c.RunID = cmp.Or(c.RunID, "4242424242")
+	c.RunAttempt = cmp.Or(c.RunAttempt, "1")
+	c.Audience = cmp.Or(c.Audience, "sigstore")
 	if c.Lifetime == 0 {
 		c.Lifetime = 5 * time.Minute
 	}

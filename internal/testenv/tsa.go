@@ -42,33 +42,17 @@ func newTSA(tools, dir string) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().Add(-time.Minute).Truncate(time.Second)
+	rootCert, err := selfSignedCA(rootKey, "idopipe test TSA root", time.Now())
+	if err != nil {
+		return nil, err
+	}
+	now := rootCert.NotBefore
 	serial, err := cryptoutils.GenerateSerialNumber()
-	if err != nil {
-		return nil, err
-	}
-	rootTmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "idopipe test TSA root", Organization: []string{sigstoreOrg}},
-		NotBefore:             now,
-		NotAfter:              now.AddDate(1, 0, 0),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
-	if err != nil {
-		return nil, err
-	}
-	rootCert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, err
 	}
 	eku, err := asn1.Marshal([]asn1.ObjectIdentifier{oidTimeStamping})
 	if err != nil {
-		return nil, err
-	}
-	if serial, err = cryptoutils.GenerateSerialNumber(); err != nil {
 		return nil, err
 	}
 	leafTmpl := &x509.Certificate{
@@ -79,7 +63,8 @@ func newTSA(tools, dir string) (*daemon, error) {
 		KeyUsage:        x509.KeyUsageDigitalSignature,
 		ExtraExtensions: []pkix.Extension{{Id: oidExtKeyUsage, Critical: true, Value: eku}},
 	}
-	if der, err = x509.CreateCertificate(rand.Reader, leafTmpl, rootCert, leafKey.Public(), rootKey); err != nil {
+	der, err := x509.CreateCertificate(rand.Reader, leafTmpl, rootCert, leafKey.Public(), rootKey)
+	if err != nil {
 		return nil, err
 	}
 	leaf, err := x509.ParseCertificate(der)

@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -86,30 +85,7 @@ func slsaV1(subject v1.Hash) []byte {
 // platform images'.
 func pushIndexTo(t *testing.T, m *memRegistry, repoTag string) (name.Digest, []v1.Hash) {
 	t.Helper()
-	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	var children []v1.Hash
-	for _, arch := range []string{"amd64", "arm64"} {
-		img, err := random.Image(64, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img = mutate.MediaType(img, types.OCIManifestSchema1)
-		h, _ := img.Digest()
-		children = append(children, h)
-		att, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
-			Layer:       static.NewLayer(slsaV1(h), "application/vnd.in-toto+json"),
-			Annotations: map[string]string{"in-toto.io/predicate-type": "https://slsa.dev/provenance/v1"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx = mutate.AppendManifests(idx,
-			mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}},
-			mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{
-				Platform:    &v1.Platform{OS: "unknown", Architecture: "unknown"},
-				Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": h.String()},
-			}})
-	}
+	idx, children := provenanceIndex(t, slsaV1, "https://slsa.dev/provenance/v1")
 	ref := m.ref(t, repoTag)
 	if err := remote.WriteIndex(ref, idx); err != nil {
 		t.Fatal(err)

@@ -94,9 +94,26 @@ func provenance(subject v1.Hash) []byte {
 }
 
 // pushIndex pushes a two-platform index with a BuildKit-style provenance
-// attestation manifest for each image (platform unknown/unknown, the
-// reference-type annotations).
+// attestation manifest (SLSA v0.2) for each image.
 func pushIndex(t *testing.T, repo, tag string) (name.Digest, []v1.Hash) {
+	t.Helper()
+	idx, children := provenanceIndex(t, provenance, "https://slsa.dev/provenance/v0.2")
+	ref := tagRef(t, repo, tag)
+	if err := remote.WriteIndex(ref, idx, remoteOpts(t, access())...); err != nil {
+		t.Fatal(err)
+	}
+	h, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref.Context().Digest(h.String()), children
+}
+
+// provenanceIndex is a two-platform index as BuildKit writes it: each
+// image followed by its attestation manifest (platform unknown/unknown,
+// the reference-type annotations) holding statement(image digest) of
+// predicateType. It returns the index and the platform images' digests.
+func provenanceIndex(t *testing.T, statement func(v1.Hash) []byte, predicateType string) (v1.ImageIndex, []v1.Hash) {
 	t.Helper()
 	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	var children []v1.Hash
@@ -112,8 +129,8 @@ func pushIndex(t *testing.T, repo, tag string) (name.Digest, []v1.Hash) {
 		}
 		children = append(children, h)
 		att, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
-			Layer:       static.NewLayer(provenance(h), "application/vnd.in-toto+json"),
-			Annotations: map[string]string{"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"},
+			Layer:       static.NewLayer(statement(h), "application/vnd.in-toto+json"),
+			Annotations: map[string]string{"in-toto.io/predicate-type": predicateType},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -125,15 +142,7 @@ func pushIndex(t *testing.T, repo, tag string) (name.Digest, []v1.Hash) {
 				Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": h.String()},
 			}})
 	}
-	ref := tagRef(t, repo, tag)
-	if err := remote.WriteIndex(ref, idx, remoteOpts(t, access())...); err != nil {
-		t.Fatal(err)
-	}
-	h, err := idx.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref.Context().Digest(h.String()), children
+	return idx, children
 }
 
 func tagRef(t *testing.T, repo, tag string) name.Tag {
