@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -230,6 +231,22 @@ func (r *recorder) counts(noCache bool) (steps, cached int) {
 		}
 	}
 	return steps, cached
+}
+
+// cacheErrors lists the cache exports that failed ("exporting cache to
+// registry: ERROR"): BuildKit goes on after them when the export says
+// ignore-error=true, and fails the build otherwise.
+func (r *recorder) cacheErrors() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for d, msg := range r.failed {
+		if name := r.names[d]; strings.HasPrefix(name, "exporting cache to ") {
+			out = append(out, name+": "+msg)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // isWorkdir tells a WORKDIR step's vertex ("[build 1/4] WORKDIR /app").

@@ -193,6 +193,7 @@ func (p *plan) finish(desc descriptor, rec *recorder) (Result, error) {
 	s := p.spec
 	r := Result{Layout: s.Layout, Digest: desc.Digest.String(), Ref: s.Name + ":" + s.Version, SourceDateEpoch: p.epoch}
 	r.Steps, r.Cached = rec.counts(s.NoCache)
+	r.CacheErrors = rec.cacheErrors()
 	if err := describeLayout(&r); err != nil {
 		return Result{}, err
 	}

@@ -74,6 +74,9 @@ type Result struct {
 	// its cache (its "CACHED" lines).
 	Steps  int `json:"steps"`
 	Cached int `json:"cached"`
+	// CacheErrors are the cache exports that failed without failing the
+	// build (ignore-error=true): "exporting cache to registry: ERROR".
+	CacheErrors []string `json:"cacheErrors,omitempty"`
 }
 
 // Image is one platform's image in a result.

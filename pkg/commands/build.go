@@ -48,6 +48,8 @@ func newBuildCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	// The push credentials, for a private base or cache image on the
 	// registry idopipe pushes to.
 	o.registry.AddCredentialFlags(fs, "registry idopipe pushes to: base and cache images there are pulled with the push token")
+	// The owner names a kube:// builder's default cache, REGISTRY/OWNER/IMAGE-NAME:buildcache.
+	o.registry.AddOwnerFlag(fs)
 	return cmd
 }
 
@@ -60,7 +62,7 @@ func (o *buildOptions) Complete(env Env) {
 
 // Validate checks the groups.
 func (o *buildOptions) Validate() error {
-	for _, v := range []func() error{o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate} {
+	for _, v := range []func() error{o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate, o.registry.Validate} {
 		if err := v(); err != nil {
 			return err
 		}
@@ -78,10 +80,11 @@ func (o *buildOptions) Run(ctx context.Context, env Env) error {
 		if err != nil {
 			return "", err
 		}
+		note := o.build.DefaultCache(specs, o.buildkit.InCluster(), o.registry.Registry, o.registry.Owner)
 		bc := newBuildCredentials(o.registry.Registry, specs, func() (creds.Credentials, error) {
 			return o.registry.Credentials(o.registry.Registry, warner(r))
 		})
-		results, err := builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc, nil).Build(ctx, specs)
+		results, err := builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc, nil, note).Build(ctx, specs)
 		if len(results) > 0 {
 			res = results[0]
 		}

@@ -144,6 +144,14 @@ identity in the kubeconfig of a build needs get and list on pods and create
 on pods/exec in the namespace (deploy/buildkit/rbac.yaml); create needs to
 apply Deployments, StatefulSets and ConfigMaps there.
 
+Builds on a builder import and export a registry cache by default,
+REGISTRY/OWNER/IMAGE-NAME:buildcache (mode=max), so any replica, or one that
+lost its emptyDir with its Pod, starts warm; --cache-to none turns it off. The
+replicas push it themselves with the registry credentials the build's session
+lends them (never stored in the cluster); a registry with a private CA needs
+--builder-registry-ca, and one only the node reaches (e.g. on its 127.0.0.1)
+needs --host-network.
+
 The replicas are privileged unless --rootless. --dry-run -o yaml prints the
 objects without asking the cluster (deploy/buildkit/buildkitd.yaml is that).`,
 		Example: `  idopipe buildkit create --kubernetes -n buildkit --replicas 2 --requests cpu=1,memory=2Gi

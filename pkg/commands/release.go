@@ -108,6 +108,7 @@ func (o *releaseOptions) Run(ctx context.Context, env Env) error {
 	if err != nil {
 		return finish(env, g, r, "", nil, err)
 	}
+	note := o.build.DefaultCache(images, o.buildkit.InCluster(), o.registry.Registry, o.registry.Owner)
 	bar, err := pushProgress(env, g, o.progress.Mode)
 	if err != nil {
 		return finish(env, g, r, "", nil, err)
@@ -130,7 +131,7 @@ func (o *releaseOptions) Run(ctx context.Context, env Env) error {
 	}
 	bc := newBuildCredentials(o.registry.Registry, images, func() (creds.Credentials, error) { return cr, nil })
 	deps := wiring{
-		builder:  builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc, o.kube.Flags),
+		builder:  builder(env, g, &o.buildkit, &o.build, o.progress.Mode, bc, o.kube.Flags, note),
 		signer:   signer,
 		progress: bar,
 		kube:     o.kube,

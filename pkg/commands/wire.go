@@ -125,7 +125,11 @@ func pushProgress(env Env, g *options.GlobalOptions, mode string) (publish.Optio
 // A kube://NAMESPACE/NAME builder is reached with kubeconfig: the
 // command's kubeconfig flags when it has them (nil: $KUBECONFIG, else
 // ~/.kube/config, at its current context).
-func builder(env Env, g *options.GlobalOptions, bk *options.BuildKitOptions, b *options.BuildOptions, mode string, c build.Credentials, kubeconfig genericclioptions.RESTClientGetter) *build.Builder {
+//
+// cacheNote (options.BuildOptions.DefaultCache's line) is said on the
+// progress stream as the build starts; a cache export that failed without
+// failing the build is said as it ends.
+func builder(env Env, g *options.GlobalOptions, bk *options.BuildKitOptions, b *options.BuildOptions, mode string, c build.Credentials, kubeconfig genericclioptions.RESTClientGetter, cacheNote string) pipeline.Builder {
 	w := progress(env, g)
 	opts := []build.Option{
 		build.WithProgress(w, mode),
@@ -141,7 +145,33 @@ func builder(env Env, g *options.GlobalOptions, bk *options.BuildKitOptions, b *
 	default:
 		opts = append(opts, build.WithDaemon(managedDaemon(g, bk, w)))
 	}
-	return build.NewBuilder(opts...)
+	if mode == "quiet" {
+		cacheNote = "" // progress; a failed cache export is still said
+	}
+	return cacheReporter{Builder: build.NewBuilder(opts...), w: w, note: cacheNote}
+}
+
+// cacheReporter says which build cache a build uses before it runs, and
+// which cache exports failed without failing it (the default registry
+// cache's, whose failure costs only the next build's warm start).
+type cacheReporter struct {
+	*build.Builder
+	w    io.Writer
+	note string
+}
+
+// Build implements pipeline.Builder.
+func (c cacheReporter) Build(ctx context.Context, specs []build.Spec) ([]build.Result, error) {
+	if c.note != "" {
+		fmt.Fprintln(c.w, "idopipe: "+c.note)
+	}
+	results, err := c.Builder.Build(ctx, specs)
+	for i, r := range results {
+		for _, e := range r.CacheErrors {
+			fmt.Fprintf(c.w, "idopipe: warning: %s built, but its build cache was not exported (%s); the next build on another replica starts cold\n", specs[i].Name, e)
+		}
+	}
+	return results, err
 }
 
 // kubeDialer reaches builder addr (kube://NAMESPACE/NAME) through the API

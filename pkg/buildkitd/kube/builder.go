@@ -88,6 +88,12 @@ type Config struct {
 	// Deployment), lost with the Pod.
 	Storage      string
 	StorageClass string
+	// HostNetwork runs the replicas in their node's network namespace
+	// (hostNetwork, dnsPolicy ClusterFirstWithHostNet): for a registry the
+	// builder pulls from or caches to that only the node reaches, such as
+	// one on the node's 127.0.0.1. Build steps then share the node's
+	// network too.
+	HostNetwork bool
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -214,7 +220,9 @@ func (c Config) buildkitdTOML() (string, error) {
 		if !bytes.Contains(c.RegistryCAs[host], []byte("-----BEGIN CERTIFICATE-----")) {
 			return "", fail.New(fail.Usage, "give a PEM certificate file", "the builder's registry CA for %s is not a PEM certificate", host)
 		}
-		fmt.Fprintf(&b, "[registry.%q]\n  ca = [%q]\n", host, configDir+"/"+caKey(host))
+		// A registry given a CA speaks TLS: BuildKit would otherwise
+		// talk plain HTTP to one on localhost or 127.0.0.1.
+		fmt.Fprintf(&b, "[registry.%q]\n  http = false\n  ca = [%q]\n", host, configDir+"/"+caKey(host))
 	}
 	return b.String(), nil
 }
@@ -321,10 +329,15 @@ func (c Config) podTemplate(toml string) corev1.PodTemplateSpec {
 		NodeSelector:       c.NodeSelector,
 		Tolerations:        c.Tolerations,
 		ServiceAccountName: c.ServiceAccount,
+		HostNetwork:        c.HostNetwork,
 		Volumes: []corev1.Volume{{
 			Name:         "config",
 			VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(c.Name)}}},
 		}},
+	}
+	if c.HostNetwork {
+		// The node's network, and still the cluster's DNS.
+		spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	if c.Storage == "" {
 		// Not the container's own (overlay) filesystem: overlay on overlay

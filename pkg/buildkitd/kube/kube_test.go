@@ -102,7 +102,8 @@ func TestObjectsRootlessAndStorage(t *testing.T) {
 }
 
 // TestConfig: an ephemeral-storage limit caps BuildKit's cache below it;
-// a registry CA becomes a [registry] table and a ConfigMap key; a changed
+// a registry CA becomes a [registry] table (TLS, even on 127.0.0.1, where
+// BuildKit would speak plain HTTP) and a ConfigMap key; a changed
 // config changes the Pod template (the Pods roll).
 func TestConfig(t *testing.T) {
 	c := Config{Namespace: "ci", Name: "bk", Replicas: 1,
@@ -114,7 +115,7 @@ func TestConfig(t *testing.T) {
 	}
 	toml := objs[0].Object["data"].(map[string]any)["buildkitd.toml"].(string)
 	if !strings.Contains(toml, `maxUsedSpace = "8192MB"`) || !strings.Contains(toml, `[registry."reg.example:5000"]`) ||
-		!strings.Contains(toml, `ca = ["/etc/buildkit/ca-reg.example-5000.pem"]`) {
+		!strings.Contains(toml, `ca = ["/etc/buildkit/ca-reg.example-5000.pem"]`) || !strings.Contains(toml, "http = false") {
 		t.Fatalf("toml:\n%s", toml)
 	}
 	if _, ok := objs[0].Object["data"].(map[string]any)["ca-reg.example-5000.pem"]; !ok {

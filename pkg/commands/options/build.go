@@ -2,6 +2,7 @@ package options
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -55,8 +56,8 @@ func (o *BuildOptions) AddFlags(fs *pflag.FlagSet, with BuildFlags) {
 	fs.StringVar(&o.Provenance, "provenance", "false", "attach BuildKit's SLSA provenance attestation: min, max or false")
 	fs.StringArrayVar(&o.Labels, "label", nil, "image label KEY=VALUE (repeatable); org.opencontainers.image.{source,revision,version,created} are filled from git")
 	fs.StringArrayVar(&o.Secrets, "secret", nil, "build secret id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret (repeatable)")
-	fs.StringArrayVar(&o.CacheFrom, "cache-from", nil, "import build cache: type=registry,ref=HOST/REPO:buildcache or type=local,src=DIR (repeatable)")
-	fs.StringArrayVar(&o.CacheTo, "cache-to", nil, "export build cache: type=registry,ref=HOST/REPO:buildcache[,mode=max] or type=local,dest=DIR (repeatable)")
+	fs.StringArrayVar(&o.CacheFrom, "cache-from", nil, "import build cache: type=registry,ref=HOST/REPO:buildcache or type=local,src=DIR (repeatable), or none. "+cacheDefaultHelp)
+	fs.StringArrayVar(&o.CacheTo, "cache-to", nil, "export build cache: type=registry,ref=HOST/REPO:buildcache[,mode=max] or type=local,dest=DIR (repeatable), or none. "+cacheDefaultHelp)
 	if with.Layout {
 		fs.StringVar(&o.Layout, "oci-layout", "", "OCI image layout directory for the built image (default ~/.cache/idopipe/oci/IMAGE-NAME)")
 	}
@@ -87,10 +88,20 @@ func (o *BuildOptions) Complete(getenv Getenv) {
 }
 
 // Validate refuses values the build could only fail on later: a label or
-// a provenance mode that is not one, extra images without a name of their own.
+// a provenance mode that is not one, extra images without a name of their
+// own, a cache list that says none and names a cache too.
 func (o *BuildOptions) Validate(img ImageOptions) error {
 	if err := build.ValidateProvenance(o.Provenance); err != nil {
 		return err
+	}
+	for _, c := range []struct {
+		flag string
+		list []string
+	}{{"--cache-from", o.CacheFrom}, {"--cache-to", o.CacheTo}} {
+		if slices.Contains(c.list, CacheNone) && len(c.list) > 1 {
+			return fail.New(fail.Usage, "drop "+c.flag+" none, or the other "+c.flag+" values",
+				"%s none means no cache, but %s names one too", c.flag, c.flag+" "+strings.Join(slices.DeleteFunc(slices.Clone(c.list), func(v string) bool { return v == CacheNone }), " "))
+		}
 	}
 	for _, l := range o.Labels {
 		if k, _, ok := strings.Cut(l, "="); !ok || k == "" {
@@ -117,8 +128,55 @@ func (o *BuildOptions) Spec(img ImageOptions) build.Spec {
 		NoCache: o.NoCache, Pull: o.Pull, BuildArgs: o.BuildArgs, Target: o.Target,
 		Contexts: o.Contexts, Layout: o.Layout,
 		Platforms: o.Platforms, SourceDateEpoch: o.SourceDateEpoch, Provenance: o.Provenance,
-		Labels: labels, Secrets: o.Secrets, CacheFrom: o.CacheFrom, CacheTo: o.CacheTo,
+		Labels: labels, Secrets: o.Secrets, CacheFrom: withoutNone(o.CacheFrom), CacheTo: withoutNone(o.CacheTo),
 	}
+}
+
+// CacheNone is the --cache-from and --cache-to value that names no cache:
+// given alone it turns off the default registry cache of a kube:// builder.
+const CacheNone = "none"
+
+const cacheDefaultHelp = "Default with a kube:// builder and no --cache-from, --cache-to or --no-cache: " +
+	"both type=registry,ref=REGISTRY/OWNER/IMAGE-NAME:buildcache,mode=max (the GitHub Action's cache), " +
+	"so any replica starts warm; any --cache-from or --cache-to replaces it, and none alone turns it off"
+
+func withoutNone(list []string) []string {
+	if len(list) == 1 && list[0] == CacheNone {
+		return nil
+	}
+	return list
+}
+
+// CacheRef is the registry cache of image name pushed to registry/owner:
+// the :buildcache tag beside the image, as the GitHub Action's cache
+// input makes it.
+func CacheRef(registry, owner, name string) string {
+	return registry + "/" + strings.ToLower(owner) + "/" + name + ":buildcache"
+}
+
+// DefaultCache gives each of specs, when the build runs on a builder in a
+// cluster (inCluster) and names no cache of its own and no --no-cache,
+// the registry cache beside its image (CacheRef) to import and to export
+// in mode=max: a replica that never built the image, or lost its local
+// cache with its Pod, starts warm from the registry. The export does not
+// fail the build (ignore-error=true: the build reports it instead). It
+// returns the line that says what was chosen and how to turn it off, or
+// why there is no default cache ("" when none applies).
+func (o *BuildOptions) DefaultCache(specs []build.Spec, inCluster bool, registry, owner string) string {
+	if !inCluster || o.NoCache || len(o.CacheFrom) > 0 || len(o.CacheTo) > 0 {
+		return ""
+	}
+	if owner == "" || registry == "" {
+		return "no build cache: a kube:// builder caches to REGISTRY/OWNER/IMAGE-NAME:buildcache, and no owner is given (--owner or $GITHUB_REPOSITORY_OWNER); --cache-to none says no cache is wanted"
+	}
+	var refs []string
+	for i := range specs {
+		ref := CacheRef(registry, owner, specs[i].Name)
+		specs[i].CacheFrom = []string{"type=registry,ref=" + ref}
+		specs[i].CacheTo = []string{"type=registry,ref=" + ref + ",mode=max,ignore-error=true"}
+		refs = append(refs, ref)
+	}
+	return "build cache " + strings.Join(refs, ", ") + " (type=registry,mode=max: imported and exported by default with a kube:// builder; --cache-to none turns it off)"
 }
 
 // Specs are the release's images: the main one first, its layout when

@@ -31,6 +31,7 @@ type KubeBuilderOptions struct {
 	RegistryCAs    []string // HOST=FILE
 	Storage        string
 	StorageClass   string
+	HostNetwork    bool
 	Timeout        time.Duration
 	DryRun         bool
 	ForceConflicts bool
@@ -52,6 +53,7 @@ func (o *KubeBuilderOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.RegistryCAs, "builder-registry-ca", nil, "HOST[:PORT]=FILE: the builder trusts this CA (PEM) for a registry the builder pulls from or caches to (repeatable)")
 	fs.StringVar(&o.Storage, "storage", "", "keep each replica's cache on a PersistentVolumeClaim of this size (a StatefulSet); default an emptyDir, lost with the Pod")
 	fs.StringVar(&o.StorageClass, "storage-class", "", "StorageClass of the --storage claims (default the cluster's)")
+	fs.BoolVar(&o.HostNetwork, "host-network", false, "run the replicas in their node's network (hostNetwork, dnsPolicy ClusterFirstWithHostNet): for a registry or build cache only the node reaches, e.g. one on the node's 127.0.0.1; build steps share the node's network too")
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the Pods to become Ready")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "validate the objects with a server-side dry run and write nothing; with -o yaml print them without asking the cluster")
 	fs.BoolVar(&o.ForceConflicts, "force-conflicts", false, "take over fields owned by another field manager")
@@ -98,6 +100,7 @@ func (o *KubeBuilderOptions) config(ns, name string) (kube.Config, error) {
 	c := kube.Config{
 		Namespace: ns, Name: name, Replicas: o.Replicas, Image: o.Image, ServiceAccount: o.ServiceAccount,
 		Rootless: o.Rootless, BuildkitdFlags: o.BuildkitdFlags, Storage: o.Storage, StorageClass: o.StorageClass,
+		HostNetwork: o.HostNetwork,
 	}
 	var err error
 	if c.Requests, err = resources("--requests", o.Requests); err != nil {

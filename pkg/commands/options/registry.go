@@ -47,11 +47,17 @@ func (o *RegistryOptions) AddFlags(fs *pflag.FlagSet, with RegistryFlags) {
 			help = "registry host"
 		}
 		fs.StringVar(&o.Registry, "registry", "ghcr.io", help)
-		fs.StringVar(&o.Owner, "owner", "", "registry owner (GitHub user or organisation; default $GITHUB_REPOSITORY_OWNER), lowercased")
+		o.AddOwnerFlag(fs)
 	}
 	fs.StringVar(&o.Username, "username", "", "registry username (default $GITHUB_ACTOR)")
 	fs.StringVar(&o.TokenFile, "token-file", "", "file holding the registry token (default $GITHUB_TOKEN, $GHCR_TOKEN, else ./"+creds.DefaultTokenFile+", else the docker config)")
 	fs.StringVar(&o.CAFile, "registry-ca", "", registryCAHelp)
+}
+
+// AddOwnerFlag adds --owner alone: build names the owner only for its
+// default registry cache (REGISTRY/OWNER/IMAGE-NAME:buildcache).
+func (o *RegistryOptions) AddOwnerFlag(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Owner, "owner", "", "registry owner (GitHub user or organisation; default $GITHUB_REPOSITORY_OWNER), lowercased")
 }
 
 // AddCredentialFlags adds only --registry (with help), --username and
