@@ -59,7 +59,9 @@ registry)
 	cache="$registry/$(printf '%s' "$owner" | tr '[:upper:]' '[:lower:]')/$image:buildcache"
 	args+=(--cache-from "type=registry,ref=$cache" --cache-to "type=registry,ref=$cache,mode=max")
 	;;
-none | "") ;;
+# none: no cache at all, also on a kube:// builder (whose default is the
+# registry cache).
+none | "") args+=(--cache-to none) ;;
 *) fail "cache input '${IN_CACHE}': use registry (a :buildcache tag beside the image) or none" ;;
 esac
 
