@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/idopipe/idopipe/internal/testenv"
@@ -104,6 +105,14 @@ func TestCreateRemove(t *testing.T) {
 	// so do the claims (the cache), listed.
 	if _, err := stack.Cluster.Client.CoreV1().ConfigMaps(ns).Update(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "bk-config"}}, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// The StatefulSet controller makes the claim with the first Pod; on a
+	// busy machine that can take a while.
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := stack.Cluster.Client.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+		return err == nil && len(l.Items) > 0, nil
+	}); err != nil {
+		t.Fatalf("the StatefulSet controller made no claim: %v", err)
 	}
 	r, err := kube.Remove(ctx, kc, ns, "bk", 0)
 	if err != nil || len(r.Deleted) != 1 || r.Deleted[0].Ref != "StatefulSet/builders/bk" || len(r.Kept) < 2 ||
