@@ -62,12 +62,7 @@ func (o *buildOptions) Complete(env Env) {
 
 // Validate checks the groups.
 func (o *buildOptions) Validate() error {
-	for _, v := range []func() error{o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate, o.registry.Validate} {
-		if err := v(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return validateAll(o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate, o.registry.Validate)
 }
 
 // Run builds the one image into its layout.

@@ -70,12 +70,7 @@ func (o *deployOptions) Complete(env Env) {
 // Validate checks every group; --registry-ca is read now, so a wrong path
 // fails although a deploy by digest might not reach the registry.
 func (o *deployOptions) Validate() error {
-	for _, v := range []func() error{o.img.Validate, o.registry.Validate, o.sigstore.Validate, o.policy.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate} {
-		if err := v(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return validateAll(o.img.Validate, o.registry.Validate, o.sigstore.Validate, o.policy.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate)
 }
 
 // Run resolves the token for the image's registry and runs pipeline.Deploy.

@@ -63,15 +63,8 @@ func (o *pushOptions) Complete(env Env) {
 
 // Validate checks the groups.
 func (o *pushOptions) Validate() error {
-	for _, v := range []func() error{
-		o.img.Validate, o.registry.Validate, func() error { return o.push.Validate(o.registry.Registry) },
-		o.sigstore.Validate, o.sign.Validate, o.progress.Validate,
-	} {
-		if err := v(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return validateAll(o.img.Validate, o.registry.Validate, func() error { return o.push.Validate(o.registry.Registry) },
+		o.sigstore.Validate, o.sign.Validate, o.progress.Validate)
 }
 
 // Run finds the image in the layout and pushes it through pipeline.Push.

@@ -85,16 +85,9 @@ func (o *releaseOptions) Complete(env Env) {
 
 // Validate checks every group: a bad value costs no build.
 func (o *releaseOptions) Validate() error {
-	for _, v := range []func() error{
-		o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate,
+	return validateAll(o.img.Validate, func() error { return o.build.Validate(o.img) }, o.buildkit.Validate, o.progress.Validate,
 		o.registry.Validate, func() error { return o.push.Validate(o.registry.Registry) }, o.sigstore.Validate, o.sign.Validate,
-		o.policy.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate, o.stages.Validate,
-	} {
-		if err := v(); err != nil {
-			return err
-		}
-	}
-	return nil
+		o.policy.Validate, o.kube.Validate, o.cluster.Validate, o.history.Validate, o.stages.Validate)
 }
 
 // Run resolves the token, loads the signing key and runs pipeline.Release.

@@ -68,12 +68,7 @@ func (o *rollbackOptions) Complete(env Env) {
 
 // Validate checks every group.
 func (o *rollbackOptions) Validate() error {
-	for _, v := range []func() error{o.registry.Validate, o.sigstore.Validate, o.policy.Validate, o.kube.Validate, o.cluster.ValidateWrites, o.history.Validate} {
-		if err := v(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return validateAll(o.registry.Validate, o.sigstore.Validate, o.policy.Validate, o.kube.Validate, o.cluster.ValidateWrites, o.history.Validate)
 }
 
 // Run resolves the token for --registry and runs pipeline.Rollback.

@@ -164,10 +164,8 @@ func (o *verifyOptions) Validate(arg string) (name.Reference, sign.Policy, error
 			return nil, sign.Policy{}, fail.New(fail.Usage, "give --digest as sha256: and 64 hex digits", "invalid --digest %q", o.digest)
 		}
 	}
-	for _, v := range []func() error{o.reg.Validate, o.kube.Validate, o.secret.Validate, o.sigstore.Validate, o.policy.Validate} {
-		if err := v(); err != nil {
-			return nil, sign.Policy{}, err
-		}
+	if err := validateAll(o.reg.Validate, o.kube.Validate, o.secret.Validate, o.sigstore.Validate, o.policy.Validate); err != nil {
+		return nil, sign.Policy{}, err
 	}
 	return ref, o.policy.Policy, nil
 }

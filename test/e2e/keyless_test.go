@@ -123,9 +123,9 @@ func TestKeylessRelease(t *testing.T) {
 	var vr struct {
 		Result struct {
 			Signature struct {
-			Certificate struct {
-				Subject, Issuer, Repository, Ref, Commit string
-			} `json:"certificate"`
+				Certificate struct {
+					Subject, Issuer, Repository, Ref, Commit string
+				} `json:"certificate"`
 				Timestamp   *time.Time `json:"timestamp"`
 				TimestampBy string     `json:"timestampBy"`
 			} `json:"signature"`
