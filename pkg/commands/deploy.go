@@ -50,7 +50,7 @@ func (o *deployOptions) addFlags(cmd *cobra.Command, with options.ClusterFlags) 
 	o.cluster.AddFlags(fs, with)
 	o.policy = options.NewPolicyOptions(&o.sigstore)
 	o.policy.AddFlags(fs)
-	o.sigstore.AddFlags(fs)
+	o.sigstore.AddFlags(fs, options.SigstoreFlags{})
 	if with.Writes {
 		o.history.AddFlags(fs, options.HistoryFlags{RollbackOnFailure: true})
 	}

@@ -48,7 +48,7 @@ with --sign signs the digest.`,
 	o.registry.AddFlags(fs, options.RegistryFlags{Target: true, Jobs: true})
 	o.push.AddFlags(fs)
 	o.sign.AddFlags(fs)
-	o.sigstore.AddFlags(fs)
+	o.sigstore.AddFlags(fs, options.SigstoreFlags{Signing: true})
 	fs.StringVar(&o.layout, "oci-layout", "", "OCI image layout directory written by `idopipe build` (default ~/.cache/idopipe/oci/IMAGE-NAME, where it writes)")
 	fs.StringVar(&o.digest, "digest", "", "digest of the image in the layout (default: the last one built as NAME:VERSION)")
 	o.progress.AddFlags(fs, options.PushProgressHelp)

@@ -68,7 +68,7 @@ func newReleaseCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	o.history.AddFlags(fs, options.HistoryFlags{RollbackOnFailure: true})
 	o.sign.AddFlags(fs)
 	o.policy.AddFlags(fs)
-	o.sigstore.AddFlags(fs)
+	o.sigstore.AddFlags(fs, options.SigstoreFlags{Signing: true})
 	o.stages.AddFlags(fs)
 	return cmd
 }

@@ -54,7 +54,7 @@ pruned) and the wait. It records a revision of its own, "rollback to N".`,
 	o.kube.AddFlags(fs)
 	o.cluster.AddWriteFlags(fs)
 	o.policy.AddFlags(fs)
-	o.sigstore.AddFlags(fs)
+	o.sigstore.AddFlags(fs, options.SigstoreFlags{})
 	o.history.AddFlags(fs, options.HistoryFlags{})
 	return cmd
 }

@@ -144,7 +144,7 @@ someone else.`,
 	fs.BoolVar(&o.asCluster, "as-cluster", false, "pull with the credentials of the cluster's pull Secret")
 	o.secret.AddFlags(fs)
 	o.policy.AddFlags(fs)
-	o.sigstore.AddFlags(fs)
+	o.sigstore.AddFlags(fs, options.SigstoreFlags{})
 	fs.StringVar(&o.sourceRepo, "source-repo", "", "with a signature policy: require signed provenance whose source is this repository, e.g. https://github.com/OWNER/NAME")
 	o.kube.AddFlags(fs)
 	return cmd

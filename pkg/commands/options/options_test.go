@@ -287,7 +287,7 @@ func TestSignOptions(t *testing.T) {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var s SigstoreOptions
 			o := NewSignOptions(&s)
-			parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) }, tc.args...)
+			parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs, SigstoreFlags{Signing: true}) }, tc.args...)
 			err := s.Validate()
 			if err == nil {
 				err = o.Validate()
@@ -298,7 +298,7 @@ func TestSignOptions(t *testing.T) {
 
 	var s SigstoreOptions
 	o := NewSignOptions(&s)
-	parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) })
+	parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs, SigstoreFlags{Signing: true}) })
 	if sg, err := o.ImageSigner(context.Background(), registry.Access{}); sg != nil || err != nil {
 		t.Errorf("no --sign: %v %v", sg, err)
 	}
@@ -328,7 +328,7 @@ func TestKeylessTokenSources(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var s SigstoreOptions
 			o := NewSignOptions(&s)
-			parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) }, append([]string{"--sign"}, tc.args...)...)
+			parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs, SigstoreFlags{Signing: true}) }, append([]string{"--sign"}, tc.args...)...)
 			o.Complete(tc.env)
 			ts, err := o.tokens()
 			if tc.err {
@@ -357,7 +357,7 @@ func TestPolicyOptions(t *testing.T) {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var s SigstoreOptions
 			o := NewPolicyOptions(&s)
-			parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) }, tc.args...)
+			parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs, SigstoreFlags{Signing: true}) }, tc.args...)
 			if !o.Enabled() {
 				t.Fatal("a policy flag given, but not Enabled")
 			}
@@ -372,7 +372,7 @@ func TestPolicyOptions(t *testing.T) {
 	}
 	var s SigstoreOptions
 	o := NewPolicyOptions(&s)
-	parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs) })
+	parse(t, func(fs *pflag.FlagSet) { o.AddFlags(fs); s.AddFlags(fs, SigstoreFlags{Signing: true}) })
 	if o.Enabled() || o.Validate() != nil || !o.Policy.Empty() {
 		t.Errorf("no policy flag: enabled %v, policy %v", o.Enabled(), o.Policy)
 	}

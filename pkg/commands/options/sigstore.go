@@ -27,13 +27,24 @@ type SigstoreOptions struct {
 	CAFile      string
 }
 
-// AddFlags adds --sigstore, the service URLs, --trusted-root and --sigstore-ca.
-func (o *SigstoreOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Name, "sigstore", "public-good", "Sigstore instance for keyless signing: public-good (Fulcio + Rekor, public repositories) or github (GitHub's Fulcio + timestamp authority, private repositories); the URL flags override its services")
+// SigstoreFlags say which of the group's flags a command has.
+type SigstoreFlags struct {
+	// Signing adds the services' URLs and --sigstore-ca: a command that
+	// only verifies has --sigstore and --trusted-root alone.
+	Signing bool
+}
+
+// AddFlags adds --sigstore and --trusted-root, and for a command that
+// signs the service URLs and --sigstore-ca.
+func (o *SigstoreOptions) AddFlags(fs *pflag.FlagSet, with SigstoreFlags) {
+	fs.StringVar(&o.Name, "sigstore", "public-good", "Sigstore instance: public-good (Fulcio + Rekor, public repositories) or github (GitHub's Fulcio + timestamp authority, private repositories); keyless signing uses its services, keyless verification its trusted root")
+	fs.StringVar(&o.TrustedRoot, "trusted-root", "", "Sigstore trusted_root.json: the certificate authorities, timestamp authorities and logs that keyless signatures are checked against (default the --sigstore instance's, fetched through its TUF repository)")
+	if !with.Signing {
+		return
+	}
 	fs.StringVar(&o.FulcioURL, "fulcio-url", "", "Fulcio that issues the signing certificate (default the --sigstore instance's)")
 	fs.StringVar(&o.RekorURL, "rekor-url", "", "Rekor v2 (tile log) that records the signature (default the --sigstore instance's log; \"none\" records none)")
 	fs.StringVar(&o.TSAURL, "timestamp-url", "", "RFC 3161 timestamp authority that proves the signing time (default the --sigstore instance's; \"none\" asks none)")
-	fs.StringVar(&o.TrustedRoot, "trusted-root", "", "Sigstore trusted_root.json: the certificate authorities, timestamp authorities and logs that keyless signatures are checked against (default the --sigstore instance's, fetched through its TUF repository)")
 	fs.StringVar(&o.CAFile, "sigstore-ca", "", "PEM file with extra CA certificates for the TLS of the Sigstore services")
 }
 
