@@ -159,33 +159,21 @@ func podSpec(u *unstructured.Unstructured) (map[string]any, []string) {
 
 func replaceImages(obj Object, spec map[string]any, images map[string]string, used map[string]bool) (bool, error) {
 	replaced := false
-	for _, list := range []string{"initContainers", "containers"} {
-		cs, _, _ := unstructured.NestedSlice(spec, list)
-		for _, c := range cs {
-			m, ok := c.(map[string]any)
-			if !ok {
-				continue
-			}
-			img, _ := m["image"].(string)
-			if img == "" {
-				continue
-			}
-			ref, err := name.ParseReference(img)
-			if err != nil {
-				return false, fail.WithCause(fail.Manifest, err, "fix the image reference", "%s: container %v has invalid image %q", obj.Ref(), m["name"], img)
-			}
-			repo := path.Base(ref.Context().RepositoryStr())
-			if to, ok := images[repo]; ok {
-				m["image"] = to
-				used[repo] = true
-				replaced = true
-			}
+	err := forEachImage(spec, func(m map[string]any, img string) (bool, error) {
+		ref, err := name.ParseReference(img)
+		if err != nil {
+			return false, fail.WithCause(fail.Manifest, err, "fix the image reference", "%s: container %v has invalid image %q", obj.Ref(), m["name"], img)
 		}
-		if len(cs) > 0 {
-			_ = unstructured.SetNestedSlice(spec, cs, list)
+		repo := path.Base(ref.Context().RepositoryStr())
+		to, ok := images[repo]
+		if ok {
+			m["image"] = to
+			used[repo] = true
+			replaced = true
 		}
-	}
-	return replaced, nil
+		return ok, nil
+	})
+	return replaced, err
 }
 
 func declares(objs []Object, kind, name string) bool {
