@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -446,6 +447,11 @@ func TestKubeBuilderVariants(t *testing.T) {
 	var inOwnNS bool
 	for _, pr := range procs {
 		t.Logf("builder process %d %s: host uid %d, user namespace %s, CapEff %s", pr.pid, pr.comm, pr.uid, pr.userNS, pr.capEff)
+		if strings.HasPrefix(pr.comm, "runc:[") {
+			// runc's own init of an exec (the readiness probe), caught
+			// before it becomes the container's user.
+			continue
+		}
 		if pr.uid != 1000 {
 			t.Errorf("process %d (%s) of the rootless builder runs as host uid %d, not 1000", pr.pid, pr.comm, pr.uid)
 		}
@@ -698,31 +704,7 @@ func TestKubeBuilderStorage(t *testing.T) {
 	ctx := context.Background()
 	kube := stack.Cluster.Client
 	class := "idopipe-test-" + ns
-	dir, err := os.MkdirTemp(workDir, "kb-storage-pv-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: ns + "-0"},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			StorageClassName:              class,
-			PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir}},
-		},
-	}
-	if _, err := kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Released once the namespace (and its claim) is gone; the
-		// protection controller then lets it go.
-		if err := kube.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}); err != nil {
-			t.Errorf("delete PersistentVolume %s: %v", pv.Name, err)
-		}
-	})
-
+	pv, dir := persistentVolume(t, ns+"-0", class, false)
 	r := kubeBuilder(t, ns, name, "--storage", "1Gi", "--storage-class", class)
 	if r.code != 0 {
 		t.Fatalf("create --storage:\n%s\n%s", r, podsReport(t, ns, name))
@@ -795,6 +777,110 @@ func TestKubeBuilderStorage(t *testing.T) {
 	}
 	if b := build("build on the builder created again"); !stepCached(b.stderr, step) {
 		t.Errorf("the builder created again did not start from the kept claim's cache:\n%s", b.stderr)
+	}
+	if rm := idopipe(t, nil, "buildkit", "rm", "--kubernetes", "-n", ns, name); rm.code != 0 {
+		t.Errorf("rm:\n%s", rm)
+	}
+}
+
+// persistentVolume makes PersistentVolume name (1Gi, ReadWriteOnce, of
+// StorageClass class) on a new directory under the package's scratch
+// directory, a hostPath volume or, with local, a local volume on the
+// stack's node (which applies a Pod's fsGroup, as provisioned volumes do;
+// hostPath does not); it deletes it when the test ends.
+func persistentVolume(t *testing.T, name, class string, local bool) (*corev1.PersistentVolume, string) {
+	t.Helper()
+	ctx := context.Background()
+	kube := stack.Cluster.Client
+	dir, err := os.MkdirTemp(workDir, name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the root of a new filesystem: root's, 0755.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              class,
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir}},
+		},
+	}
+	if local {
+		node, err := kube.CoreV1().Nodes().Get(ctx, testenv.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pv.Spec.PersistentVolumeSource = corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}}
+		pv.Spec.NodeAffinity = &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node.Labels[corev1.LabelHostname]}}},
+		}}}}
+	}
+	if _, err := kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Released once the namespace (and its claim) is gone; the
+		// protection controller then lets it go.
+		if err := kube.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("delete PersistentVolume %s: %v", pv.Name, err)
+		}
+	})
+	return pv, dir
+}
+
+// TestKubeBuilderRootlessStorage: a rootless builder keeps its cache on
+// its claim too: the volume (a local one, which applies the Pod's fsGroup
+// as provisioned volumes do) is writable by user 1000, a build runs, and
+// after the Pod's deletion the next build is a cache hit.
+func TestKubeBuilderRootlessStorage(t *testing.T) {
+	t.Parallel()
+	const ns, name = "kb-rootless-storage", "bk"
+	class := "idopipe-test-" + ns
+	_, dir := persistentVolume(t, ns+"-0", class, true)
+	pushRootlessImage(t)
+	r := kubeBuilder(t, ns, name, "--rootless", "--storage", "1Gi", "--storage-class", class, "--timeout", "2m")
+	if r.code != 0 {
+		t.Fatalf("create --rootless --storage:\n%s\n%s", r, podsReport(t, ns, name))
+	}
+	pod := builderPod(t, r)
+	host := "kube://" + ns + "/" + name
+	build := func(what string) result {
+		t.Helper()
+		b := idopipe(t, nil, "build", "--buildkit-host", host, "--source", source, "--build-context", "golang:1.24.6=oci-layout://"+busybox,
+			"--oci-layout", filepath.Join(t.TempDir(), "oci"), "--version", "1", "--progress", "plain", "--cache-to", "none")
+		if b.code != 0 {
+			t.Fatalf("%s:\n%s\n%s", what, b, podsReport(t, ns, name))
+		}
+		return b
+	}
+	const step = "RUN chmod 0755 /app/bin/planner"
+	if b := build("first build"); !stepRan(b.stderr, step) {
+		t.Errorf("the first build did not run its RUN step:\n%s", b.stderr)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "cache.db"))
+	if err != nil {
+		entries, _ := os.ReadDir(dir)
+		t.Fatalf("no BuildKit state on the volume (%s): %v; it holds %v", dir, err, entries)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Uid != 1000 {
+		t.Errorf("the rootless builder's cache.db is owned by %+v, not host uid 1000", fi.Sys())
+	}
+	old, err := stack.Cluster.Client.CoreV1().Pods(ns).Get(context.Background(), pod, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := int64(0)
+	if err := stack.Cluster.Client.CoreV1().Pods(ns).Delete(context.Background(), pod, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	waitNewReadyPod(t, ns, pod, old.UID)
+	if b := build("build after the Pod's deletion"); !stepCached(b.stderr, step) {
+		t.Errorf("the rootless builder's cache did not survive the Pod on its claim:\n%s", b.stderr)
 	}
 	if rm := idopipe(t, nil, "buildkit", "rm", "--kubernetes", "-n", ns, name); rm.code != 0 {
 		t.Errorf("rm:\n%s", rm)
