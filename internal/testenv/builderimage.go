@@ -61,11 +61,11 @@ func (s *Stack) PushBuilderImage(ctx context.Context) (string, error) {
 // node's docker.io mirror under that name: the privileged image's
 // binaries, the pinned rootlesskit as the entrypoint (`rootlesskit
 // buildkitd ARGS`), the host's newuidmap and newgidmap (Debian's uidmap)
-// with their libraries, each with the one capability it needs, user 1000 ("user") with 65536 subordinate
-// ids from 100000 in /etc/subuid and /etc/subgid, its home and runtime
-// directory, and the environment that puts buildkitd's socket (and
-// buildctl's BUILDKIT_HOST) under $XDG_RUNTIME_DIR. It returns the image's
-// digest reference in the mirror.
+// with their libraries and the one capability each needs, user 1000
+// ("user") with 65536 subordinate ids from 100000 in /etc/subuid and
+// /etc/subgid, its home and runtime directory, and the environment that
+// puts buildkitd's socket (and buildctl's BUILDKIT_HOST) under
+// $XDG_RUNTIME_DIR. It returns the image's digest reference in the mirror.
 func (s *Stack) PushRootlessBuilderImage(ctx context.Context) (string, error) {
 	files, err := s.rootlessBuilderFiles(ctx)
 	if err != nil {
