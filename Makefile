@@ -18,8 +18,9 @@ export IDOPIPE_CACHE
 # Debian packages: runc runs BuildKit's RUN steps and the node's containers;
 # busybox-static is the base image of the test fixture (there is no Docker
 # Hub here); containerd, the CNI plugins, iptables and iproute2 make the
-# local stack's real kubelet node.
-DEB_PACKAGES := runc busybox-static containerd containernetworking-plugins iptables iproute2
+# local stack's real kubelet node; uidmap (setuid newuidmap, newgidmap) goes
+# into the rootless builder image the stack makes.
+DEB_PACKAGES := runc busybox-static containerd containernetworking-plugins iptables iproute2 uidmap
 TEST_FLAGS ?= -count=1 -timeout 45m -parallel 4
 # Static, pure-Go binaries everywhere (the release binaries already are):
 # with cgo, kustomize's import of Go's plugin package makes every test

@@ -46,6 +46,9 @@ tools=(
   "rekor|rekor-server|github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix|-s -w -X $rv=$rekor_version"
   "cosign3|cosign3|github.com/sigstore/cosign/v3/cmd/cosign|-s -w -X $rv=$cosign3_version"
   "gh|gh|github.com/cli/cli/v2/cmd/gh|-s -w -X github.com/cli/cli/v2/internal/build.Version=${gh_version#v}"
+  # The rootless builder image (moby/buildkit:<version>-rootless) runs
+  # buildkitd under rootlesskit.
+  "rootlesskit|rootlesskit|github.com/rootless-containers/rootlesskit/v3/cmd/rootlesskit|-s -w"
 )
 missing=()
 for t in "${tools[@]}"; do
@@ -61,11 +64,11 @@ for t in "${missing[@]}"; do
 done
 
 # One directory of links to the current builds, named after all the hashes.
-all=$(for t in etcd registry buildkit kube actionlint cosign fulcio tsa rekor cosign3 gh; do tool_dir $t; done | sha256sum | cut -c1-12)
+all=$(for t in etcd registry buildkit kube actionlint cosign fulcio tsa rekor cosign3 gh rootlesskit; do tool_dir $t; done | sha256sum | cut -c1-12)
 bin="$cache/tools/bin-$all"
 if [ ! -d "$bin" ]; then
   mkdir -p "$bin.tmp"
-  for t in etcd:etcd registry:registry buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler kube:kube-controller-manager kube:kubelet actionlint:actionlint cosign:cosign fulcio:fulcio tsa:timestamp-server rekor:rekor-server cosign3:cosign3 gh:gh; do
+  for t in etcd:etcd registry:registry buildkit:buildkitd buildkit:buildctl kube:kube-apiserver kube:kube-scheduler kube:kube-controller-manager kube:kubelet actionlint:actionlint cosign:cosign fulcio:fulcio tsa:timestamp-server rekor:rekor-server cosign3:cosign3 gh:gh rootlesskit:rootlesskit; do
     ln -sf "$(tool_dir "${t%%:*}")/${t#*:}" "$bin.tmp/${t#*:}"
   done
   rm -rf "$bin"; mv "$bin.tmp" "$bin"

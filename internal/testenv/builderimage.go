@@ -3,6 +3,7 @@ package testenv
 import (
 	"archive/tar"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +28,11 @@ import (
 
 // BuilderImage is where the node finds a builder's default image: the
 // docker.io name users get, which the node's docker.io mirror serves.
-const BuilderImage = kube.DefaultImage
+// RootlessBuilderImage is the rootless builder's.
+const (
+	BuilderImage         = kube.DefaultImage
+	RootlessBuilderImage = kube.DefaultRootlessImage
+)
 
 // PushBuilderImage makes the image a builder in the stack's cluster runs
 // and pushes it to the node's docker.io mirror as moby/buildkit:<pinned
@@ -38,33 +43,155 @@ const BuilderImage = kube.DefaultImage
 // shared libraries it links. It returns the image's digest reference in
 // the mirror.
 func (s *Stack) PushBuilderImage(ctx context.Context) (string, error) {
-	if s.Mirror == nil {
-		return "", errors.New("testenv: the builder image goes to the node's mirror: start the stack with a node")
-	}
-	dir := filepath.Join(s.Dir, "builder-image")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	files, err := s.builderFiles(ctx)
+	if err != nil {
 		return "", err
 	}
+	for _, d := range []string{"tmp", "etc", "etc/buildkit", "run", "var", "var/lib", "var/lib/buildkit"} {
+		files[d] = layerEntry{dir: true}
+	}
+	return s.pushBuilderImage(ctx, "builder-image", BuilderImage, files, v1.Config{
+		Entrypoint: []string{"buildkitd"},
+		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+	})
+}
+
+// PushRootlessBuilderImage makes the rootless builder's image, as
+// moby/buildkit:<pinned version>-rootless is made, and pushes it to the
+// node's docker.io mirror under that name: the privileged image's
+// binaries, the pinned rootlesskit as the entrypoint (`rootlesskit
+// buildkitd ARGS`), the host's newuidmap and newgidmap (Debian's uidmap)
+// with their libraries and the one capability each needs, user 1000
+// ("user") with 65536 subordinate ids from 100000 in /etc/subuid and
+// /etc/subgid, its home and runtime directory, and the environment that
+// puts buildkitd's socket (and buildctl's BUILDKIT_HOST) under
+// $XDG_RUNTIME_DIR. It returns the image's digest reference in the mirror.
+func (s *Stack) PushRootlessBuilderImage(ctx context.Context) (string, error) {
+	files, err := s.rootlessBuilderFiles(ctx)
+	if err != nil {
+		return "", err
+	}
+	return s.pushBuilderImage(ctx, "rootless-builder-image", RootlessBuilderImage, files, v1.Config{
+		Entrypoint: []string{"rootlesskit", "buildkitd"},
+		User:       "1000:1000",
+		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"HOME=/home/user", "USER=user", "XDG_RUNTIME_DIR=/run/user/1000", "TMPDIR=/home/user/.local/tmp",
+			"BUILDKIT_HOST=unix:///run/user/1000/buildkit/buildkitd.sock"},
+		Volumes: map[string]struct{}{"/home/user/.local/share/buildkit": {}},
+	})
+}
+
+// rootlessBuilderFiles are the rootless image's files.
+func (s *Stack) rootlessBuilderFiles(ctx context.Context) (map[string]layerEntry, error) {
+	files, err := s.builderFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rk := filepath.Join(s.Tools, "rootlesskit")
+	if _, err := os.Stat(rk); err != nil {
+		return nil, fmt.Errorf("rootlesskit missing from the tools (%s): run `make tools`", s.Tools)
+	}
+	files["usr/bin/rootlesskit"] = layerEntry{host: rk}
+	// newuidmap and newgidmap write the uid_map and gid_map of
+	// rootlesskit's user namespace from /etc/subuid and /etc/subgid. The
+	// kernel lets a writer do that only with CAP_SETUID (CAP_SETGID) in the
+	// parent namespace and CAP_SYS_ADMIN in the new one, which its owner
+	// (uid 1000) has and root without CAP_SYS_ADMIN (any unprivileged
+	// container) has not. Setuid helpers built with capability support
+	// (shadow's lib/idmapping.c under HAVE_SYS_CAPABILITY_H) switch back
+	// to the caller's uid keeping only that capability, so upstream's
+	// rootless Pods need no CAP_SYS_ADMIN. Debian's are built without it
+	// (no capset, prctl or seteuid in the binary) and fail in the Pod:
+	// "newuidmap: write to uid_map failed: Operation not permitted", as
+	// they do on the host for uid 1000 with CAP_SYS_ADMIN dropped from the
+	// bounding set. So here they carry their one capability as a file
+	// capability instead of the setuid bit (shadow's fscaps install): they
+	// run as uid 1000 with CAP_SETUID (CAP_SETGID) alone.
+	for b, capability := range map[string]uint{"newuidmap": capSetUID, "newgidmap": capSetGID} {
+		host, err := exec.LookPath(b)
+		if err != nil {
+			if host, err = exec.LookPath("/usr/bin/" + b); err != nil {
+				return nil, fmt.Errorf("the rootless builder image needs %s on the host (Debian: apt-get install uidmap): %w", b, err)
+			}
+		}
+		files["usr/bin/"+b] = layerEntry{host: host, mode: 0o755, xattrs: map[string]string{"security.capability": fileCapability(capability)}}
+		libs, err := sharedLibraries(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range libs {
+			files[strings.TrimPrefix(l, "/")] = layerEntry{host: l}
+		}
+	}
+	user := layerEntry{dir: true, uid: 1000, gid: 1000}
+	for name, e := range map[string]layerEntry{
+		"etc/passwd": {data: []byte("root:x:0:0:root:/root:/sbin/nologin\nuser:x:1000:1000:user:/home/user:/sbin/nologin\n")},
+		"etc/group":  {data: []byte("root:x:0:\nuser:x:1000:\n")},
+		"etc/subuid": {data: []byte("user:100000:65536\n")},
+		"etc/subgid": {data: []byte("user:100000:65536\n")},
+		"tmp":        {dir: true}, "etc": {dir: true}, "etc/buildkit": {dir: true},
+		"run": {dir: true}, "run/user": {dir: true}, "run/user/1000": {dir: true, mode: 0o700, uid: 1000, gid: 1000},
+		"home": {dir: true}, "home/user": user, "home/user/.local": user, "home/user/.local/tmp": user,
+		"home/user/.local/share": user, "home/user/.local/share/buildkit": user,
+	} {
+		files[name] = e
+	}
+	return files, nil
+}
+
+// The capabilities the id-map helpers need (linux/capability.h).
+const (
+	capSetGID = 6
+	capSetUID = 7
+)
+
+// fileCapability is a security.capability extended attribute (struct
+// vfs_cap_data, revision 2, little-endian) granting capability c,
+// permitted and effective.
+func fileCapability(c uint) string {
+	const revision2, effective = 0x02000000, 0x1
+	b := make([]byte, 20)
+	binary.LittleEndian.PutUint32(b[0:], revision2|effective)
+	binary.LittleEndian.PutUint32(b[4:], 1<<c) // permitted, capabilities 0-31
+	return string(b)
+}
+
+// builderFiles are the files both builder images hold: the pinned
+// buildkitd and buildctl, and the host's runc with its libraries.
+func (s *Stack) builderFiles(ctx context.Context) (map[string]layerEntry, error) {
 	runc, err := exec.LookPath("runc")
 	if err != nil {
 		if runc, err = exec.LookPath("/usr/sbin/runc"); err != nil {
-			return "", fmt.Errorf("the builder image needs runc on the host (Debian: apt-get install runc): %w", err)
+			return nil, fmt.Errorf("the builder image needs runc on the host (Debian: apt-get install runc): %w", err)
 		}
 	}
-	files := map[string]string{ // path in the image → file on the host
-		"usr/bin/buildkitd": filepath.Join(s.Tools, "buildkitd"),
-		"usr/bin/buildctl":  filepath.Join(s.Tools, "buildctl"),
-		"usr/sbin/runc":     runc,
+	files := map[string]layerEntry{ // path in the image → its content
+		"usr/bin/buildkitd": {host: filepath.Join(s.Tools, "buildkitd")},
+		"usr/bin/buildctl":  {host: filepath.Join(s.Tools, "buildctl")},
+		"usr/sbin/runc":     {host: runc},
 	}
 	libs, err := sharedLibraries(ctx, runc)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	for _, l := range libs {
-		files[strings.TrimPrefix(l, "/")] = l
+		files[strings.TrimPrefix(l, "/")] = layerEntry{host: l}
+	}
+	return files, nil
+}
+
+// pushBuilderImage writes files as the one layer of an image run as
+// config and pushes it to the mirror as image (a docker.io name).
+func (s *Stack) pushBuilderImage(ctx context.Context, dirName, image string, files map[string]layerEntry, config v1.Config) (string, error) {
+	if s.Mirror == nil {
+		return "", errors.New("testenv: the builder image goes to the node's mirror: start the stack with a node")
+	}
+	dir := filepath.Join(s.Dir, dirName)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
 	}
 	tarPath := filepath.Join(dir, "layer.tar")
-	if err := writeImageTar(tarPath, files, []string{"tmp/", "etc/", "etc/buildkit/", "run/", "var/", "var/lib/", "var/lib/buildkit/"}); err != nil {
+	if err := writeLayer(tarPath, files); err != nil {
 		return "", err
 	}
 	layer, err := tarball.LayerFromFile(tarPath)
@@ -76,18 +203,13 @@ func (s *Stack) PushBuilderImage(ctx context.Context) (string, error) {
 		return "", err
 	}
 	img, err = mutate.ConfigFile(img, &v1.ConfigFile{
-		Architecture: "amd64", OS: "linux",
-		Config: v1.Config{
-			Entrypoint: []string{"buildkitd"},
-			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		},
+		Architecture: "amd64", OS: "linux", Config: config,
 		RootFS: v1.RootFS{Type: "layers", DiffIDs: mustDiffIDs(layer)},
 	})
 	if err != nil {
 		return "", err
 	}
-	repo := strings.TrimPrefix(BuilderImage, "moby/")
-	tag, err := name.NewTag(s.Mirror.Host + "/moby/" + repo)
+	tag, err := name.NewTag(s.Mirror.Host + "/" + image)
 	if err != nil {
 		return "", err
 	}
@@ -96,7 +218,7 @@ func (s *Stack) PushBuilderImage(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if err := remote.Write(tag, img, remote.WithContext(ctx), remote.WithTransport(client.Transport.(*http.Transport))); err != nil {
-		return "", fmt.Errorf("push the builder image to the mirror: %w", err)
+		return "", fmt.Errorf("push the builder image %s to the mirror: %w", image, err)
 	}
 	d, err := img.Digest()
 	if err != nil {
@@ -124,34 +246,68 @@ func sharedLibraries(ctx context.Context, bin string) ([]string, error) {
 	return libs, nil
 }
 
-// writeImageTar writes a layer holding dirs and files (each the content
-// of its host file, symlinks followed), executable.
-func writeImageTar(path string, files map[string]string, dirs []string) error {
+// layerEntry is one entry of an image layer: a directory, a copy of a
+// host file (symlinks followed) or data. mode 0 is 0o755 (0o1777 for
+// tmp), 0o644 for data; xattrs are extended attributes (name → value).
+type layerEntry struct {
+	dir      bool
+	host     string
+	data     []byte
+	mode     int64
+	uid, gid int
+	xattrs   map[string]string
+}
+
+// writeLayer writes a layer tar holding entries (path in the image →
+// entry), parents first, with the directories above an entry it lacks.
+func writeLayer(path string, entries map[string]layerEntry) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	tw := tar.NewWriter(f)
-	for _, d := range dirs {
-		mode := int64(0o755)
-		if d == "tmp/" {
-			mode = 0o1777
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: mode}); err != nil {
-			return err
-		}
-	}
 	written := map[string]bool{}
-	for _, d := range dirs {
-		written[strings.TrimSuffix(d, "/")] = true
-	}
-	for _, in := range slices.Sorted(maps.Keys(files)) {
-		host := files[in]
+	for _, in := range slices.Sorted(maps.Keys(entries)) {
+		e := entries[in]
 		if err := addParents(tw, in, written); err != nil {
 			return err
 		}
-		src, err := os.Open(host)
+		written[in] = true
+		h := &tar.Header{Name: in, Mode: e.mode, Uid: e.uid, Gid: e.gid}
+		if len(e.xattrs) > 0 {
+			h.Format, h.PAXRecords = tar.FormatPAX, map[string]string{}
+			for k, v := range e.xattrs {
+				h.PAXRecords["SCHILY.xattr."+k] = v
+			}
+		}
+		switch {
+		case e.dir:
+			h.Typeflag, h.Name = tar.TypeDir, in+"/"
+			if h.Mode == 0 {
+				h.Mode = 0o755
+				if in == "tmp" {
+					h.Mode = 0o1777
+				}
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				return err
+			}
+			continue
+		case e.host == "":
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
+			if h.Mode == 0 {
+				h.Mode = 0o644
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				return err
+			}
+			if _, err := tw.Write(e.data); err != nil {
+				return err
+			}
+			continue
+		}
+		src, err := os.Open(e.host)
 		if err != nil {
 			return err
 		}
@@ -160,7 +316,11 @@ func writeImageTar(path string, files map[string]string, dirs []string) error {
 			src.Close()
 			return err
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: in, Mode: 0o755, Size: fi.Size()}); err != nil {
+		h.Typeflag, h.Size = tar.TypeReg, fi.Size()
+		if h.Mode == 0 {
+			h.Mode = 0o755
+		}
+		if err := tw.WriteHeader(h); err != nil {
 			src.Close()
 			return err
 		}

@@ -103,7 +103,10 @@ func startCluster(ctx context.Context, tools, dir string, node *nodeConfig) (c *
 	}
 	// The controllers a one-node cluster's workloads need: ServiceAccounts
 	// and their tokens, the root CA ConfigMap, namespace deletion, garbage
-	// collection, the workload kinds, and node lifecycle (taints).
+	// collection, the workload kinds, node lifecycle (taints), and the
+	// binding of claims to PersistentVolumes made beforehand (no
+	// provisioner) with the protection controllers that release their
+	// finalizers.
 	c.controllers, err = startProcess(dir, "kube-controller-manager", filepath.Join(tools, "kube-controller-manager"), []string{
 		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
 		"--service-account-private-key-file", filepath.Join(api.CertDir, "sa-signer.key"),
@@ -113,7 +116,8 @@ func startCluster(ctx context.Context, tools, dir string, node *nodeConfig) (c *
 			"namespace-controller,garbage-collector-controller,clusterrole-aggregation-controller," +
 			"deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,job-controller," +
 			"cronjob-controller,endpointslice-controller,disruption-controller,ttl-after-finished-controller," +
-			"node-lifecycle-controller,taint-eviction-controller,pod-garbage-collector-controller",
+			"node-lifecycle-controller,taint-eviction-controller,pod-garbage-collector-controller," +
+			"persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller",
 		"--concurrent-gc-syncs", "4", "--namespace-sync-period", "10s",
 	}, nil)
 	if err != nil {

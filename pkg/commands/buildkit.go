@@ -243,7 +243,10 @@ func newBuildKitRmCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 		Short: "Remove a builder that `idopipe buildkit create --kubernetes` made, and nothing else",
 		Long: `rm deletes the builder's Deployment or StatefulSet and its ConfigMap, each only
 if create wrote it (its labels say so), and waits until its Pods are gone.
-The claims of a --storage builder hold its cache and are kept (listed).`,
+The claims of a --storage builder (state-NAME-0, state-NAME-1, ...) hold its
+cache and are kept, and listed: a later create of the same name and storage
+class takes them back, cache and all. Free them with
+` + "`kubectl -n NAMESPACE delete pvc -l app.kubernetes.io/instance=NAME`" + `.`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
 			r := plainReporter(env, g)

@@ -73,8 +73,8 @@ type Config struct {
 	ServiceAccount string
 	// Rootless runs buildkitd as user 1000 without privileges
 	// (--oci-worker-no-process-sandbox, unconfined seccomp and AppArmor);
-	// the node must allow unprivileged user namespaces. Otherwise the
-	// container is privileged.
+	// the node must allow unprivileged user namespaces; the Pod's fsGroup
+	// 1000 makes a claim writable. Otherwise the container is privileged.
 	Rootless bool
 	// BuildkitdFlags are added to buildkitd's command line.
 	BuildkitdFlags []string
@@ -334,6 +334,12 @@ func (c Config) podTemplate(toml string) corev1.PodTemplateSpec {
 			Name:         "config",
 			VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(c.Name)}}},
 		}},
+	}
+	if c.Rootless {
+		// A claim's filesystem is root's: fsGroup makes the volumes
+		// writable by the image's group (buildkitd, user 1000, cannot
+		// lock its state otherwise).
+		spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: ptr(int64(1000))}
 	}
 	if c.HostNetwork {
 		// The node's network, and still the cluster's DNS.

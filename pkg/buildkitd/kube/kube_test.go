@@ -101,6 +101,30 @@ func TestObjectsRootlessAndStorage(t *testing.T) {
 	}
 }
 
+// TestRootlessFSGroup: a rootless builder's Pod has fsGroup 1000, so a
+// claim's root-owned filesystem is writable by its user (measured on the
+// stack's node: without it buildkitd cannot open its buildkitd.lock on a
+// local PersistentVolume); a privileged one sets no Pod security context.
+func TestRootlessFSGroup(t *testing.T) {
+	for _, rootless := range []bool{true, false} {
+		objs, err := Objects(Config{Namespace: "ci", Name: "bk", Replicas: 1, Rootless: rootless, Storage: "1Gi"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s appsv1.StatefulSet
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[1].Object, &s); err != nil {
+			t.Fatal(err)
+		}
+		psc := s.Spec.Template.Spec.SecurityContext
+		if rootless && (psc == nil || psc.FSGroup == nil || *psc.FSGroup != 1000) {
+			t.Errorf("rootless Pod security context %+v, want fsGroup 1000", psc)
+		}
+		if !rootless && psc != nil {
+			t.Errorf("privileged Pod security context %+v, want none", psc)
+		}
+	}
+}
+
 // TestConfig: an ephemeral-storage limit caps BuildKit's cache below it;
 // a registry CA becomes a [registry] table (TLS, even on 127.0.0.1, where
 // BuildKit would speak plain HTTP) and a ConfigMap key; a changed

@@ -51,7 +51,7 @@ func (o *KubeBuilderOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.BuildkitdFlags, "buildkitd-flag", nil, "a flag for buildkitd, e.g. --debug (repeatable)")
 	fs.StringVar(&o.ConfigFile, "buildkitd-config", "", "buildkitd.toml for the replicas (default: the OCI worker with garbage collection)")
 	fs.StringArrayVar(&o.RegistryCAs, "builder-registry-ca", nil, "HOST[:PORT]=FILE: the builder trusts this CA (PEM) for a registry the builder pulls from or caches to (repeatable)")
-	fs.StringVar(&o.Storage, "storage", "", "keep each replica's cache on a PersistentVolumeClaim of this size (a StatefulSet); default an emptyDir, lost with the Pod")
+	fs.StringVar(&o.Storage, "storage", "", "keep each replica's cache on a PersistentVolumeClaim of this size (a StatefulSet; it outlives the Pod, and `buildkit rm` keeps it); default an emptyDir, lost with the Pod")
 	fs.StringVar(&o.StorageClass, "storage-class", "", "StorageClass of the --storage claims (default the cluster's)")
 	fs.BoolVar(&o.HostNetwork, "host-network", false, "run the replicas in their node's network (hostNetwork, dnsPolicy ClusterFirstWithHostNet): for a registry or build cache only the node reaches, e.g. one on the node's 127.0.0.1; build steps share the node's network too")
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the Pods to become Ready")
