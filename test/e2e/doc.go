@@ -20,12 +20,13 @@
 // A few tests stay serial, and Go runs them before the parallel ones: the
 // one that stops the API server (TestAPIServerStopsMidApply, which restores
 // it before it returns), the one that stops the kubelet
-// (TestSilentKubelet), the one that shortens every token's lifetime
-// (TestTokenExpiresMidPush), TestPushThroughRegistryFaults (see its
-// comment), the mount tests (they count requests against
+// (TestSilentKubelet), the mount tests (they count requests against
 // repositories they share), the one that removes the IDO CRDs
 // (TestReleaseWithoutCRD; the other bad inputs run in parallel), and those that deploy manifests with upstream's
 // resource requests (1.5 of the node's 2 CPUs: TestStagesOneByOne,
 // TestUpstreamRelease), which wait until their namespace is gone, and the
 // one that stops the stack's Sigstore services (TestKeylessSigstoreDown).
+// Tests that change what the registry does for every client (its tokens'
+// lifetime, faults in front of it) run in parallel on a registry of their
+// own (ownRegistry).
 package e2e

@@ -19,18 +19,21 @@ import (
 // with the built digest (retries with backoff), the tag must resolve to a
 // complete image, and a second push must upload no blob again.
 func TestPushThroughRegistryFaults(t *testing.T) {
-	// Serial: once, run beside the parallel tests' pushes of the same
-	// layers to other repositories, a layer read back with its size but
-	// another digest (verify-pull --full, exit 12). Not yet explained:
-	// concurrent uploads of one digest in distribution's filesystem
-	// driver, or this proxy's delayed retries.
+	t.Parallel()
+	// On a registry of its own: once, run beside the parallel tests'
+	// pushes of the same layers to other repositories of the stack's
+	// registry, a layer read back with its size but another digest
+	// (verify-pull --full, exit 12). Not yet explained: concurrent uploads
+	// of one digest in distribution's filesystem driver, or this proxy's
+	// delayed retries.
+	reg, env := ownRegistry(t)
 	layout, digest := buildImage(t, "0.7.0")
 	// Each distinct request fails at its first attempt by turns with 503,
 	// 429 or a delay; its retry goes through.
 	var mu sync.Mutex
 	seen := map[string]int{}
 	var injected atomic.Int64
-	proxy, err := stack.Registry.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
+	proxy, err := reg.StartProxy(t.TempDir(), func(r *http.Request) (int, string, bool) {
 		if r.URL.Path == "/v2/" {
 			return 0, "", false
 		}
@@ -64,7 +67,7 @@ func TestPushThroughRegistryFaults(t *testing.T) {
 	}
 	defer proxy.Close()
 	args := []string{"push", "--oci-layout", layout, "--version", "0.7.0", "--registry", proxy.Host, "--registry-ca", proxy.CAFile, "--owner", "faults"}
-	r := idopipe(t, nil, args...)
+	r := idopipe(t, env, args...)
 	if r.code != 0 || !strings.Contains(r.stdout, "@"+digest) {
 		t.Fatalf("push through faults:\n%s", r)
 	}
@@ -73,12 +76,12 @@ func TestPushThroughRegistryFaults(t *testing.T) {
 		t.Fatal("no fault was injected")
 	}
 	// The tag resolves, straight from the registry, to the complete image.
-	v := idopipe(t, nil, "verify-pull", "--full", "--registry-ca", stack.Registry.CAFile, "--digest", digest, stack.Registry.Host+"/faults/planner:0.7.0")
+	v := idopipe(t, env, "verify-pull", "--full", "--registry-ca", reg.CAFile, "--digest", digest, reg.Host+"/faults/planner:0.7.0")
 	if v.code != 0 {
 		t.Fatalf("verify after the faulty push:\n%s", v)
 	}
 	uploads := proxy.Count(http.MethodPost, "/v2/faults/planner/blobs/uploads/") + proxy.Count(http.MethodPatch, "/v2/faults/planner/blobs/uploads/")
-	r = idopipe(t, nil, args...)
+	r = idopipe(t, env, args...)
 	if r.code != 0 {
 		t.Fatalf("second push:\n%s", r)
 	}

@@ -323,17 +323,18 @@ func TestTokenCrossOwnerMount(t *testing.T) {
 // (401 invalid_token), the client fetches a new one and the push completes
 // and verifies.
 func TestTokenExpiresMidPush(t *testing.T) {
-	// Serial: the token lifetime is the registry's, for every test.
+	t.Parallel()
+	// The token lifetime is the registry's, for every client: this test
+	// shortens it on a registry of its own.
+	reg, env := ownRegistry(t)
 	dir, digest := randomLayout(t, 24<<20, 12)
-	prev := stack.Registry.SetTokenLifetime(time.Second)
-	t.Cleanup(func() { stack.Registry.SetTokenLifetime(prev) })
-	before := stack.Registry.TokenStats()
+	reg.SetTokenLifetime(time.Second)
+	before := reg.TokenStats()
 	start := time.Now()
-	r := idopipe(t, nil, "push", "--oci-layout", dir, "--digest", digest, "--version", "1", "--jobs", "1", "-o", "json",
-		"--registry", stack.Registry.Host, "--registry-ca", stack.Registry.CAFile, "--owner", "expiry")
+	r := idopipe(t, env, "push", "--oci-layout", dir, "--digest", digest, "--version", "1", "--jobs", "1", "-o", "json",
+		"--registry", reg.Host, "--registry-ca", reg.CAFile, "--owner", "expiry")
 	took := time.Since(start)
-	after := stack.Registry.TokenStats()
-	stack.Registry.SetTokenLifetime(prev)
+	after := reg.TokenStats()
 	if r.code != 0 {
 		t.Fatalf("push with expiring tokens:\n%s", r)
 	}
@@ -347,7 +348,7 @@ func TestTokenExpiresMidPush(t *testing.T) {
 	if err := json.Unmarshal([]byte(lastLine(r.stdout)), &res); err != nil || res.Result.Ref == "" {
 		t.Fatalf("push result: %v\n%s", err, r)
 	}
-	v := idopipe(t, nil, "verify-pull", "--full", "--registry-ca", stack.Registry.CAFile, "--digest", digest, stack.Registry.Host+"/expiry/planner:1")
+	v := idopipe(t, env, "verify-pull", "--full", "--registry-ca", reg.CAFile, "--digest", digest, reg.Host+"/expiry/planner:1")
 	if v.code != 0 {
 		t.Fatalf("verify the pushed image:\n%s", v)
 	}
