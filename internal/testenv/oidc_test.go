@@ -23,6 +23,7 @@ var fulcioGitHubClaims = []string{"job_workflow_ref", "sha", "event_name", "repo
 // JWKS verifies and that carries every claim Fulcio requires, and the
 // runner's request endpoint with GitHub's answers.
 func TestIssuer(t *testing.T) {
+	t.Parallel()
 	is, err := startIssuer()
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 // go-containerregistry, as idopipe does: distribution must accept the
 // tokens, and each refusal must be GHCR's.
 func TestRegistryTokenFlow(t *testing.T) {
+	t.Parallel()
 	NeedStack(t)
 	tools, err := ToolsDir()
 	if err != nil {

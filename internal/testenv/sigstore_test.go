@@ -30,6 +30,7 @@ import (
 // keyless against the instance and verifies by identity; gh verifies an
 // attestation cosign v3 made, offline, against the stack's trusted root.
 func TestSigstore(t *testing.T) {
+	t.Parallel()
 	NeedStack(t)
 	ctx := context.Background()
 	start := time.Now()

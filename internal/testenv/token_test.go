@@ -20,6 +20,7 @@ import (
 // TestTokenEndpoint: each of GHCR's reported answers of /token, request by
 // request, with no stack.
 func TestTokenEndpoint(t *testing.T) {
+	t.Parallel()
 	s, err := newTokenService(tokenIssuer, "127.0.0.1:5000")
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +127,7 @@ func TestTokenEndpoint(t *testing.T) {
 // TestTokenSignature: the JWT is EdDSA with kid = the key's RFC 7638
 // thumbprint, which distribution matches against its rootcertbundle.
 func TestTokenSignature(t *testing.T) {
+	t.Parallel()
 	s, err := newTokenService(tokenIssuer, "svc")
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +163,7 @@ func TestTokenSignature(t *testing.T) {
 // distribution (stood in here by a handler that answers as distribution's
 // token auth does).
 func TestTokenFront(t *testing.T) {
+	t.Parallel()
 	s, err := newTokenService(tokenIssuer, "svc")
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ func verifyArgs(t *testing.T, pub string) []string {
 // the provenance (cosign verify-attestation --type slsaprovenance); with
 // another key, cosign refuses.
 func TestCosignVerifiesIdopipe(t *testing.T) {
+	t.Parallel()
 	testenv.NeedStack(t)
 	ctx := context.Background()
 	s, _, dir := keyPair(t)
@@ -69,6 +70,7 @@ func TestCosignVerifiesIdopipe(t *testing.T) {
 // through the referrers tag fallback). cosign's own key pair (cosign
 // generate-key-pair) signs for idopipe as well.
 func TestIdopipeVerifiesCosign(t *testing.T) {
+	t.Parallel()
 	testenv.NeedStack(t)
 	ctx := context.Background()
 	_, k, dir := keyPair(t)

@@ -17,6 +17,7 @@ import (
 // on GHCR). It needs the pinned cosign3 and gh from the tools directory
 // ($IDOPIPE_TOOLS_BIN) and skips without them; no stack is started.
 func TestKeylessInteropTools(t *testing.T) {
+	t.Parallel()
 	dir := os.Getenv("IDOPIPE_TOOLS_BIN")
 	cosign3, gh := filepath.Join(dir, "cosign3"), filepath.Join(dir, "gh")
 	for _, p := range []string{cosign3, gh} {

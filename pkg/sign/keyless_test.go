@@ -145,6 +145,7 @@ const releaseSAN = "https://github.com/o/r/.github/workflows/release.yml@refs/ta
 // digest, what the certificate says and what was required; a rerun writes
 // nothing.
 func TestKeylessSignVerify(t *testing.T) {
+	t.Parallel()
 	for _, api := range []bool{true, false} {
 		mode := map[bool]string{true: "referrers API", false: "tag fallback"}[api]
 		t.Run(mode, func(t *testing.T) {
@@ -370,6 +371,7 @@ func bundleOf(t *testing.T, d name.Digest) []byte {
 // timestamp are refused (class Unsigned), each saying why; a keyed bundle
 // (as cosign v3 --key writes) verifies by key.
 func TestKeylessRefusals(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	reg := newMemRegistry(t, false)
 	f := newFakeSigstore(t)

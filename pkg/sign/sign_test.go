@@ -66,6 +66,7 @@ func wantClass(t *testing.T, err error, c fail.Class, words ...string) {
 // private key signs too; a public key is refused as a signing key and the
 // other way round.
 func TestKeys(t *testing.T) {
+	t.Parallel()
 	testenv.NeedStack(t)
 	dir := t.TempDir()
 	priv, pub, err := sign.Generate(dir, []byte(password), false)
@@ -125,6 +126,7 @@ func TestKeys(t *testing.T) {
 // added); each digest verifies, and the provenance says source, revision
 // and builder.
 func TestSignIndex(t *testing.T) {
+	t.Parallel()
 	testenv.NeedStack(t)
 	ctx := context.Background()
 	s, k, _ := keyPair(t)
@@ -202,6 +204,7 @@ func TestSignIndex(t *testing.T) {
 // another digest and a tampered signature are all refused, each with its
 // own words, class Unsigned, naming the image, the digest and the keys.
 func TestRefusals(t *testing.T) {
+	t.Parallel()
 	testenv.NeedStack(t)
 	ctx := context.Background()
 	s, k, _ := keyPair(t)
@@ -273,6 +276,7 @@ func TestRefusals(t *testing.T) {
 // the image unsigned, with a registry error that says so; a rerun
 // through a working registry completes the signature.
 func TestStoreFails(t *testing.T) {
+	t.Parallel()
 	testenv.NeedStack(t)
 	ctx := context.Background()
 	s, k, _ := keyPair(t)

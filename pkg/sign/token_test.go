@@ -21,6 +21,7 @@ import (
 // give one line of class Credentials naming the cause and the fix, and
 // never the token.
 func TestCheckToken(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFakeSigstore(t)
 	now := time.Now()
@@ -78,6 +79,7 @@ func TestCheckToken(t *testing.T) {
 
 // TestPolicyWording: what Policy.String and Identity.Validate say.
 func TestPolicyWording(t *testing.T) {
+	t.Parallel()
 	_, k, _ := keyPair(t)
 	id := sign.Identity{Owner: "o"}
 	for _, tc := range []struct {
@@ -134,6 +136,7 @@ func TestPolicyWording(t *testing.T) {
 // and what it answered, the image pushed but not signed; once the service
 // is back, a rerun completes the signatures and they verify.
 func TestServicesDown(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	reg := newMemRegistry(t, false)
 	f := newFakeSigstore(t)
