@@ -498,12 +498,13 @@ func randomLayout(t *testing.T, size int64, n int) (string, string) {
 	return dir, d.String()
 }
 
-// pushedImage releases the fixture once into a namespace of the test's
-// own (deleted again when the test ends) and returns the pushed reference
-// with its digest.
+// pushedImage builds, pushes and verifies the fixture (a release's stages
+// up to verify-pull, under the owner of a namespace of the test's own) and
+// returns the pushed reference with its digest. Nothing is deployed: the
+// tests deploy it themselves.
 func pushedImage(t *testing.T) string {
 	t.Helper()
-	r := idopipe(t, nil, releaseArgs(testNS(t, "setup"), "-o", "json")...)
+	r := idopipe(t, nil, releaseArgs(testNS(t, "setup"), "--to", "verify-pull", "-o", "json")...)
 	if r.code != 0 {
 		t.Fatalf("release:\n%s", r)
 	}
