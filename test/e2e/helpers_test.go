@@ -78,11 +78,21 @@ func setup(m *testing.M) (int, error) {
 	// Built as the release binaries and the action's install step build
 	// it (static, -trimpath): the action tests' build from source then
 	// finds every package in the Go build cache.
+	// It builds while the fixtures are written and the stack starts.
 	build := exec.Command("go", "build", "-trimpath", "-o", binary, mainPackage)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 1, fmt.Errorf("build idopipe: %v\n%s", err, out)
+	var buildOut bytes.Buffer
+	build.Stdout, build.Stderr = &buildOut, &buildOut
+	if err := build.Start(); err != nil {
+		return 1, fmt.Errorf("build idopipe: %w", err)
 	}
+	built := false
+	defer func() {
+		if !built {
+			_ = build.Process.Kill()
+			_ = build.Wait()
+		}
+	}()
 	if fixtures, err = testenv.Fixtures(); err != nil {
 		return 1, err
 	}
@@ -101,6 +111,10 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer stack.Stop()
 	fmt.Fprintf(os.Stderr, "e2e: stack up in %.1fs\n", time.Since(start).Seconds())
+	built = true
+	if err := build.Wait(); err != nil {
+		return 1, fmt.Errorf("build idopipe: %v\n%s", err, buildOut.Bytes())
+	}
 	return m.Run(), nil
 }
 
