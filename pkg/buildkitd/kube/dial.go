@@ -50,6 +50,9 @@ type Dialer struct {
 	Core      kubernetes.Interface
 	Namespace string
 	Name      string
+	// Platform is the platform of a per-platform builder's member
+	// (ForPlatforms), "" otherwise.
+	Platform string
 	// Notify is told, in one line, which Pod a connection goes to.
 	Notify func(string)
 }
@@ -76,7 +79,11 @@ func (d *Dialer) Dial(ctx context.Context, key string) (net.Conn, error) {
 		return nil, err
 	}
 	if d.Notify != nil {
-		d.Notify(fmt.Sprintf("building on %s, Pod %s", d, pod))
+		if d.Platform != "" {
+			d.Notify(fmt.Sprintf("building %s on %s, Pod %s", d.Platform, d, pod))
+		} else {
+			d.Notify(fmt.Sprintf("building on %s, Pod %s", d, pod))
+		}
 	}
 	return d.exec(ctx, pod)
 }
@@ -112,6 +119,54 @@ func (d *Dialer) Pods(ctx context.Context) ([]string, error) {
 	}
 	return nil, fail.New(fail.Daemon, "create it with `idopipe buildkit create --kubernetes -n "+d.Namespace+" "+d.Name+"`, or fix kube://NAMESPACE/NAME",
 		"no builder %s in namespace %s (no Pod labelled %s=%s)", d.Name, d.Namespace, LabelInstance, d.Name)
+}
+
+// ForPlatforms finds the builders of a per-platform builder (`buildkit
+// create --platform`) that build platforms, one Dialer each in the order
+// given, from its Pods' labels. nil, nil: the name has no per-platform
+// builders, and is one builder that builds every platform itself. A
+// platform without a builder of its own, or no platform named, is an
+// error saying which builders there are.
+func (d *Dialer) ForPlatforms(ctx context.Context, platforms []string) ([]*Dialer, error) {
+	list, err := d.Core.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(map[string]string{LabelSet: d.Name, LabelName: nameValue}).String()})
+	if err != nil {
+		return nil, d.explain(ctx, err, "list pods")
+	}
+	have := map[string]string{} // platform → member
+	for i := range list.Items {
+		p := &list.Items[i]
+		plat, member := p.Annotations[AnnotationPlatform], p.Labels[LabelInstance]
+		if p.DeletionTimestamp != nil || plat == "" || member == "" {
+			continue // a dropped platform's Pods go away
+		}
+		have[plat] = member
+	}
+	if len(have) == 0 {
+		return nil, nil
+	}
+	var names []string
+	for p := range have {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	if len(platforms) == 0 {
+		return nil, fail.New(fail.Usage, "name the platforms to build, one or more of "+strings.Join(names, ", "),
+			"builder %s builds each platform on a builder of its own (%s), and the build names no platform", d, strings.Join(names, ", "))
+	}
+	out := make([]*Dialer, 0, len(platforms))
+	for _, p := range platforms {
+		n, err := NormalizePlatform(p)
+		if err != nil {
+			return nil, err
+		}
+		member, ok := have[n]
+		if !ok {
+			return nil, fail.New(fail.Usage, fmt.Sprintf("add it: `idopipe buildkit create --kubernetes -n %s %s --platform %s --platform %s`", d.Namespace, d.Name, strings.Join(names, " --platform "), n),
+				"builder %s has no builder for platform %s (it builds %s)", d, n, strings.Join(names, ", "))
+		}
+		out = append(out, &Dialer{Config: d.Config, Core: d.Core, Namespace: d.Namespace, Name: member, Platform: n, Notify: d.Notify})
+	}
+	return out, nil
 }
 
 // choose picks the replica for key by rendezvous hashing over the Ready
