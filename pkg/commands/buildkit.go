@@ -152,11 +152,27 @@ lends them (never stored in the cluster); a registry with a private CA needs
 --builder-registry-ca, and one only the node reaches (e.g. on its 127.0.0.1)
 needs --host-network.
 
+With --platform (repeatable), create makes one builder per platform, as
+buildx's kubernetes driver does with one node per platform: NAME-linux-amd64,
+NAME-linux-arm64, … each with its own Deployment and ConfigMap, its Pods on
+nodes labelled kubernetes.io/os and kubernetes.io/arch of its platform (or
+--platform-node-selector PLATFORM=KEY=VALUE), its buildkitd serving that
+platform alone (--oci-worker-platform). A build on kube://NAMESPACE/NAME with
+--platform A,B then solves each platform on its own builder at once (each with
+its own replica choice and its own registry cache, :buildcache-OS-ARCH), and
+joins the platform images (and their provenance) into one image index. A
+rerun with fewer platforms deletes the dropped platforms' builders; one
+without --platform replaces the per-platform builders with one builder.
+
 The replicas are privileged unless --rootless. --dry-run -o yaml prints the
 objects without asking the cluster (deploy/buildkit/buildkitd.yaml is that).`,
 		Example: `  idopipe buildkit create --kubernetes -n buildkit --replicas 2 --requests cpu=1,memory=2Gi
   idopipe release --buildkit-host kube://buildkit/buildkitd ...
-  idopipe buildkit create --kubernetes -n buildkit --dry-run -o yaml > buildkitd.yaml`,
+  idopipe buildkit create --kubernetes -n buildkit --dry-run -o yaml > buildkitd.yaml
+
+  # arm64 natively on the arm64 nodes, amd64 on the amd64 ones, one index
+  idopipe buildkit create --kubernetes -n buildkit --platform linux/amd64,linux/arm64
+  idopipe release --buildkit-host kube://buildkit/buildkitd --platform linux/amd64,linux/arm64 ...`,
 		Args:        usageArgs(cobra.MaximumNArgs(1)),
 		Annotations: map[string]string{yamlOutput: "true"},
 		RunE: func(c *cobra.Command, args []string) error {
@@ -218,9 +234,16 @@ objects without asking the cluster (deploy/buildkit/buildkitd.yaml is that).`,
 				if err != nil {
 					return "", err
 				}
-				if o.Timeout == 0 {
+				switch {
+				case len(b.Platforms) > 0:
+					var parts []string
+					for _, m := range b.Platforms {
+						parts = append(parts, fmt.Sprintf("%s on %s %s (%d/%d replicas Ready)", m.Platform, m.Kind, m.Name, m.Ready, m.Replicas))
+					}
+					summary = fmt.Sprintf("builder %s, one builder per platform: %s; use --buildkit-host %s", b.Address, strings.Join(parts, ", "), b.Address)
+				case o.Timeout == 0:
 					summary = fmt.Sprintf("builder %s written (%s, %d replicas; not waited for): use --buildkit-host %s", b.Address, b.Kind, b.Replicas, b.Address)
-				} else {
+				default:
 					summary = fmt.Sprintf("builder %s ready: %s, %d/%d replicas (%s); use --buildkit-host %s", b.Address, b.Kind, b.Ready, b.Replicas, strings.Join(b.Pods, ", "), b.Address)
 				}
 				return fmt.Sprintf("%d/%d replicas ready", b.Ready, b.Replicas), nil
@@ -241,7 +264,8 @@ func newBuildKitRmCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rm --kubernetes [NAME]",
 		Short: "Remove a builder that `idopipe buildkit create --kubernetes` made, and nothing else",
-		Long: `rm deletes the builder's Deployment or StatefulSet and its ConfigMap, each only
+		Long: `rm deletes the builder's Deployment or StatefulSet and its ConfigMap (for a
+builder made with --platform, those of each platform's builder), each only
 if create wrote it (its labels say so), and waits until its Pods are gone.
 The claims of a --storage builder hold its cache and are kept (listed).`,
 		Args: usageArgs(cobra.MaximumNArgs(1)),

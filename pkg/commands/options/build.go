@@ -51,7 +51,7 @@ func (o *BuildOptions) AddFlags(fs *pflag.FlagSet, with BuildFlags) {
 	fs.StringToStringVar(&o.BuildArgs, "build-arg", nil, "build argument KEY=VALUE (repeatable)")
 	fs.StringVar(&o.Target, "target", "", "Dockerfile stage to build")
 	fs.StringToStringVar(&o.Contexts, "build-context", nil, "named build context: NAME (what FROM or COPY --from names, e.g. golang:1.24.6) = oci-layout:///DIR[:TAG][@sha256:…], DIR or docker-image://REF (repeatable)")
-	fs.StringSliceVar(&o.Platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (more than one makes an image index; default the daemon's)")
+	fs.StringSliceVar(&o.Platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (more than one makes an image index; default the daemon's; on a kube:// builder made with --platform, each on its own platform's builder)")
 	fs.StringVar(&o.SourceDateEpoch, "source-date-epoch", "", "SOURCE_DATE_EPOCH for reproducible images, seconds since 1970 (default the last commit's time in a git checkout; none to turn off)")
 	fs.StringVar(&o.Provenance, "provenance", "false", "attach BuildKit's SLSA provenance attestation: min, max or false")
 	fs.StringArrayVar(&o.Labels, "label", nil, "image label KEY=VALUE (repeatable); org.opencontainers.image.{source,revision,version,created} are filled from git")
