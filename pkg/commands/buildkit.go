@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -308,17 +309,24 @@ The claims of a --storage builder hold its cache and are kept (listed).`,
 	return cmd
 }
 
-// BuilderStatus is what `buildkit status --kubernetes` reports.
+// BuilderStatus is what `buildkit status --kubernetes` reports; for a
+// builder made with --platform, each platform's builder in Platforms.
 type BuilderStatus struct {
-	Address string   `json:"address"`
-	Pods    []string `json:"pods"` // Ready replicas
-	Version string   `json:"version"`
-	Workers int      `json:"workers"`
-	Connect float64  `json:"connectSeconds"` // exec stream up and the first answer
+	Address  string   `json:"address"`
+	Platform string   `json:"platform,omitempty"`
+	Pods     []string `json:"pods"` // Ready replicas
+	Version  string   `json:"version"`
+	Workers  int      `json:"workers"`
+	Connect  float64  `json:"connectSeconds"` // exec stream up and the first answer
+	// WorkerPlatforms are the platforms its workers build (a builder
+	// made with --platform: its own alone).
+	WorkerPlatforms []string        `json:"workerPlatforms,omitempty"`
+	Platforms       []BuilderStatus `json:"platforms,omitempty"`
 }
 
 // builderStatus connects to builder name through the API server (as a
-// build does) and asks BuildKit its version and workers.
+// build does) and asks BuildKit its version and workers; for a builder
+// made with --platform, each platform's builder.
 func builderStatus(ctx context.Context, env Env, g *options.GlobalOptions, k *options.KubeOptions, name string) error {
 	if err := k.Validate(); err != nil {
 		return finish(env, g, nil, "", nil, err)
@@ -333,28 +341,77 @@ func builderStatus(ctx context.Context, env Env, g *options.GlobalOptions, k *op
 		if err != nil {
 			return err
 		}
-		if st.Pods, err = d.Pods(ctx); err != nil {
-			return err
-		}
-		start := time.Now()
-		c, err := build.Connect(ctx, "", build.WithDialer(d))
+		members, err := d.Members(ctx)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		info, err := c.Info(ctx)
-		if err != nil {
-			return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not answer", st.Address)
+		if len(members) == 0 {
+			return askBuilder(ctx, d, &st)
 		}
-		workers, err := c.ListWorkers(ctx)
-		if err != nil {
-			return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not list its workers", st.Address)
+		for _, m := range members {
+			ms := BuilderStatus{Address: m.String(), Platform: m.Platform}
+			err := askBuilder(ctx, m, &ms)
+			st.Platforms = append(st.Platforms, ms)
+			if err != nil {
+				return err
+			}
+			st.Pods = append(st.Pods, ms.Pods...)
 		}
-		st.Connect = time.Since(start).Seconds()
-		st.Version, st.Workers = info.BuildkitVersion.Version, len(workers)
 		return nil
 	}()
 	summary := fmt.Sprintf("builder %s: BuildKit %s answers through the API server (connected in %.2fs), %d worker(s); Ready replicas: %s",
 		st.Address, st.Version, st.Connect, st.Workers, strings.Join(st.Pods, ", "))
+	if len(st.Platforms) > 0 {
+		var parts []string
+		for _, m := range st.Platforms {
+			parts = append(parts, fmt.Sprintf("%s on %s: BuildKit %s (connected in %.2fs, workers for %s), Ready replicas %s",
+				m.Platform, m.Address, m.Version, m.Connect, strings.Join(m.WorkerPlatforms, ", "), strings.Join(m.Pods, ", ")))
+		}
+		summary = fmt.Sprintf("builder %s, one builder per platform: %s", st.Address, strings.Join(parts, "; "))
+	}
 	return finish(env, g, nil, summary, st, err)
+}
+
+// askBuilder fills st from builder d: its Ready replicas, and BuildKit's
+// version and workers asked through the API server.
+func askBuilder(ctx context.Context, d *kube.Dialer, st *BuilderStatus) error {
+	var err error
+	if st.Pods, err = d.Pods(ctx); err != nil {
+		return err
+	}
+	start := time.Now()
+	c, err := build.Connect(ctx, "", build.WithDialer(d))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not answer", st.Address)
+	}
+	workers, err := c.ListWorkers(ctx)
+	if err != nil {
+		return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not list its workers", st.Address)
+	}
+	st.Connect = time.Since(start).Seconds()
+	st.Version, st.Workers = info.BuildkitVersion.Version, len(workers)
+	for _, w := range workers {
+		for _, p := range w.Platforms {
+			plat := platformString(p.OS, p.Architecture, p.Variant)
+			if n, err := kube.NormalizePlatform(plat); err == nil {
+				plat = n
+			}
+			if !slices.Contains(st.WorkerPlatforms, plat) {
+				st.WorkerPlatforms = append(st.WorkerPlatforms, plat)
+			}
+		}
+	}
+	return nil
+}
+
+func platformString(os, arch, variant string) string {
+	if variant != "" {
+		return os + "/" + arch + "/" + variant
+	}
+	return os + "/" + arch
 }

@@ -145,6 +145,25 @@ func TestKubePlatformBuilders(t *testing.T) {
 		t.Errorf("the arm64 builder's buildkitd args: %s", args)
 	}
 
+	// status asks each platform's buildkitd through the API server: the
+	// arm64 one's worker serves linux/arm64 alone (`buildctl debug workers`).
+	st := idopipe(t, nil, "buildkit", "status", "--kubernetes", "-n", bns, bname, "-o", "json")
+	var members []struct {
+		Address         string   `json:"address"`
+		Platform        string   `json:"platform"`
+		WorkerPlatforms []string `json:"workerPlatforms"`
+		Pods            []string `json:"pods"`
+	}
+	if err := jsonField(st, "platforms", &members); st.code != 0 || err != nil || len(members) != 2 {
+		t.Fatalf("status: %v\n%s", err, st)
+	}
+	for _, m := range members {
+		if m.Address != host+"-"+strings.ReplaceAll(m.Platform, "/", "-") || strings.Join(m.WorkerPlatforms, ",") != m.Platform || len(m.Pods) != 1 {
+			t.Errorf("status of %s: %+v", m.Platform, m)
+		}
+	}
+	t.Logf("status: %+v", members)
+
 	src := platformSource(t)
 	release := func(extra ...string) result {
 		args := withArg(releaseArgs(ns, "--buildkit-host", host, "--platform", "linux/amd64,linux/arm64", "--to", "verify-pull", "-o", "json"), "--source", src)

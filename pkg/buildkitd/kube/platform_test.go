@@ -163,6 +163,10 @@ func TestForPlatforms(t *testing.T) {
 	if fail.ClassOf(err) != fail.Usage || !strings.Contains(err.Error(), "names no platform") {
 		t.Errorf("no platform: %v", err)
 	}
+	ms, err := d.Members(ctx)
+	if err != nil || len(ms) != 2 || ms[0].Platform != "linux/amd64" || ms[1].Name != "bk-linux-arm64" {
+		t.Errorf("members %v %v", ms, err)
+	}
 	plain := &Dialer{Config: &rest.Config{}, Core: core, Namespace: "ci", Name: "plain"}
 	if got, err := plain.ForPlatforms(ctx, []string{"linux/amd64", "linux/arm64"}); got != nil || err != nil {
 		t.Errorf("a plain builder routed: %v %v", got, err)
