@@ -138,7 +138,7 @@ const CacheNone = "none"
 
 const cacheDefaultHelp = "Default with a kube:// builder and no --cache-from, --cache-to or --no-cache: " +
 	"both type=registry,ref=REGISTRY/OWNER/IMAGE-NAME:buildcache,mode=max (the GitHub Action's cache), " +
-	"so any replica starts warm; any --cache-from or --cache-to replaces it, and none alone turns it off"
+	"so any replica starts warm (a builder made with --platform: each platform its own tag, :buildcache-OS-ARCH); any --cache-from or --cache-to replaces it, and none alone turns it off"
 
 func withoutNone(list []string) []string {
 	if len(list) == 1 && list[0] == CacheNone {
