@@ -158,7 +158,7 @@ buildx's kubernetes driver does with one node per platform: NAME-linux-amd64,
 NAME-linux-arm64, … each with its own Deployment and ConfigMap, its Pods on
 nodes labelled kubernetes.io/os and kubernetes.io/arch of its platform (or
 --platform-node-selector PLATFORM=KEY=VALUE), its buildkitd serving that
-platform alone (--oci-worker-platform). A build on kube://NAMESPACE/NAME with
+platform as its worker's (--oci-worker-platform). A build on kube://NAMESPACE/NAME with
 --platform A,B then solves each platform on its own builder at once (each with
 its own replica choice and its own registry cache, :buildcache-OS-ARCH), and
 joins the platform images (and their provenance) into one image index. A
@@ -318,8 +318,9 @@ type BuilderStatus struct {
 	Version  string   `json:"version"`
 	Workers  int      `json:"workers"`
 	Connect  float64  `json:"connectSeconds"` // exec stream up and the first answer
-	// WorkerPlatforms are the platforms its workers build (a builder
-	// made with --platform: its own alone).
+	// WorkerPlatforms are the platforms its workers build, as `buildctl
+	// debug workers` lists them: the worker's own first (a builder made
+	// with --platform: that platform), then what its node can run.
 	WorkerPlatforms []string        `json:"workerPlatforms,omitempty"`
 	Platforms       []BuilderStatus `json:"platforms,omitempty"`
 }
@@ -364,8 +365,12 @@ func builderStatus(ctx context.Context, env Env, g *options.GlobalOptions, k *op
 	if len(st.Platforms) > 0 {
 		var parts []string
 		for _, m := range st.Platforms {
-			parts = append(parts, fmt.Sprintf("%s on %s: BuildKit %s (connected in %.2fs, workers for %s), Ready replicas %s",
-				m.Platform, m.Address, m.Version, m.Connect, strings.Join(m.WorkerPlatforms, ", "), strings.Join(m.Pods, ", ")))
+			own := ""
+			if len(m.WorkerPlatforms) > 0 {
+				own = m.WorkerPlatforms[0]
+			}
+			parts = append(parts, fmt.Sprintf("%s on %s: BuildKit %s (connected in %.2fs, worker platform %s), Ready replicas %s",
+				m.Platform, m.Address, m.Version, m.Connect, own, strings.Join(m.Pods, ", ")))
 		}
 		summary = fmt.Sprintf("builder %s, one builder per platform: %s", st.Address, strings.Join(parts, "; "))
 	}

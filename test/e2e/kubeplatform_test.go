@@ -69,8 +69,9 @@ func platformStepCached(progress, platform string) bool {
 //
 // The stack has one node, an amd64 one. The arm64 builder is placed on it
 // by overriding its node selector (--platform-node-selector
-// linux/arm64=kubernetes.io/arch=amd64): its buildkitd serves linux/arm64
-// alone (--oci-worker-platform), and a Dockerfile without a RUN step needs
+// linux/arm64=kubernetes.io/arch=amd64): its buildkitd's worker is
+// configured for linux/arm64 (--oci-worker-platform), and a Dockerfile
+// without a RUN step needs
 // no arm64 CPU (COPY and the export run in buildkitd itself), so the arm64
 // image is really produced by that builder, in its own Pod, with its
 // config's architecture arm64. What this proves: the creation, placement
@@ -146,7 +147,8 @@ func TestKubePlatformBuilders(t *testing.T) {
 	}
 
 	// status asks each platform's buildkitd through the API server: the
-	// arm64 one's worker serves linux/arm64 alone (`buildctl debug workers`).
+	// arm64 one's worker has linux/arm64 as its platform (`buildctl debug
+	// workers`), though its node is amd64.
 	st := idopipe(t, nil, "buildkit", "status", "--kubernetes", "-n", bns, bname, "-o", "json")
 	var members []struct {
 		Address         string   `json:"address"`
@@ -158,7 +160,9 @@ func TestKubePlatformBuilders(t *testing.T) {
 		t.Fatalf("status: %v\n%s", err, st)
 	}
 	for _, m := range members {
-		if m.Address != host+"-"+strings.ReplaceAll(m.Platform, "/", "-") || strings.Join(m.WorkerPlatforms, ",") != m.Platform || len(m.Pods) != 1 {
+		// BuildKit lists the worker's own platform first, then what the
+		// node's CPU (and any emulator) can run.
+		if m.Address != host+"-"+strings.ReplaceAll(m.Platform, "/", "-") || len(m.WorkerPlatforms) == 0 || m.WorkerPlatforms[0] != m.Platform || len(m.Pods) != 1 {
 			t.Errorf("status of %s: %+v", m.Platform, m)
 		}
 	}
@@ -182,7 +186,7 @@ func TestKubePlatformBuilders(t *testing.T) {
 	}
 	t.Log(grepLine(first.stderr, "with its own build cache"))
 	// Each solve ran in its own builder's Pod: its buildkitd (--debug)
-	// logged the session, the arm64 one serving linux/arm64 alone.
+	// logged the session, the arm64 one's worker configured for linux/arm64.
 	for p, where := range on {
 		log := builderLog(t, bns, where[1])
 		if !strings.Contains(log, "session started") {
@@ -190,7 +194,7 @@ func TestKubePlatformBuilders(t *testing.T) {
 		}
 		w := grepLine(log, "found worker")
 		if !strings.Contains(w, "platforms=["+p+"]") {
-			t.Errorf("builder Pod %s's worker does not serve %s alone: %s", where[1], p, w)
+			t.Errorf("builder Pod %s's worker is not configured for %s: %s", where[1], p, w)
 		}
 		t.Logf("%s: %s", where[1], w)
 	}

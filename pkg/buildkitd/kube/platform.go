@@ -14,7 +14,7 @@ import (
 // as buildx's kubernetes driver makes with one node per platform: builder
 // NAME's builder for linux/arm64 is NAME-linux-arm64, on nodes labelled
 // kubernetes.io/os=linux and kubernetes.io/arch=arm64, its buildkitd
-// serving that platform alone (--oci-worker-platform). Its objects and
+// with that platform as its worker's (--oci-worker-platform). Its objects and
 // Pods carry LabelSet=NAME and LabelPlatform, and its Pods
 // AnnotationPlatform (the platform as written), which is how a build finds
 // them with nothing more than list on pods.
