@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -269,11 +268,4 @@ func (u *unit) builtOn(r *Result) {
 	for i := range r.Images {
 		r.Images[i].Builder, r.Images[i].Replica = u.dialer.String(), u.replica
 	}
-}
-
-func (u *unit) String() string {
-	if u.part {
-		return fmt.Sprintf("%s:%s for %s", u.plan.spec.Name, u.plan.spec.Version, u.plan.label)
-	}
-	return u.plan.spec.Name + ":" + u.plan.spec.Version
 }
