@@ -54,7 +54,9 @@ func (r *router) Route(_ context.Context, platforms []string) ([]build.Dialer, e
 // before any connection.
 func TestPlatformRouter(t *testing.T) {
 	testenv.NeedStack(t)
-	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY Dockerfile /Dockerfile\n"})
+	// Both "builders" are the stack's one buildkitd: a step alike for both
+	// platforms would be one vertex, shown once; TARGETARCH makes two.
+	dir := writeFiles(t, map[string]string{"Dockerfile": "FROM scratch\nARG TARGETARCH\nCOPY Dockerfile /Dockerfile-$TARGETARCH\n"})
 	r := &router{builders: map[string]*namedDialer{"linux/amd64": {name: "test://amd64"}, "linux/arm64": {name: "test://arm64"}}}
 	s := spec(t, dir)
 	s.Platforms = []string{"linux/arm64,linux/amd64"}
@@ -109,7 +111,7 @@ func TestPlatformRouter(t *testing.T) {
 		t.Errorf("index.json has %d entries named %s:%s:\n%+v", named, s.Name, s.Version, root.Manifests)
 	}
 	for _, p := range []string{"linux/amd64", "linux/arm64"} {
-		if !strings.Contains(out, "["+p+"] [1/1] COPY Dockerfile") {
+		if !strings.Contains(out, "["+p+"] [1/1] COPY Dockerfile /Dockerfile-"+strings.TrimPrefix(p, "linux/")) {
 			t.Errorf("progress does not label %s's steps:\n%s", p, out)
 		}
 	}
