@@ -157,8 +157,8 @@ With --platform (repeatable), create makes one builder per platform, as
 buildx's kubernetes driver does with one node per platform: NAME-linux-amd64,
 NAME-linux-arm64, … each with its own Deployment and ConfigMap, its Pods on
 nodes labelled kubernetes.io/os and kubernetes.io/arch of its platform (or
---platform-node-selector PLATFORM=KEY=VALUE), its buildkitd serving that
-platform as its worker's (--oci-worker-platform). A build on kube://NAMESPACE/NAME with
+--platform-node-selector PLATFORM=KEY=VALUE), its buildkitd's worker set to
+that platform (--oci-worker-platform). A build on kube://NAMESPACE/NAME with
 --platform A,B then solves each platform on its own builder at once (each with
 its own replica choice and its own registry cache, :buildcache-OS-ARCH), and
 joins the platform images (and their provenance) into one image index. A
