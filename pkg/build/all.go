@@ -37,6 +37,12 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 		}
 		seen[key] = true
 	}
+	// Where each spec's platforms are built, before anything is planned
+	// or solved: a platform without a builder stops the build here.
+	routes, err := o.routes(ctx, specs)
+	if err != nil {
+		return nil, err
+	}
 	var stores layoutStores
 	succeeded := false
 	defer func() {
@@ -45,33 +51,34 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 		}
 		stores.unlock()
 	}()
-	plans := make([]*plan, len(specs))
-	for i, s := range specs {
-		store, err := stores.get(ctx, s.Layout)
-		if err != nil {
-			return nil, err
-		}
-		if plans[i], err = s.plan(ctx, o, store); err != nil {
-			return nil, err
-		}
-	}
-	c, err := o.connect(ctx, routingKey(specs))
+	units, err := o.units(ctx, specs, routes, &stores)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	clients, err := o.connectAll(ctx, specs, units)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
 	disp, err := startDisplay(ctx, o.progress, o.mode)
 	if err != nil {
 		return nil, err
 	}
 
-	results := make([]Result, len(plans))
-	errs := make([]error, len(plans))
+	errs := make([]error, len(units))
 	eg, ectx := errgroup.WithContext(ctx)
 	fwd := errgroup.Group{}
-	for i, p := range plans {
+	for i, u := range units {
 		eg.Go(func() error {
-			results[i], errs[i] = p.run(ectx, c, disp, &fwd)
+			if u.part {
+				errs[i] = u.plan.runPart(ectx, u, disp, &fwd)
+			} else {
+				u.res, errs[i] = u.plan.run(ectx, u.client, disp, &fwd)
+			}
 			return errs[i]
 		})
 	}
@@ -95,6 +102,24 @@ func BuildAll(ctx context.Context, specs []Spec, opts ...Option) ([]Result, erro
 		}
 		return nil, err
 	}
+	results := make([]Result, len(specs))
+	parts := make([][]*unit, len(specs))
+	for _, u := range units {
+		if u.part {
+			parts[u.spec] = append(parts[u.spec], u)
+			continue
+		}
+		u.builtOn(&u.res)
+		results[u.spec] = u.res
+	}
+	for i, ps := range parts {
+		if len(ps) == 0 {
+			continue
+		}
+		if results[i], err = joinParts(specs[i], ps); err != nil {
+			return nil, err
+		}
+	}
 	succeeded = true
 	return results, nil
 }
@@ -114,32 +139,8 @@ func routingKey(specs []Spec) string {
 // run builds p: with a probe first when that can spare the export (see
 // export.go), else in one solve.
 func (p *plan) run(ctx context.Context, c *bkclient.Client, disp *display, fwd *errgroup.Group) (Result, error) {
-	// solve runs opt; the display leaves out the steps shown has shown.
 	solve := func(opt bkclient.SolveOpt, shown *recorder) (*bkclient.SolveResponse, *recorder, error) {
-		once := func() (*bkclient.SolveResponse, *recorder, error) {
-			rec := newRecorder()
-			ch := make(chan *bkclient.SolveStatus)
-			fwd.Go(func() error { rec.forward(ch, disp, shown); return nil })
-			resp, err := c.Solve(ctx, nil, opt, ch) // closes ch
-			return resp, rec, err
-		}
-		resp, rec, err := once()
-		if err != nil && partialIngest(err) && ctx.Err() == nil {
-			// An earlier build, interrupted while BuildKit copied a layer
-			// from an OCI layout, left a partial copy that BuildKit cannot
-			// resume. Its content garbage collection drops it; then the
-			// build can start over.
-			if gcErr := collectGarbage(ctx, c); gcErr != nil {
-				err = fmt.Errorf("%w (clearing it by BuildKit's garbage collection failed too: %v)", err, gcErr)
-			} else {
-				disp.note("[idopipe] cleared a partial layer copy left by an interrupted build; building again")
-				resp, rec, err = once()
-			}
-		}
-		if err != nil {
-			return nil, rec, explain(ctx, p.spec, rec, p.auth, err)
-		}
-		return resp, rec, nil
+		return p.solveOn(ctx, c, disp, fwd, opt, shown)
 	}
 	if !p.probeable() {
 		resp, rec, err := solve(p.solve, nil)
@@ -165,6 +166,56 @@ func (p *plan) run(ctx context.Context, c *bkclient.Client, disp *display, fwd *
 	// The steps are counted in the probe: the export's solve finds every
 	// one of them cached.
 	return p.result(resp, rec, key)
+}
+
+// runPart builds u, one platform of a build split across builders, on its
+// builder and exports it into the layout without recording it there: the
+// join of the parts is what index.json gets.
+func (p *plan) runPart(ctx context.Context, u *unit, disp *display, fwd *errgroup.Group) error {
+	if refs := p.registryCaches(); len(refs) > 0 {
+		disp.note(fmt.Sprintf("[idopipe] %s builds on %s with its own build cache %s", p.label, u.dialer, strings.Join(refs, ", ")))
+	}
+	resp, rec, err := p.solveOn(ctx, u.client, disp, fwd, p.solve, nil)
+	if err != nil {
+		return err
+	}
+	if u.desc, err = p.descriptor(resp); err != nil {
+		return err
+	}
+	if n := resp.ExporterResponse[exptypes.ExporterImageNameKey]; n != "" {
+		u.names = strings.Split(n, ",")
+	}
+	u.res.Steps, u.res.Cached = rec.counts(p.spec.NoCache)
+	u.res.CacheErrors = rec.cacheErrors()
+	return nil
+}
+
+// solveOn runs opt on c; the display leaves out the steps shown has shown.
+func (p *plan) solveOn(ctx context.Context, c *bkclient.Client, disp *display, fwd *errgroup.Group, opt bkclient.SolveOpt, shown *recorder) (*bkclient.SolveResponse, *recorder, error) {
+	once := func() (*bkclient.SolveResponse, *recorder, error) {
+		rec := newRecorder()
+		ch := make(chan *bkclient.SolveStatus)
+		fwd.Go(func() error { rec.forward(ch, disp, shown, p.label); return nil })
+		resp, err := c.Solve(ctx, nil, opt, ch) // closes ch
+		return resp, rec, err
+	}
+	resp, rec, err := once()
+	if err != nil && partialIngest(err) && ctx.Err() == nil {
+		// An earlier build, interrupted while BuildKit copied a layer
+		// from an OCI layout, left a partial copy that BuildKit cannot
+		// resume. Its content garbage collection drops it; then the
+		// build can start over.
+		if gcErr := collectGarbage(ctx, c); gcErr != nil {
+			err = fmt.Errorf("%w (clearing it by BuildKit's garbage collection failed too: %v)", err, gcErr)
+		} else {
+			disp.note("[idopipe] cleared a partial layer copy left by an interrupted build; building again")
+			resp, rec, err = once()
+		}
+	}
+	if err != nil {
+		return nil, rec, explain(ctx, p.spec, rec, p.auth, err)
+	}
+	return resp, rec, nil
 }
 
 // partialIngest tells BuildKit's failure to resume a partial layer copy

@@ -98,14 +98,16 @@ func (o options) resolveAddress(ctx context.Context) (string, error) {
 func Connect(ctx context.Context, addr string, opts ...Option) (*bkclient.Client, error) {
 	o := newOptions(opts)
 	if o.dialer != nil {
-		return dial(ctx, o.dialer, "")
+		c, _, err := dial(ctx, o.dialer, "")
+		return c, err
 	}
 	return connect(ctx, addr, o.tls)
 }
 
 func (o options) connect(ctx context.Context, key string) (*bkclient.Client, error) {
 	if o.dialer != nil {
-		return dial(ctx, o.dialer, key)
+		c, _, err := dial(ctx, o.dialer, key)
+		return c, err
 	}
 	addr, err := o.resolveAddress(ctx)
 	if err != nil {
@@ -150,10 +152,14 @@ func connect(ctx context.Context, addr string, t TLS) (*bkclient.Client, error) 
 // dial opens a client whose connections d makes. The first is made here,
 // so that its failure (no Ready daemon, no permission) is returned as d
 // said it; gRPC makes later ones (after a lost connection) through d too.
-func dial(ctx context.Context, d Dialer, key string) (*bkclient.Client, error) {
+// replica is the first connection's remote address (which of d's daemons).
+func dial(ctx context.Context, d Dialer, key string) (_ *bkclient.Client, replica string, _ error) {
 	first, err := d.Dial(ctx, key)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	if a := first.RemoteAddr(); a != nil {
+		replica = a.String()
 	}
 	var once sync.Once
 	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
@@ -167,18 +173,18 @@ func dial(ctx context.Context, d Dialer, key string) (*bkclient.Client, error) {
 	c, err := bkclient.New(ctx, "", bkclient.WithContextDialer(dialer),
 		bkclient.WithGRPCDialOption(grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout})))
 	if err != nil {
-		return nil, fail.Wrap(fail.Daemon, unwrapGRPC(err), "", "cannot reach BuildKit at %s", d)
+		return nil, "", fail.Wrap(fail.Daemon, unwrapGRPC(err), "", "cannot reach BuildKit at %s", d)
 	}
 	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := c.Info(ictx); err != nil {
 		c.Close()
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, "", ctx.Err()
 		}
-		return nil, fail.Wrap(fail.Daemon, unwrapGRPC(err), "check the builder's Pods and their logs", "cannot reach BuildKit at %s", d)
+		return nil, "", fail.Wrap(fail.Daemon, unwrapGRPC(err), "check the builder's Pods and their logs", "cannot reach BuildKit at %s", d)
 	}
-	return c, nil
+	return c, replica, nil
 }
 
 // lostConnection tells whether a solve failed because the connection to

@@ -5,7 +5,10 @@
 // BuildKit client (one connection to one daemon), each in its own build
 // session, into one or more layouts. Both stream BuildKit's own progress
 // display and return, per image, the digest, the platform images and the
-// attestation manifests apart; publish takes it from there.
+// attestation manifests apart; publish takes it from there. On a
+// PlatformRouter (BuildKit in a cluster with a builder per platform) a
+// multi-platform build is solved per platform, each on its own builder,
+// and the platform images are joined into one index.
 //
 // The files follow the concerns, each with at most one small interface:
 //
@@ -23,6 +26,8 @@
 //	contexts.go      named build contexts (OCI layouts, directories), any image form
 //	layout.go        the OCI layout written to, shared by concurrent builds
 //	export.go        an unchanged rebuild's export skipped (probe, export key)
+//	route.go         a build's platforms on their own builders (PlatformRouter)
+//	join.go          the platform exports joined into one image index
 //	progress.go      --progress modes and the status recorder (steps, cached, logs)
 //	errors.go        one-line errors: the failing step and its output, FILE:LINE
 package build

@@ -132,8 +132,10 @@ func newRecorder() *recorder {
 // forward records every status from in and shows it on d (nil: none),
 // but for the vertices named as those shown recorded: a solve repeating
 // another's steps (the export after a probe, its vertices' digests other
-// as its session is) shows only what is new.
-func (r *recorder) forward(in <-chan *bkclient.SolveStatus, d *display, shown *recorder) {
+// as its session is) shows only what is new. With a label (the platform
+// of one platform's solve of a build split across builders) each step's
+// name starts with "[label] ".
+func (r *recorder) forward(in <-chan *bkclient.SolveStatus, d *display, shown *recorder, label string) {
 	hide := map[digest.Digest]bool{}
 	for s := range in {
 		r.record(s)
@@ -141,9 +143,25 @@ func (r *recorder) forward(in <-chan *bkclient.SolveStatus, d *display, shown *r
 			s = shown.unseen(s, hide)
 		}
 		if d != nil && s != nil {
-			d.send(s)
+			d.send(labelled(s, label))
 		}
 	}
+}
+
+// labelled is s with "[label] " before each vertex's name (s itself
+// without a label); s is left as it is.
+func labelled(s *bkclient.SolveStatus, label string) *bkclient.SolveStatus {
+	if label == "" || len(s.Vertexes) == 0 {
+		return s
+	}
+	out := *s
+	out.Vertexes = make([]*bkclient.Vertex, len(s.Vertexes))
+	for i, v := range s.Vertexes {
+		c := *v
+		c.Name = "[" + label + "] " + v.Name
+		out.Vertexes[i] = &c
+	}
+	return &out
 }
 
 // unseen is s without the vertices named as one r recorded, remembered in

@@ -32,6 +32,9 @@ type plan struct {
 	epoch  string
 	layout *layoutStore
 	auth   *authServer
+	// label is the platform of one platform's part of a build split
+	// across builders: its progress shows it.
+	label string
 }
 
 // plan turns s into a SolveOpt for the Dockerfile frontend, exporting to
@@ -159,18 +162,9 @@ func (s Spec) plan(ctx context.Context, o options, store *layoutStore) (*plan, e
 // (export.go) when there is one.
 func (p *plan) result(resp *bkclient.SolveResponse, rec *recorder, key string) (Result, error) {
 	s := p.spec
-	dgst := resp.ExporterResponse[exptypes.ExporterImageDigestKey]
-	descB64 := resp.ExporterResponse[exptypes.ExporterImageDescriptorKey]
-	if dgst == "" || descB64 == "" {
-		return Result{}, fail.New(fail.Build, "", "BuildKit reported no image digest for %s:%s", s.Name, s.Version)
-	}
-	raw, err := base64.StdEncoding.DecodeString(descB64)
+	desc, err := p.descriptor(resp)
 	if err != nil {
-		return Result{}, fail.Wrap(fail.Build, err, "", "BuildKit reported a bad image descriptor for %s:%s", s.Name, s.Version)
-	}
-	var desc descriptor
-	if err := json.Unmarshal(raw, &desc); err != nil {
-		return Result{}, fail.Wrap(fail.Build, err, "", "BuildKit reported a bad image descriptor for %s:%s", s.Name, s.Version)
+		return Result{}, err
 	}
 	if key != "" {
 		if desc.Annotations == nil {
@@ -186,6 +180,25 @@ func (p *plan) result(resp *bkclient.SolveResponse, rec *recorder, key string) (
 		return Result{}, err
 	}
 	return p.finish(desc, rec)
+}
+
+// descriptor is the exported image's descriptor, as BuildKit reported it.
+func (p *plan) descriptor(resp *bkclient.SolveResponse) (descriptor, error) {
+	s := p.spec
+	dgst := resp.ExporterResponse[exptypes.ExporterImageDigestKey]
+	descB64 := resp.ExporterResponse[exptypes.ExporterImageDescriptorKey]
+	if dgst == "" || descB64 == "" {
+		return descriptor{}, fail.New(fail.Build, "", "BuildKit reported no image digest for %s:%s", s.Name, s.Version)
+	}
+	raw, err := base64.StdEncoding.DecodeString(descB64)
+	if err != nil {
+		return descriptor{}, fail.Wrap(fail.Build, err, "", "BuildKit reported a bad image descriptor for %s:%s", s.Name, s.Version)
+	}
+	var desc descriptor
+	if err := json.Unmarshal(raw, &desc); err != nil {
+		return descriptor{}, fail.Wrap(fail.Build, err, "", "BuildKit reported a bad image descriptor for %s:%s", s.Name, s.Version)
+	}
+	return desc, nil
 }
 
 // finish describes the image desc in the layout.

@@ -83,6 +83,12 @@ type Result struct {
 type Image struct {
 	Platform string `json:"platform"` // os/arch[/variant]
 	Digest   string `json:"digest"`
+	// Builder is the daemon that built it when the build dialed one (a
+	// builder in a cluster: kube://NAMESPACE/NAME, for a builder per
+	// platform NAME-OS-ARCH), and Replica which of its replicas
+	// (NAMESPACE/POD).
+	Builder string `json:"builder,omitempty"`
+	Replica string `json:"replica,omitempty"`
 }
 
 // Attestation is an attestation manifest and the image it is about.

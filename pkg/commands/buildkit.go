@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,11 +153,27 @@ lends them (never stored in the cluster); a registry with a private CA needs
 --builder-registry-ca, and one only the node reaches (e.g. on its 127.0.0.1)
 needs --host-network.
 
+With --platform (repeatable), create makes one builder per platform, as
+buildx's kubernetes driver does with one node per platform: NAME-linux-amd64,
+NAME-linux-arm64, … each with its own Deployment and ConfigMap, its Pods on
+nodes labelled kubernetes.io/os and kubernetes.io/arch of its platform (or
+--platform-node-selector PLATFORM=KEY=VALUE), its buildkitd's worker set to
+that platform (--oci-worker-platform). A build on kube://NAMESPACE/NAME with
+--platform A,B then solves each platform on its own builder at once (each with
+its own replica choice and its own registry cache, :buildcache-OS-ARCH), and
+joins the platform images (and their provenance) into one image index. A
+rerun with fewer platforms deletes the dropped platforms' builders; one
+without --platform replaces the per-platform builders with one builder.
+
 The replicas are privileged unless --rootless. --dry-run -o yaml prints the
 objects without asking the cluster (deploy/buildkit/buildkitd.yaml is that).`,
 		Example: `  idopipe buildkit create --kubernetes -n buildkit --replicas 2 --requests cpu=1,memory=2Gi
   idopipe release --buildkit-host kube://buildkit/buildkitd ...
-  idopipe buildkit create --kubernetes -n buildkit --dry-run -o yaml > buildkitd.yaml`,
+  idopipe buildkit create --kubernetes -n buildkit --dry-run -o yaml > buildkitd.yaml
+
+  # arm64 natively on the arm64 nodes, amd64 on the amd64 ones, one index
+  idopipe buildkit create --kubernetes -n buildkit --platform linux/amd64,linux/arm64
+  idopipe release --buildkit-host kube://buildkit/buildkitd --platform linux/amd64,linux/arm64 ...`,
 		Args:        usageArgs(cobra.MaximumNArgs(1)),
 		Annotations: map[string]string{yamlOutput: "true"},
 		RunE: func(c *cobra.Command, args []string) error {
@@ -218,9 +235,16 @@ objects without asking the cluster (deploy/buildkit/buildkitd.yaml is that).`,
 				if err != nil {
 					return "", err
 				}
-				if o.Timeout == 0 {
+				switch {
+				case len(b.Platforms) > 0:
+					var parts []string
+					for _, m := range b.Platforms {
+						parts = append(parts, fmt.Sprintf("%s on %s %s (%d/%d replicas Ready)", m.Platform, m.Kind, m.Name, m.Ready, m.Replicas))
+					}
+					summary = fmt.Sprintf("builder %s, one builder per platform: %s; use --buildkit-host %s", b.Address, strings.Join(parts, ", "), b.Address)
+				case o.Timeout == 0:
 					summary = fmt.Sprintf("builder %s written (%s, %d replicas; not waited for): use --buildkit-host %s", b.Address, b.Kind, b.Replicas, b.Address)
-				} else {
+				default:
 					summary = fmt.Sprintf("builder %s ready: %s, %d/%d replicas (%s); use --buildkit-host %s", b.Address, b.Kind, b.Ready, b.Replicas, strings.Join(b.Pods, ", "), b.Address)
 				}
 				return fmt.Sprintf("%d/%d replicas ready", b.Ready, b.Replicas), nil
@@ -241,7 +265,8 @@ func newBuildKitRmCommand(env Env, g *options.GlobalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rm --kubernetes [NAME]",
 		Short: "Remove a builder that `idopipe buildkit create --kubernetes` made, and nothing else",
-		Long: `rm deletes the builder's Deployment or StatefulSet and its ConfigMap, each only
+		Long: `rm deletes the builder's Deployment or StatefulSet and its ConfigMap (for a
+builder made with --platform, those of each platform's builder), each only
 if create wrote it (its labels say so), and waits until its Pods are gone.
 The claims of a --storage builder (state-NAME-0, state-NAME-1, ...) hold its
 cache and are kept, and listed: a later create of the same name and storage
@@ -287,17 +312,25 @@ class takes them back, cache and all. Free them with
 	return cmd
 }
 
-// BuilderStatus is what `buildkit status --kubernetes` reports.
+// BuilderStatus is what `buildkit status --kubernetes` reports; for a
+// builder made with --platform, each platform's builder in Platforms.
 type BuilderStatus struct {
-	Address string   `json:"address"`
-	Pods    []string `json:"pods"` // Ready replicas
-	Version string   `json:"version"`
-	Workers int      `json:"workers"`
-	Connect float64  `json:"connectSeconds"` // exec stream up and the first answer
+	Address  string   `json:"address"`
+	Platform string   `json:"platform,omitempty"`
+	Pods     []string `json:"pods"` // Ready replicas
+	Version  string   `json:"version"`
+	Workers  int      `json:"workers"`
+	Connect  float64  `json:"connectSeconds"` // exec stream up and the first answer
+	// WorkerPlatforms are the platforms its workers build, as `buildctl
+	// debug workers` lists them: the worker's own first (a builder made
+	// with --platform: that platform), then what its node can run.
+	WorkerPlatforms []string        `json:"workerPlatforms,omitempty"`
+	Platforms       []BuilderStatus `json:"platforms,omitempty"`
 }
 
 // builderStatus connects to builder name through the API server (as a
-// build does) and asks BuildKit its version and workers.
+// build does) and asks BuildKit its version and workers; for a builder
+// made with --platform, each platform's builder.
 func builderStatus(ctx context.Context, env Env, g *options.GlobalOptions, k *options.KubeOptions, name string) error {
 	if err := k.Validate(); err != nil {
 		return finish(env, g, nil, "", nil, err)
@@ -312,28 +345,81 @@ func builderStatus(ctx context.Context, env Env, g *options.GlobalOptions, k *op
 		if err != nil {
 			return err
 		}
-		if st.Pods, err = d.Pods(ctx); err != nil {
-			return err
-		}
-		start := time.Now()
-		c, err := build.Connect(ctx, "", build.WithDialer(d))
+		members, err := d.Members(ctx)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		info, err := c.Info(ctx)
-		if err != nil {
-			return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not answer", st.Address)
+		if len(members) == 0 {
+			return askBuilder(ctx, d, &st)
 		}
-		workers, err := c.ListWorkers(ctx)
-		if err != nil {
-			return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not list its workers", st.Address)
+		for _, m := range members {
+			ms := BuilderStatus{Address: m.String(), Platform: m.Platform}
+			err := askBuilder(ctx, m, &ms)
+			st.Platforms = append(st.Platforms, ms)
+			if err != nil {
+				return err
+			}
+			st.Pods = append(st.Pods, ms.Pods...)
 		}
-		st.Connect = time.Since(start).Seconds()
-		st.Version, st.Workers = info.BuildkitVersion.Version, len(workers)
 		return nil
 	}()
 	summary := fmt.Sprintf("builder %s: BuildKit %s answers through the API server (connected in %.2fs), %d worker(s); Ready replicas: %s",
 		st.Address, st.Version, st.Connect, st.Workers, strings.Join(st.Pods, ", "))
+	if len(st.Platforms) > 0 {
+		var parts []string
+		for _, m := range st.Platforms {
+			own := ""
+			if len(m.WorkerPlatforms) > 0 {
+				own = m.WorkerPlatforms[0]
+			}
+			parts = append(parts, fmt.Sprintf("%s on %s: BuildKit %s (connected in %.2fs, worker platform %s), Ready replicas %s",
+				m.Platform, m.Address, m.Version, m.Connect, own, strings.Join(m.Pods, ", ")))
+		}
+		summary = fmt.Sprintf("builder %s, one builder per platform: %s", st.Address, strings.Join(parts, "; "))
+	}
 	return finish(env, g, nil, summary, st, err)
+}
+
+// askBuilder fills st from builder d: its Ready replicas, and BuildKit's
+// version and workers asked through the API server.
+func askBuilder(ctx context.Context, d *kube.Dialer, st *BuilderStatus) error {
+	var err error
+	if st.Pods, err = d.Pods(ctx); err != nil {
+		return err
+	}
+	start := time.Now()
+	c, err := build.Connect(ctx, "", build.WithDialer(d))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not answer", st.Address)
+	}
+	workers, err := c.ListWorkers(ctx)
+	if err != nil {
+		return fail.Wrap(fail.Daemon, err, "", "builder %s: BuildKit did not list its workers", st.Address)
+	}
+	st.Connect = time.Since(start).Seconds()
+	st.Version, st.Workers = info.BuildkitVersion.Version, len(workers)
+	for _, w := range workers {
+		for _, p := range w.Platforms {
+			plat := platformString(p.OS, p.Architecture, p.Variant)
+			if n, err := kube.NormalizePlatform(plat); err == nil {
+				plat = n
+			}
+			if !slices.Contains(st.WorkerPlatforms, plat) {
+				st.WorkerPlatforms = append(st.WorkerPlatforms, plat)
+			}
+		}
+	}
+	return nil
+}
+
+func platformString(os, arch, variant string) string {
+	if variant != "" {
+		return os + "/" + arch + "/" + variant
+	}
+	return os + "/" + arch
 }

@@ -195,7 +195,25 @@ func kubeDialer(addr string, kubeconfig genericclioptions.RESTClientGetter, w io
 	if !g.Quiet {
 		d.Notify = func(s string) { fmt.Fprintln(w, "idopipe: "+s) }
 	}
-	return d
+	return kubeRouter{d}
+}
+
+// kubeRouter is a builder in a cluster as pkg/build routes platforms: a
+// builder made with --platform builds each platform on the builder of
+// its own.
+type kubeRouter struct{ *kube.Dialer }
+
+// Route implements build.PlatformRouter.
+func (k kubeRouter) Route(ctx context.Context, platforms []string) ([]build.Dialer, error) {
+	members, err := k.ForPlatforms(ctx, platforms)
+	if err != nil || members == nil {
+		return nil, err
+	}
+	out := make([]build.Dialer, len(members))
+	for i, m := range members {
+		out[i] = m
+	}
+	return out, nil
 }
 
 type failedDialer struct {

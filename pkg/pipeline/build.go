@@ -21,11 +21,13 @@ func (rel *release) build(ctx context.Context) (string, error) {
 	}
 	if len(results) == 1 {
 		rel.images[0].built = results[0]
+		rel.images[0].Platforms = results[0].Images
 		return results[0].Digest, nil
 	}
 	var built []string
 	for i, img := range rel.images {
 		img.built = results[i]
+		img.Platforms = results[i].Images
 		built = append(built, img.Name+" "+img.built.Digest)
 	}
 	return strings.Join(built, ", "), nil

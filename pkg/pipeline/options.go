@@ -96,14 +96,18 @@ type DeployConfig struct {
 
 // Result is what a run produced.
 type Result struct {
-	Image   string             `json:"image"`           // tag
-	Digest  string             `json:"digest"`          // sha256:…
-	Ref     string             `json:"ref"`             // tag@digest
-	Blobs   *publish.Stats     `json:"blobs,omitempty"` // what the push did; none when the image was there already
-	Verify  *verify.Report     `json:"verify,omitempty"`
-	Extra   []Image            `json:"extraImages,omitempty"` // the images after the first, pushed
-	Objects []cluster.Applied  `json:"objects,omitempty"`
-	Pods    []cluster.PodState `json:"pods,omitempty"`
+	Image  string         `json:"image"`           // tag
+	Digest string         `json:"digest"`          // sha256:…
+	Ref    string         `json:"ref"`             // tag@digest
+	Blobs  *publish.Stats `json:"blobs,omitempty"` // what the push did; none when the image was there already
+	// Platforms are the main image's platform images as built: each
+	// one's digest, and the builder that built it when the build dialed
+	// one (a builder per platform in a cluster).
+	Platforms []build.Image      `json:"platforms,omitempty"`
+	Verify    *verify.Report     `json:"verify,omitempty"`
+	Extra     []Image            `json:"extraImages,omitempty"` // the images after the first, pushed
+	Objects   []cluster.Applied  `json:"objects,omitempty"`
+	Pods      []cluster.PodState `json:"pods,omitempty"`
 	// Rollouts are the other objects the wait followed (Deployments, Jobs,
 	// custom resources), with their kstatus.
 	Rollouts []cluster.ObjectState `json:"rollouts,omitempty"`
@@ -144,4 +148,6 @@ type Image struct {
 	Ref    string `json:"ref"`
 	// Blobs: what the push did; none when the image was there already.
 	Blobs *publish.Stats `json:"blobs,omitempty"`
+	// Platforms are its platform images as built (see Result.Platforms).
+	Platforms []build.Image `json:"platforms,omitempty"`
 }

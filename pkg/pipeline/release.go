@@ -190,7 +190,7 @@ func (rel *release) record() {
 	}
 	main := rel.images[0]
 	if main.Digest != "" || rel.scope.deploy {
-		rel.res.Image, rel.res.Digest, rel.res.Ref, rel.res.Blobs = main.Image.Image, main.Digest, main.Ref, main.Blobs
+		rel.res.Image, rel.res.Digest, rel.res.Ref, rel.res.Blobs, rel.res.Platforms = main.Image.Image, main.Digest, main.Ref, main.Blobs, main.Platforms
 		if main.Ref == "" {
 			rel.res.Ref = main.Image.Image
 		}

@@ -29,6 +29,11 @@ type Builder struct {
 	Ready     int32             `json:"ready"`
 	Pods      []string          `json:"pods,omitempty"`
 	Applied   []cluster.Applied `json:"applied,omitempty"`
+	// Platform is the platform a member of a per-platform builder builds;
+	// Platforms are a per-platform builder's members (its Replicas, Ready
+	// and Pods are theirs summed).
+	Platform  string    `json:"platform,omitempty"`
+	Platforms []Builder `json:"platforms,omitempty"`
 }
 
 // Address is the --buildkit-host of builder name in namespace ns.
@@ -46,6 +51,11 @@ type CreateOptions struct {
 // other options updates them; unchanged objects are not written) and waits
 // until its replicas answer. The namespace must exist: a builder is not a
 // reason to create one.
+//
+// What an earlier create of the same name wrote and this one does not is
+// deleted: a platform's builder no longer asked for, the per-platform
+// builders of a builder that is now one, or the one builder that is now
+// per platform.
 func Create(ctx context.Context, kc *cluster.Client, c Config, o CreateOptions) (Builder, error) {
 	announce := o.Announce
 	if announce == nil {
@@ -58,26 +68,47 @@ func Create(ctx context.Context, kc *cluster.Client, c Config, o CreateOptions) 
 	if err := namespaceExists(ctx, kc, c.Namespace); err != nil {
 		return Builder{}, err
 	}
-	b := Builder{Namespace: c.Namespace, Name: c.Name, Address: Address(c.Namespace, c.Name), Kind: objs[1].GetKind(), Image: c.image(), Replicas: c.Replicas}
+	members := c.Members()
+	bs := make([]Builder, len(members))
+	for i, m := range members {
+		bs[i] = Builder{Namespace: m.Namespace, Name: m.Name, Address: Address(m.Namespace, m.Name), Kind: objs[2*i+1].GetKind(), Image: m.image(), Replicas: m.Replicas, Platform: m.platform}
+	}
+	b := combine(c, bs)
 	// Validated (a server-side dry run) before anything is written.
 	plan, err := kc.Plan(ctx, objs, cluster.ApplyOptions{ForceConflicts: o.ForceConflicts})
 	if err != nil {
 		return b, err
 	}
-	// The other workload kind (the builder moved between an emptyDir and a
-	// claim) goes before the new one is written: two workloads would
-	// select the same Pods.
-	other := "StatefulSet"
-	if b.Kind == "StatefulSet" {
-		other = "Deployment"
+	stale, err := staleBuilders(ctx, kc, c)
+	if err != nil {
+		return b, err
 	}
-	gone, err := deleteOwned(ctx, kc, other, c.Namespace, c.Name)
-	if _, foreign := err.(notOurs); err != nil && !foreign {
-		return b, err // another's workload of that name selects other Pods: left alone
+	for _, name := range stale {
+		gone, _, err := removeBuilder(ctx, kc, c.Namespace, name)
+		for _, g := range gone {
+			announce(fmt.Sprintf("deleted %s (no longer part of builder %s)", g.Ref, b.Address))
+		}
+		b.Applied = append(b.Applied, gone...)
+		if err != nil {
+			return b, err
+		}
 	}
-	if gone != nil {
-		announce(fmt.Sprintf("deleted %s (the builder is a %s now)", gone.Ref, b.Kind))
-		b.Applied = append(b.Applied, *gone)
+	for _, m := range bs {
+		// The other workload kind (the builder moved between an emptyDir
+		// and a claim) goes before the new one is written: two workloads
+		// would select the same Pods.
+		other := "StatefulSet"
+		if m.Kind == "StatefulSet" {
+			other = "Deployment"
+		}
+		gone, err := deleteOwned(ctx, kc, other, c.Namespace, m.Name)
+		if _, foreign := err.(notOurs); err != nil && !foreign {
+			return b, err // another's workload of that name selects other Pods: left alone
+		}
+		if gone != nil {
+			announce(fmt.Sprintf("deleted %s (the builder is a %s now)", gone.Ref, m.Kind))
+			b.Applied = append(b.Applied, *gone)
+		}
 	}
 	applied, err := kc.Execute(ctx, plan, cluster.ApplyOptions{ForceConflicts: o.ForceConflicts}, announce)
 	b.Applied = append(b.Applied, applied...)
@@ -87,7 +118,103 @@ func Create(ctx context.Context, kc *cluster.Client, c Config, o CreateOptions) 
 	if o.Wait == 0 {
 		return b, nil
 	}
-	return waitReady(ctx, kc, b, o.Wait)
+	deadline := time.Now().Add(o.Wait)
+	for i := range bs {
+		ready, err := waitReady(ctx, kc, bs[i], max(time.Until(deadline), time.Second))
+		bs[i] = ready
+		if err != nil {
+			nb := combine(c, bs)
+			nb.Applied = b.Applied
+			return nb, err
+		}
+	}
+	nb := combine(c, bs)
+	nb.Applied = b.Applied
+	return nb, nil
+}
+
+// combine is builder c's state from its members': the one builder's, or
+// the per-platform builders' summed, with each as a Platforms entry.
+func combine(c Config, members []Builder) Builder {
+	if len(c.Platforms) == 0 {
+		return members[0]
+	}
+	b := Builder{Namespace: c.Namespace, Name: c.Name, Address: Address(c.Namespace, c.Name), Kind: members[0].Kind, Image: members[0].Image}
+	for _, m := range members {
+		b.Replicas += m.Replicas
+		b.Ready += m.Ready
+		b.Pods = append(b.Pods, m.Pods...)
+		b.Platforms = append(b.Platforms, m)
+	}
+	return b
+}
+
+// staleBuilders are the builders of c's name that an earlier create wrote
+// and c does not make: per-platform builders of platforms c does not
+// have (all of them when c is one builder), and the one builder of c's
+// name when c is per platform.
+func staleBuilders(ctx context.Context, kc *cluster.Client, c Config) ([]string, error) {
+	want := map[string]bool{}
+	for _, m := range c.Members() {
+		want[m.Name] = true
+	}
+	members, err := setMembers(ctx, kc, c.Namespace, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, m := range members {
+		if !want[m] {
+			stale = append(stale, m)
+		}
+	}
+	if len(c.Platforms) > 0 {
+		stale = append(stale, c.Name)
+	}
+	return stale, nil
+}
+
+// setMembers are the names of builder name's per-platform builders: the
+// instances of the workloads and ConfigMaps create labelled with its name.
+func setMembers(ctx context.Context, kc *cluster.Client, ns, name string) ([]string, error) {
+	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(map[string]string{LabelSet: name, LabelManagedBy: managedBy, LabelName: nameValue}).String()}
+	seen := map[string]bool{}
+	add := func(items []metav1.Object) {
+		for _, o := range items {
+			if n := o.GetLabels()[LabelInstance]; n != "" {
+				seen[n] = true
+			}
+		}
+	}
+	deps, err := kc.Core.AppsV1().Deployments(ns).List(ctx, sel)
+	if err != nil {
+		return nil, forbidden(err, "list the Deployments of builder "+name+" in namespace "+ns)
+	}
+	var objs []metav1.Object
+	for i := range deps.Items {
+		objs = append(objs, &deps.Items[i])
+	}
+	sts, err := kc.Core.AppsV1().StatefulSets(ns).List(ctx, sel)
+	if err != nil {
+		return nil, forbidden(err, "list the StatefulSets of builder "+name+" in namespace "+ns)
+	}
+	for i := range sts.Items {
+		objs = append(objs, &sts.Items[i])
+	}
+	cms, err := kc.Core.CoreV1().ConfigMaps(ns).List(ctx, sel)
+	if err != nil {
+		return nil, forbidden(err, "list the ConfigMaps of builder "+name+" in namespace "+ns)
+	}
+	for i := range cms.Items {
+		objs = append(objs, &cms.Items[i])
+	}
+	add(objs)
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // DryRun validates the builder's objects with a server-side dry run
@@ -236,14 +363,54 @@ type Removed struct {
 }
 
 // Remove deletes what Create wrote for builder name in ns: its
-// Deployment or StatefulSet and its ConfigMap, each only when it carries
-// the labels Create gives it. A StatefulSet's claims hold the cache and
-// are kept (listed in Kept). It waits up to wait for the Pods to be gone.
+// Deployment or StatefulSet and its ConfigMap, and those of its
+// per-platform builders, each only when it carries the labels Create
+// gives it. A StatefulSet's claims hold the cache and are kept (listed in
+// Kept). It waits up to wait for the Pods to be gone.
 func Remove(ctx context.Context, kc *cluster.Client, ns, name string, wait time.Duration) (Removed, error) {
 	var r Removed
 	if err := namespaceExists(ctx, kc, ns); err != nil {
 		return r, err
 	}
+	members, err := setMembers(ctx, kc, ns, name)
+	if err != nil {
+		return r, err
+	}
+	names := append([]string{name}, members...)
+	for _, n := range names {
+		gone, kept, err := removeBuilder(ctx, kc, ns, n)
+		r.Deleted = append(r.Deleted, gone...)
+		r.Kept = append(r.Kept, kept...)
+		if err != nil {
+			return r, err
+		}
+	}
+	if len(r.Deleted) == 0 && len(r.Kept) == 0 {
+		return r, fail.New(fail.Usage, "check the name and -n (`kubectl -n "+ns+" get deploy,sts -l "+LabelManagedBy+"=idopipe`)",
+			"no builder %s in namespace %s", name, ns)
+	}
+	for _, n := range names {
+		claims, _ := kc.Core.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(Selector(n)).String()})
+		if claims != nil {
+			for _, c := range claims.Items {
+				r.Kept = append(r.Kept, "PersistentVolumeClaim/"+ns+"/"+c.Name+" (the builder's cache; delete it to free the storage)")
+			}
+		}
+	}
+	if wait > 0 {
+		deadline := time.Now().Add(wait)
+		for _, n := range names {
+			if err := waitPodsGone(ctx, kc, ns, n, max(time.Until(deadline), time.Second)); err != nil {
+				return r, err
+			}
+		}
+	}
+	return r, nil
+}
+
+// removeBuilder deletes one builder's workload and ConfigMap where create
+// wrote them, and says which objects of its names it left (not ours).
+func removeBuilder(ctx context.Context, kc *cluster.Client, ns, name string) (deleted []cluster.Applied, kept []string, err error) {
 	for _, kind := range []string{"Deployment", "StatefulSet", "ConfigMap"} {
 		n := name
 		if kind == "ConfigMap" {
@@ -252,32 +419,16 @@ func Remove(ctx context.Context, kc *cluster.Client, ns, name string, wait time.
 		gone, err := deleteOwned(ctx, kc, kind, ns, n)
 		if err != nil {
 			if nf, ok := err.(notOurs); ok {
-				r.Kept = append(r.Kept, string(nf))
+				kept = append(kept, string(nf))
 				continue
 			}
-			return r, err
+			return deleted, kept, err
 		}
 		if gone != nil {
-			r.Deleted = append(r.Deleted, *gone)
+			deleted = append(deleted, *gone)
 		}
 	}
-	if len(r.Deleted) == 0 && len(r.Kept) == 0 {
-		return r, fail.New(fail.Usage, "check the name and -n (`kubectl -n "+ns+" get deploy,sts -l "+LabelManagedBy+"=idopipe`)",
-			"no builder %s in namespace %s", name, ns)
-	}
-	claims, _ := kc.Core.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(Selector(name)).String()})
-	if claims != nil {
-		for _, c := range claims.Items {
-			r.Kept = append(r.Kept, "PersistentVolumeClaim/"+ns+"/"+c.Name+" (the builder's cache; delete it to free the storage)")
-		}
-	}
-	if wait > 0 {
-		err := waitPodsGone(ctx, kc, ns, name, wait)
-		if err != nil {
-			return r, err
-		}
-	}
-	return r, nil
+	return deleted, kept, nil
 }
 
 // notOurs is an object of the builder's name that Create did not write.

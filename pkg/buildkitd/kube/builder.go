@@ -94,6 +94,17 @@ type Config struct {
 	// one on the node's 127.0.0.1. Build steps then share the node's
 	// network too.
 	HostNetwork bool
+	// Platforms, when set, make one builder per platform instead of one
+	// (see Members): each builds its platform natively on nodes of that
+	// platform, chosen by PlatformNodeSelectors[platform] when given, else
+	// by kubernetes.io/os and kubernetes.io/arch (NodeSelector applies to
+	// every one). Each in normal form (NormalizePlatform).
+	Platforms             []string
+	PlatformNodeSelectors map[string]map[string]string
+
+	// set and platform are a member's: the builder it belongs to and the
+	// platform it builds.
+	set, platform string
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -110,12 +121,12 @@ func (c Config) Validate() error {
 	if c.Replicas < 1 {
 		return fail.New(fail.Usage, "pass --replicas 1 or more", "--replicas %d: a builder needs at least one replica", c.Replicas)
 	}
-	for k, v := range c.NodeSelector {
-		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-			return fail.New(fail.Usage, "use KEY=VALUE with a label key", "node selector key %q: %s", k, errs[0])
-		}
-		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-			return fail.New(fail.Usage, "use KEY=VALUE with a label value", "node selector %s=%q: %s", k, v, errs[0])
+	if err := c.validatePlatforms(); err != nil {
+		return err
+	}
+	for _, m := range append([]Config{c}, c.Members()...) {
+		if err := validSelector(m.NodeSelector); err != nil {
+			return err
 		}
 	}
 	if _, ok := c.Limits[corev1.ResourceEphemeralStorage]; ok {
@@ -141,6 +152,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
+func validSelector(sel map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(sel)) {
+		v := sel[k]
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return fail.New(fail.Usage, "use KEY=VALUE with a label key", "node selector key %q: %s", k, errs[0])
+		}
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			return fail.New(fail.Usage, "use KEY=VALUE with a label value", "node selector %s=%q: %s", k, v, errs[0])
+		}
+	}
+	return nil
+}
+
 func ptrQ(q resource.Quantity) string { return q.String() }
 
 // image is the image the builder runs.
@@ -162,10 +186,24 @@ func Selector(name string) map[string]string {
 	return map[string]string{LabelName: nameValue, LabelInstance: name}
 }
 
+// labels are every object's of the builder; a member's carry its set and
+// platform too.
 func (c Config) labels() map[string]string {
 	l := c.Selector()
 	l[LabelManagedBy] = managedBy
+	if c.set != "" {
+		l[LabelSet] = c.set
+		l[LabelPlatform] = platformLabel(c.platform)
+	}
 	return l
+}
+
+// annotations are a member's workload's and Pods': its platform as written.
+func (c Config) annotations() map[string]string {
+	if c.platform == "" {
+		return nil
+	}
+	return map[string]string{AnnotationPlatform: c.platform}
 }
 
 // configMapName is the ConfigMap holding the builder's buildkitd.toml.
@@ -228,11 +266,25 @@ func (c Config) buildkitdTOML() (string, error) {
 }
 
 // Objects are the builder's objects in the order they are applied: its
-// ConfigMap, then its Deployment (a StatefulSet with Storage).
+// ConfigMap, then its Deployment (a StatefulSet with Storage); with
+// Platforms, those of each platform's builder in turn.
 func Objects(c Config) ([]manifest.Object, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	var out []manifest.Object
+	for _, m := range c.Members() {
+		objs, err := m.objects()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+// objects are one builder's ConfigMap and workload.
+func (c Config) objects() ([]manifest.Object, error) {
 	toml, err := c.buildkitdTOML()
 	if err != nil {
 		return nil, err
@@ -247,7 +299,7 @@ func Objects(c Config) ([]manifest.Object, error) {
 	}
 	pod := c.podTemplate(toml)
 	var workload runtime.Object
-	meta := metav1.ObjectMeta{Name: c.Name, Namespace: c.Namespace, Labels: c.labels()}
+	meta := metav1.ObjectMeta{Name: c.Name, Namespace: c.Namespace, Labels: c.labels(), Annotations: c.annotations()}
 	selector := &metav1.LabelSelector{MatchLabels: c.Selector()}
 	if c.Storage == "" {
 		workload = &appsv1.Deployment{
@@ -353,13 +405,24 @@ func (c Config) podTemplate(toml string) corev1.PodTemplateSpec {
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{
 			Labels:      c.labels(),
-			Annotations: map[string]string{"idopipe.dev/config-hash": configHash(toml, c.RegistryCAs)},
+			Annotations: podAnnotations(c.annotations(), configHash(toml, c.RegistryCAs)),
 		},
 		Spec: spec,
 	}
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// podAnnotations are the Pods' annotations: the config's hash, and a
+// member's platform.
+func podAnnotations(a map[string]string, hash string) map[string]string {
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[string]string{}
+	}
+	out["idopipe.dev/config-hash"] = hash
+	return out
+}
 
 // toUnstructured converts a typed object, leaving out the empty fields
 // the conversion adds (creationTimestamp: null, status: {}).

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -50,6 +52,9 @@ type Dialer struct {
 	Core      kubernetes.Interface
 	Namespace string
 	Name      string
+	// Platform is the platform of a per-platform builder's member
+	// (ForPlatforms), "" otherwise.
+	Platform string
 	// Notify is told, in one line, which Pod a connection goes to.
 	Notify func(string)
 }
@@ -76,7 +81,11 @@ func (d *Dialer) Dial(ctx context.Context, key string) (net.Conn, error) {
 		return nil, err
 	}
 	if d.Notify != nil {
-		d.Notify(fmt.Sprintf("building on %s, Pod %s", d, pod))
+		if d.Platform != "" {
+			d.Notify(fmt.Sprintf("building %s on %s, Pod %s", d.Platform, d, pod))
+		} else {
+			d.Notify(fmt.Sprintf("building on %s, Pod %s", d, pod))
+		}
 	}
 	return d.exec(ctx, pod)
 }
@@ -112,6 +121,68 @@ func (d *Dialer) Pods(ctx context.Context) ([]string, error) {
 	}
 	return nil, fail.New(fail.Daemon, "create it with `idopipe buildkit create --kubernetes -n "+d.Namespace+" "+d.Name+"`, or fix kube://NAMESPACE/NAME",
 		"no builder %s in namespace %s (no Pod labelled %s=%s)", d.Name, d.Namespace, LabelInstance, d.Name)
+}
+
+// Members are the builders of a per-platform builder (`buildkit create
+// --platform`), one Dialer each with its Platform, sorted by platform,
+// found from its Pods' labels; nil when the name has none (it is one
+// builder that builds every platform itself). A platform whose Pods are
+// all terminating (dropped by a rerun) is not among them.
+func (d *Dialer) Members(ctx context.Context) ([]*Dialer, error) {
+	list, err := d.Core.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(map[string]string{LabelSet: d.Name, LabelName: nameValue}).String()})
+	if err != nil {
+		return nil, d.explain(ctx, err, "list pods")
+	}
+	have := map[string]string{} // platform → member
+	for i := range list.Items {
+		p := &list.Items[i]
+		plat, member := p.Annotations[AnnotationPlatform], p.Labels[LabelInstance]
+		if p.DeletionTimestamp != nil || plat == "" || member == "" {
+			continue
+		}
+		have[plat] = member
+	}
+	var out []*Dialer
+	for _, p := range slices.Sorted(maps.Keys(have)) {
+		out = append(out, &Dialer{Config: d.Config, Core: d.Core, Namespace: d.Namespace, Name: have[p], Platform: p, Notify: d.Notify})
+	}
+	return out, nil
+}
+
+// ForPlatforms finds the builders of a per-platform builder that build
+// platforms, one Dialer each in the order given. nil, nil: the name has no
+// per-platform builders, and is one builder that builds every platform
+// itself. A platform without a builder of its own, or no platform named,
+// is an error saying which builders there are.
+func (d *Dialer) ForPlatforms(ctx context.Context, platforms []string) ([]*Dialer, error) {
+	members, err := d.Members(ctx)
+	if err != nil || len(members) == 0 {
+		return nil, err
+	}
+	var names []string
+	byPlatform := map[string]*Dialer{}
+	for _, m := range members {
+		names = append(names, m.Platform)
+		byPlatform[m.Platform] = m
+	}
+	if len(platforms) == 0 {
+		return nil, fail.New(fail.Usage, "name the platforms to build, one or more of "+strings.Join(names, ", "),
+			"builder %s builds each platform on a builder of its own (%s), and the build names no platform", d, strings.Join(names, ", "))
+	}
+	out := make([]*Dialer, 0, len(platforms))
+	for _, p := range platforms {
+		n, err := NormalizePlatform(p)
+		if err != nil {
+			return nil, err
+		}
+		m, ok := byPlatform[n]
+		if !ok {
+			return nil, fail.New(fail.Usage, fmt.Sprintf("add it: `idopipe buildkit create --kubernetes -n %s %s --platform %s --platform %s`", d.Namespace, d.Name, strings.Join(names, " --platform "), n),
+				"builder %s has no builder for platform %s (it builds %s)", d, n, strings.Join(names, ", "))
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // choose picks the replica for key by rendezvous hashing over the Ready

@@ -6,7 +6,9 @@
 // buildkitd.toml); Create writes them by server-side apply, so a rerun with
 // other options changes the builder, and waits until its Pods answer
 // `buildctl debug workers`; Remove deletes what Create wrote and nothing
-// else.
+// else. A Config with Platforms is one builder per platform (platform.go),
+// each on its platform's nodes, found by a build from its Pods' labels
+// (Dialer.ForPlatforms).
 //
 // Dialer reaches a builder through the API server alone: pods/exec of
 // `buildctl dial-stdio` in a Ready replica (websocket, SPDY as fallback),

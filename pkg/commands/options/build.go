@@ -51,7 +51,7 @@ func (o *BuildOptions) AddFlags(fs *pflag.FlagSet, with BuildFlags) {
 	fs.StringToStringVar(&o.BuildArgs, "build-arg", nil, "build argument KEY=VALUE (repeatable)")
 	fs.StringVar(&o.Target, "target", "", "Dockerfile stage to build")
 	fs.StringToStringVar(&o.Contexts, "build-context", nil, "named build context: NAME (what FROM or COPY --from names, e.g. golang:1.24.6) = oci-layout:///DIR[:TAG][@sha256:…], DIR or docker-image://REF (repeatable)")
-	fs.StringSliceVar(&o.Platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (more than one makes an image index; default the daemon's)")
+	fs.StringSliceVar(&o.Platforms, "platform", nil, "platforms to build, e.g. linux/amd64,linux/arm64 (more than one makes an image index; default the daemon's; on a kube:// builder made with --platform, each on its own platform's builder)")
 	fs.StringVar(&o.SourceDateEpoch, "source-date-epoch", "", "SOURCE_DATE_EPOCH for reproducible images, seconds since 1970 (default the last commit's time in a git checkout; none to turn off)")
 	fs.StringVar(&o.Provenance, "provenance", "false", "attach BuildKit's SLSA provenance attestation: min, max or false")
 	fs.StringArrayVar(&o.Labels, "label", nil, "image label KEY=VALUE (repeatable); org.opencontainers.image.{source,revision,version,created} are filled from git")
@@ -138,7 +138,7 @@ const CacheNone = "none"
 
 const cacheDefaultHelp = "Default with a kube:// builder and no --cache-from, --cache-to or --no-cache: " +
 	"both type=registry,ref=REGISTRY/OWNER/IMAGE-NAME:buildcache,mode=max (the GitHub Action's cache), " +
-	"so any replica starts warm; any --cache-from or --cache-to replaces it, and none alone turns it off"
+	"so any replica starts warm (a builder made with --platform: each platform its own tag, :buildcache-OS-ARCH); any --cache-from or --cache-to replaces it, and none alone turns it off"
 
 func withoutNone(list []string) []string {
 	if len(list) == 1 && list[0] == CacheNone {

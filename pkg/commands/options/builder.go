@@ -2,6 +2,7 @@ package options
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/idopipe/idopipe/pkg/build"
 	"github.com/idopipe/idopipe/pkg/buildkitd/kube"
 	"github.com/idopipe/idopipe/pkg/fail"
 )
@@ -17,24 +19,29 @@ import (
 // (`idopipe buildkit create --kubernetes`): replicas, image, resources,
 // placement, privileges, buildkitd's flags and config, storage.
 type KubeBuilderOptions struct {
-	Kubernetes     bool
-	Replicas       int32
-	Image          string
-	Requests       []string // NAME=QUANTITY
-	Limits         []string
-	NodeSelector   []string // KEY=VALUE
-	Tolerations    []string // KEY[=VALUE][:EFFECT]
-	ServiceAccount string
-	Rootless       bool
-	BuildkitdFlags []string
-	ConfigFile     string   // buildkitd.toml
-	RegistryCAs    []string // HOST=FILE
-	Storage        string
-	StorageClass   string
-	HostNetwork    bool
-	Timeout        time.Duration
-	DryRun         bool
-	ForceConflicts bool
+	Kubernetes   bool
+	Replicas     int32
+	Image        string
+	Requests     []string // NAME=QUANTITY
+	Limits       []string
+	NodeSelector []string // KEY=VALUE
+	// Platforms make one builder per platform; PlatformNodeSelectors,
+	// PLATFORM=KEY=VALUE, place a platform's builder instead of its
+	// kubernetes.io/os and kubernetes.io/arch.
+	Platforms             []string
+	PlatformNodeSelectors []string
+	Tolerations           []string // KEY[=VALUE][:EFFECT]
+	ServiceAccount        string
+	Rootless              bool
+	BuildkitdFlags        []string
+	ConfigFile            string   // buildkitd.toml
+	RegistryCAs           []string // HOST=FILE
+	Storage               string
+	StorageClass          string
+	HostNetwork           bool
+	Timeout               time.Duration
+	DryRun                bool
+	ForceConflicts        bool
 }
 
 // AddFlags adds the builder's flags.
@@ -45,6 +52,9 @@ func (o *KubeBuilderOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Requests, "requests", nil, "resource requests of each replica, e.g. cpu=1,memory=2Gi,ephemeral-storage=10Gi")
 	fs.StringSliceVar(&o.Limits, "limits", nil, "resource limits of each replica, e.g. memory=4Gi,ephemeral-storage=20Gi (BuildKit's cache is kept below the ephemeral-storage limit)")
 	fs.StringSliceVar(&o.NodeSelector, "node-selector", nil, "node labels the replicas must run on, KEY=VALUE (repeatable)")
+	fs.StringSliceVar(&o.Platforms, "platform", nil, "make one builder per platform, NAME-OS-ARCH[-VARIANT], each on nodes of its platform (kubernetes.io/os, kubernetes.io/arch) building it natively; "+
+		"a multi-platform build on kube://NAMESPACE/NAME then builds each platform on its own builder and joins them into one index (repeatable or comma-separated, e.g. linux/amd64,linux/arm64)")
+	fs.StringArrayVar(&o.PlatformNodeSelectors, "platform-node-selector", nil, "PLATFORM=KEY=VALUE: place that platform's builder by this node label instead of kubernetes.io/os and kubernetes.io/arch (repeatable; e.g. linux/arm/v7=example.com/arm-variant=v7, or where the cluster labels nodes otherwise)")
 	fs.StringArrayVar(&o.Tolerations, "toleration", nil, "a taint the replicas tolerate, KEY[=VALUE][:EFFECT] (repeatable; no VALUE: any value)")
 	fs.StringVar(&o.ServiceAccount, "service-account", "", "ServiceAccount of the replicas (default the namespace's default)")
 	fs.BoolVar(&o.Rootless, "rootless", false, "run buildkitd rootless (user 1000, --oci-worker-no-process-sandbox, unconfined seccomp and AppArmor; the nodes must allow user namespaces) instead of privileged")
@@ -77,6 +87,10 @@ func (o *KubeBuilderOptions) Validate() error {
 			return fail.New(fail.Usage, "pass the file with --buildkitd-config", "--buildkitd-flag %s: the config comes from the builder's ConfigMap", f)
 		case "--rootless", "--oci-worker-no-process-sandbox":
 			return fail.New(fail.Usage, "pass --rootless", "--buildkitd-flag %s: rootless needs the Pod's settings too", f)
+		case "--oci-worker-platform":
+			if len(o.Platforms) > 0 {
+				return fail.New(fail.Usage, "drop --buildkitd-flag "+f, "--buildkitd-flag %s: with --platform each builder serves its own platform", f)
+			}
 		}
 		if !strings.HasPrefix(f, "-") {
 			return fail.New(fail.Usage, "give one flag per --buildkitd-flag, e.g. --buildkitd-flag=--debug", "--buildkitd-flag %q is not a flag", f)
@@ -119,6 +133,9 @@ func (o *KubeBuilderOptions) config(ns, name string) (kube.Config, error) {
 		}
 		c.NodeSelector[k] = v
 	}
+	if c.Platforms, c.PlatformNodeSelectors, err = o.platforms(); err != nil {
+		return c, err
+	}
 	for _, t := range o.Tolerations {
 		tol, err := toleration(t)
 		if err != nil {
@@ -148,6 +165,55 @@ func (o *KubeBuilderOptions) config(ns, name string) (kube.Config, error) {
 		c.RegistryCAs[host] = b
 	}
 	return c, nil
+}
+
+// platforms reads --platform (each once, known, in normal form) and
+// --platform-node-selector (each for one of them).
+func (o *KubeBuilderOptions) platforms() ([]string, map[string]map[string]string, error) {
+	var list []string
+	for _, item := range o.Platforms {
+		for p := range strings.SplitSeq(item, ",") {
+			p = strings.TrimSpace(p)
+			if p == "" {
+				continue
+			}
+			n, err := build.ParsePlatforms([]string{p})
+			if err != nil {
+				return nil, nil, err
+			}
+			if slices.Contains(list, n[0]) {
+				return nil, nil, fail.New(fail.Usage, "name each platform once", "--platform %s is given twice", n[0])
+			}
+			list = append(list, n[0])
+		}
+	}
+	var sels map[string]map[string]string
+	for _, s := range o.PlatformNodeSelectors {
+		p, kv, ok := strings.Cut(s, "=")
+		k, v, ok2 := strings.Cut(kv, "=")
+		if !ok || !ok2 || p == "" || k == "" {
+			return nil, nil, fail.New(fail.Usage, "use PLATFORM=KEY=VALUE, e.g. linux/arm64=kubernetes.io/arch=arm64", "--platform-node-selector %q is not PLATFORM=KEY=VALUE", s)
+		}
+		n, err := build.ParsePlatforms([]string{p})
+		if err != nil {
+			return nil, nil, err
+		}
+		if !slices.Contains(list, n[0]) {
+			fix := "add --platform " + n[0]
+			if len(list) > 0 {
+				fix += ", or give selectors only for " + strings.Join(list, ", ")
+			}
+			return nil, nil, fail.New(fail.Usage, fix, "--platform-node-selector %s: the builder has no platform %s", s, n[0])
+		}
+		if sels == nil {
+			sels = map[string]map[string]string{}
+		}
+		if sels[n[0]] == nil {
+			sels[n[0]] = map[string]string{}
+		}
+		sels[n[0]][k] = v
+	}
+	return list, sels, nil
 }
 
 var resourceNames = map[string]corev1.ResourceName{

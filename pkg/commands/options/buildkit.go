@@ -22,7 +22,7 @@ type BuildKitOptions struct {
 
 // AddFlags adds the daemon's address, its TLS and idopipe's own daemon's binary.
 func (o *BuildKitOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Host, "buildkit-host", "", "buildkitd address: unix://, tcp://, kube://NAMESPACE/NAME (a builder of idopipe buildkit create --kubernetes; its builds import and export REGISTRY/OWNER/IMAGE-NAME:buildcache by default, see --cache-to), docker-container://NAME, kube-pod://POD (default $BUILDKIT_HOST, else idopipe's own buildkitd)")
+	fs.StringVar(&o.Host, "buildkit-host", "", "buildkitd address: unix://, tcp://, kube://NAMESPACE/NAME (a builder of idopipe buildkit create --kubernetes; its builds import and export REGISTRY/OWNER/IMAGE-NAME:buildcache by default, see --cache-to; one made with --platform builds each --platform on that platform's builder and joins them into one index), docker-container://NAME, kube-pod://POD (default $BUILDKIT_HOST, else idopipe's own buildkitd)")
 	fs.StringVar(&o.TLS.CACert, "buildkit-tls-ca", "", "CA certificate (PEM) of a tcp:// buildkitd")
 	fs.StringVar(&o.TLS.Cert, "buildkit-tls-cert", "", "client certificate (PEM) for a tcp:// buildkitd's mTLS")
 	fs.StringVar(&o.TLS.Key, "buildkit-tls-key", "", "client key (PEM) for a tcp:// buildkitd's mTLS")
