@@ -176,7 +176,7 @@ func (o *BuildOptions) DefaultCache(specs []build.Spec, inCluster bool, registry
 		specs[i].CacheTo = []string{"type=registry,ref=" + ref + ",mode=max,ignore-error=true"}
 		refs = append(refs, ref)
 	}
-	return "build cache " + strings.Join(refs, ", ") + " (type=registry,mode=max: imported and exported by default with a kube:// builder; --cache-to none turns it off)"
+	return "build cache " + strings.Join(refs, ", ") + " (type=registry,mode=max: imported and exported by default with a kube:// builder, with -OS-ARCH added to the tag on a builder per platform; --cache-to none turns it off)"
 }
 
 // Specs are the release's images: the main one first, its layout when
