@@ -90,7 +90,9 @@ func Push(ctx context.Context, dir, digest string, tag name.Tag, access registry
 	counter := newBlobCounter(base)
 	// A fresh slice: the counting transport and the progress channel
 	// (closed after the push) must not reach the later calls.
-	pushOpts := append(append([]remote.Option{}, ropts...), remote.WithTransport(counter))
+	// bodyGuard: no upload body is read, and so no progress update sent,
+	// after its request returned (remote closes the channel after that).
+	pushOpts := append(append([]remote.Option{}, ropts...), remote.WithTransport(bodyGuard{counter}))
 	var done chan struct{}
 	if o.progress != nil {
 		updates := make(chan v1.Update, 16)
