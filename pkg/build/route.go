@@ -112,17 +112,19 @@ func (o options) connectAll(ctx context.Context, specs []Spec, units []*unit) ([
 		client  *bkclient.Client
 		replica string
 	}
+	key := func(u *unit) string {
+		if u.dialer == nil {
+			return "\x00daemon"
+		}
+		return u.dialer.String()
+	}
 	var conns []*conn
 	byName := map[string]*conn{}
 	for _, u := range units {
-		k := "\x00daemon"
-		if u.dialer != nil {
-			k = u.dialer.String()
-		}
-		c, ok := byName[k]
+		c, ok := byName[key(u)]
 		if !ok {
 			c = &conn{d: u.dialer, seen: map[int]bool{}}
-			byName[k] = c
+			byName[key(u)] = c
 			conns = append(conns, c)
 		}
 		if !c.seen[u.spec] {
@@ -159,11 +161,8 @@ func (o options) connectAll(ctx context.Context, specs []Spec, units []*unit) ([
 		return nil, err
 	}
 	for _, u := range units {
-		k := "\x00daemon"
-		if u.dialer != nil {
-			k = u.dialer.String()
-		}
-		u.client, u.replica = byName[k].client, byName[k].replica
+		c := byName[key(u)]
+		u.client, u.replica = c.client, c.replica
 	}
 	return clients, nil
 }
