@@ -29,11 +29,29 @@ import (
 	"github.com/idopipe/idopipe/pkg/fail"
 )
 
-// The builder image is made and pushed once per run of the package.
-var builderImage struct {
+// onceImage is a builder image made and pushed once per run of the
+// package.
+type onceImage struct {
 	once sync.Once
 	ref  string
 	err  error
+}
+
+// The privileged and the rootless builder images.
+var builderImage, rootlessImage onceImage
+
+// push makes and pushes the image with push the first time it is asked
+// for, and fails t when that failed.
+func (o *onceImage) push(t *testing.T, what string, push func(context.Context) (string, error)) {
+	t.Helper()
+	o.once.Do(func() {
+		start := time.Now()
+		o.ref, o.err = push(context.Background())
+		t.Logf("%s %s pushed in %.1fs", what, o.ref, time.Since(start).Seconds())
+	})
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
 }
 
 // kubeBuilder pushes the builder image to the node's docker.io mirror (as
@@ -42,14 +60,7 @@ var builderImage struct {
 // of builder name there with args (-o json).
 func kubeBuilder(t *testing.T, ns, name string, args ...string) result {
 	t.Helper()
-	builderImage.once.Do(func() {
-		start := time.Now()
-		builderImage.ref, builderImage.err = stack.PushBuilderImage(context.Background())
-		t.Logf("builder image %s pushed in %.1fs", builderImage.ref, time.Since(start).Seconds())
-	})
-	if builderImage.err != nil {
-		t.Fatal(builderImage.err)
-	}
+	builderImage.push(t, "builder image", stack.PushBuilderImage)
 	ctx := context.Background()
 	if _, err := stack.Cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil {
 		if _, err := stack.Cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -499,25 +510,11 @@ func TestKubeBuilderVariants(t *testing.T) {
 	}
 }
 
-// The rootless builder image is made and pushed once per run of the package.
-var rootlessImage struct {
-	once sync.Once
-	ref  string
-	err  error
-}
-
 // pushRootlessImage pushes the stand-in for moby/buildkit:<pinned>-rootless
 // to the node's docker.io mirror (once per package run).
 func pushRootlessImage(t *testing.T) {
 	t.Helper()
-	rootlessImage.once.Do(func() {
-		start := time.Now()
-		rootlessImage.ref, rootlessImage.err = stack.PushRootlessBuilderImage(context.Background())
-		t.Logf("rootless builder image %s pushed in %.1fs", rootlessImage.ref, time.Since(start).Seconds())
-	})
-	if rootlessImage.err != nil {
-		t.Fatal(rootlessImage.err)
-	}
+	rootlessImage.push(t, "rootless builder image", stack.PushRootlessBuilderImage)
 }
 
 // podsReport is the state, events and log of builder ns/name's Pods, for
