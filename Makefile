@@ -67,11 +67,19 @@ lint: tools
 
 # vet and actionlint run beside the tests' compile and stack start (on two
 # cores they overlap the stack's waits); any of the three failing fails it.
+# TEST_PKGS lists the packages whose tests start a real node first: go
+# test links and runs packages in the order given, so the end-to-end
+# package (the longest by far) starts at once instead of after every
+# other package, and its stack start and serial tests overlap the other
+# packages' builds and tests. internal/testenv comes before it: its host
+# tests take the machine's node and timestamp-authority locks for about
+# 40 s, which the end-to-end stack would otherwise hold for minutes.
+TEST_PKGS ?= ./internal/testenv ./test/e2e ./...
 test: tools
 	@bin=$$(build/tools/build.sh); \
 	CGO_ENABLED=$(CGO_ENABLED) $(GO) vet ./... > .vet.out 2>&1 & vet=$$!; \
 	$$bin/actionlint .github/workflows/*.yml docs/examples/*.yml > .lint.out 2>&1 & lint=$$!; \
-	CGO_ENABLED=$(CGO_ENABLED) IDOPIPE_TOOLS_BIN=$$bin $(GO) test $(TEST_FLAGS) ./...; rc=$$?; \
+	CGO_ENABLED=$(CGO_ENABLED) IDOPIPE_TOOLS_BIN=$$bin $(GO) test $(TEST_FLAGS) $(TEST_PKGS); rc=$$?; \
 	wait $$vet || { echo "go vet failed:"; cat .vet.out; rc=1; }; \
 	wait $$lint || { echo "actionlint failed:"; cat .lint.out; rc=1; }; \
 	rm -f .vet.out .lint.out; exit $$rc

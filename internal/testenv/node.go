@@ -57,7 +57,8 @@ type RegistryTrust struct {
 // nodeConfig is what startNode needs from the rest of the stack.
 type nodeConfig struct {
 	tools      string
-	stackDir   string // the stack's directory: the reaper kills what names it
+	stackDir   string        // the stack's directory: the reaper kills what names it
+	held       *MachineLocks // the caller's, when it holds the node lock
 	env        *envtest.Environment
 	client     clusterClient
 	registries []RegistryTrust
@@ -68,7 +69,7 @@ type nodeConfig struct {
 // records the host state it will change, and starts containerd and the
 // kubelet. Stop undoes all of it.
 func startNode(ctx context.Context, cfg nodeConfig) (n *Node, err error) {
-	rp, err := startReaper(ctx, cfg.stackDir)
+	rp, err := startReaper(ctx, cfg.stackDir, cfg.held)
 	if err != nil {
 		return nil, err
 	}

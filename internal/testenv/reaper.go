@@ -54,10 +54,11 @@ type reaper struct {
 }
 
 // startReaper takes the machine's node lock (waiting for another stack's
-// node to stop) and starts the reaper, which shares the lock; stackDir is
-// the directory of the stack whose processes it kills if need be.
-func startReaper(ctx context.Context, stackDir string) (*reaper, error) {
-	f, err := lockFile(ctx, nodeLock)
+// node to stop, unless held has it) and starts the reaper, which shares
+// the lock; stackDir is the directory of the stack whose processes it
+// kills if need be.
+func startReaper(ctx context.Context, stackDir string, held *MachineLocks) (*reaper, error) {
+	f, err := held.take(ctx, nodeLock)
 	if err != nil {
 		return nil, err
 	}

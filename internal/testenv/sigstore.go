@@ -59,7 +59,7 @@ func (s *Sigstore) daemons() []*daemon { return []*daemon{s.fulcio, s.tsa, s.rek
 
 // startSigstore starts the issuer, Fulcio, the TSA and Rekor v2 under dir,
 // and writes the trusted root and signing configs.
-func startSigstore(ctx context.Context, tools, dir string) (s *Sigstore, err error) {
+func startSigstore(ctx context.Context, tools, dir string, held *MachineLocks) (s *Sigstore, err error) {
 	for _, b := range []string{"fulcio", "timestamp-server", "rekor-server"} {
 		if _, err := os.Stat(filepath.Join(tools, b)); err != nil {
 			return nil, fmt.Errorf("%s missing from IDOPIPE_TOOLS_BIN=%s: run `make tools`", b, tools)
@@ -94,7 +94,7 @@ func startSigstore(ctx context.Context, tools, dir string) (s *Sigstore, err err
 	// fixed): hold the machine's TSA lock for the life of this instance;
 	// the TSA process holds it too, so one that outlives a killed stack
 	// keeps the next one waiting until it is gone.
-	if s.tsaLock, err = lockFile(ctx, tsaLock); err != nil {
+	if s.tsaLock, err = held.take(ctx, tsaLock); err != nil {
 		return s, err
 	}
 	s.tsa.extra = []*os.File{s.tsaLock}

@@ -34,7 +34,7 @@ func TestSigstore(t *testing.T) {
 	NeedStack(t)
 	ctx := context.Background()
 	start := time.Now()
-	s, err := Start(ctx, "", Parts{Registry: true, Sigstore: true})
+	s, err := Start(ctx, "", Parts{Registry: true, Sigstore: true, Held: machineLocks(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestSigstore(t *testing.T) {
 		// This instance holds the machine's TSA lock: a second one waits.
 		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
-		other, err := startSigstore(short, s.Tools, t.TempDir())
+		other, err := startSigstore(short, s.Tools, t.TempDir(), nil)
 		if err == nil {
 			other.Stop()
 			t.Fatal("a second Sigstore instance started beside the first")

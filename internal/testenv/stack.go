@@ -27,6 +27,9 @@ type Stack struct {
 // authority's metrics port is fixed).
 type Parts struct {
 	Registry, BuildKit, Cluster, Node, Sigstore bool
+	// Held are machine locks the caller holds (HoldMachineLocks): the
+	// node and the timestamp authority share them instead of waiting.
+	Held *MachineLocks
 }
 
 // All is every part.
@@ -59,7 +62,7 @@ func Start(ctx context.Context, dir string, parts Parts) (s *Stack, err error) {
 		cas[s.Registry.Host] = s.Registry.CAFile
 	}
 	if parts.Sigstore {
-		if s.Sigstore, err = startSigstore(ctx, tools, filepath.Join(dir, "sigstore")); err != nil {
+		if s.Sigstore, err = startSigstore(ctx, tools, filepath.Join(dir, "sigstore"), parts.Held); err != nil {
 			return s, err
 		}
 	}
@@ -82,6 +85,7 @@ func Start(ctx context.Context, dir string, parts Parts) (s *Stack, err error) {
 		node = &nodeConfig{
 			tools:      tools,
 			stackDir:   dir,
+			held:       parts.Held,
 			registries: []RegistryTrust{{Host: s.Registry.Host, CAFile: s.Registry.CAFile}},
 			mirror:     RegistryTrust{Host: s.Mirror.Host, CAFile: s.Mirror.CAFile},
 		}

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,8 +27,9 @@ func TestStackLeavesHostAsFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	before := hostStateWhenNoNode(t)
-	s, err := Start(ctx, "", All)
+	held := machineLocks(t)
+	before := ReadHostState()
+	s, err := Start(ctx, "", withHeld(All, held))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +93,9 @@ func TestStackLeavesHostAsFound(t *testing.T) {
 // of that stack and left the host as it was.
 func TestStackCleanedAfterKill(t *testing.T) {
 	NeedStack(t)
+	held := machineLocks(t) // in the child, its parent's
 	if os.Getenv("IDOPIPE_TEST_CHILD_STACK") == "1" {
-		s, err := Start(context.Background(), "", All)
+		s, err := Start(context.Background(), "", withHeld(All, held))
 		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)
@@ -103,9 +104,10 @@ func TestStackCleanedAfterKill(t *testing.T) {
 		time.Sleep(10 * time.Minute)
 		return
 	}
-	before := hostStateWhenNoNode(t)
+	before := ReadHostState()
 	child := exec.Command(os.Args[0], "-test.run=^TestStackCleanedAfterKill$")
 	child.Env = append(os.Environ(), "IDOPIPE_TEST_CHILD_STACK=1")
+	held.Pass(child)
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -132,8 +134,12 @@ func TestStackCleanedAfterKill(t *testing.T) {
 	}
 	_ = child.Process.Kill()
 	_ = child.Wait()
-	// The reaper holds the node lock until it is done.
-	defer holdNodeLock(t)()
+	// The reaper removes the stack's directory last, when it is done (it
+	// shares the lock this package holds, so the lock cannot tell).
+	deadline := time.Now().Add(time.Minute)
+	for _, err := os.Stat(dir); err == nil && time.Now().Before(deadline); _, err = os.Stat(dir) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	if left := ProcessesMatching(func(cmdline []string) bool { return slicesContains(cmdline, dir) }); len(left) > 0 {
 		t.Errorf("processes of the killed stack still run: %q", left)
 	}
@@ -144,26 +150,10 @@ func TestStackCleanedAfterKill(t *testing.T) {
 	compareHostStates(t, "after the killed stack was reaped", before, after)
 }
 
-// hostStateWhenNoNode waits until no other stack runs a node (another test
-// package may) and reads the host's state then.
-func hostStateWhenNoNode(t *testing.T) HostState {
-	t.Helper()
-	defer holdNodeLock(t)()
-	return ReadHostState()
-}
-
-// holdNodeLock waits for the machine's node lock and returns its release.
-func holdNodeLock(t *testing.T) func() {
-	t.Helper()
-	f, err := os.OpenFile(nodeLock, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	return func() { f.Close() } // closing the file releases the lock
+// withHeld is parts started on the held machine locks.
+func withHeld(parts Parts, held *MachineLocks) Parts {
+	parts.Held = held
+	return parts
 }
 
 // compareHostStates reports each part of the host state that differs.

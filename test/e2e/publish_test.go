@@ -192,7 +192,7 @@ func corruptLayer(t *testing.T, layout, digest string) {
 // TestRegistryHostDoesNotResolve: a registry host under the reserved
 // .invalid TLD (RFC 6761: never resolves) fails preflight, push and
 // verify-pull with a one-line error naming the host and the fix, class
-// registry, as fast as this machine's resolver says NXDOMAIN.
+// registry, without the retries a transient failure gets.
 func TestRegistryHostDoesNotResolve(t *testing.T) {
 	t.Parallel()
 	const host = "registry.idopipe.invalid"
@@ -223,8 +223,11 @@ func TestRegistryHostDoesNotResolve(t *testing.T) {
 			!strings.Contains(last, fix) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
 			t.Errorf("%s with an unresolvable registry:\n%s", args[0], r)
 		}
-		if nxdomain && took > 2*time.Second {
-			t.Errorf("%s took %s to fail on a host the resolver knows does not exist", args[0], took)
+		// Not a speed assertion: a lookup that NXDOMAIN answered is not
+		// retried, and the registry's retries (1 s, 3 s and 9 s of
+		// backoff) would take at least 13 s however idle the machine is.
+		if nxdomain && took >= 13*time.Second {
+			t.Errorf("%s took %s to fail on a host the resolver knows does not exist: retried", args[0], took)
 		}
 	}
 }
