@@ -10,12 +10,17 @@ import (
 )
 
 // lateReader is a transport that answers at once and reads the request's
-// body afterwards, as net/http's HTTP/2 transport may when the context is
+// body afterwards (once after is closed: when the caller's RoundTrip has
+// returned), as net/http's HTTP/2 transport may when the context is
 // cancelled or the server answers early.
-type lateReader struct{ read chan error }
+type lateReader struct {
+	after chan struct{}
+	read  chan error
+}
 
 func (l lateReader) RoundTrip(req *http.Request) (*http.Response, error) {
 	go func() {
+		<-l.after
 		_, err := io.ReadAll(req.Body)
 		l.read <- err
 	}()
@@ -38,7 +43,7 @@ func (c *countingBody) Close() error               { return nil }
 // reaches it.
 func TestBodyGuardStopsLateReads(t *testing.T) {
 	for _, guarded := range []bool{true, false} {
-		late := lateReader{read: make(chan error, 1)}
+		late := lateReader{after: make(chan struct{}), read: make(chan error, 1)}
 		var rt http.RoundTripper = late
 		if guarded {
 			rt = bodyGuard{late}
@@ -51,6 +56,7 @@ func TestBodyGuardStopsLateReads(t *testing.T) {
 		if _, err := rt.RoundTrip(req); err != nil {
 			t.Fatal(err)
 		}
+		close(late.after)
 		err = <-late.read
 		switch {
 		case guarded && (!errors.Is(err, errRoundTripOver) || body.reads.Load() != 0):
