@@ -11,8 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Registry is a distribution registry on loopback with TLS: the stand-in for
@@ -257,4 +262,72 @@ type TokenStats struct {
 func (r *Registry) TokenStats() TokenStats {
 	t := r.auth()
 	return TokenStats{Issued: t.issued.Load(), Expired: t.rejected.Load()}
+}
+
+// CorruptImage is an image of which CorruptImage changed a layer's bytes in
+// the registry's storage.
+type CorruptImage struct {
+	Ref    string // HOST/REPO:corrupt
+	Digest string // the image's manifest digest (the manifest is intact)
+	Layer  string // the digest of the layer whose stored bytes no longer match it
+	Size   int64  // that layer's size, kept
+}
+
+// CorruptImage pushes to repo (OWNER/NAME) a new image of one random layer,
+// then flips 16 bytes in the middle of that layer's data in the registry's
+// storage, keeping its size: the layer reads back with its size but
+// another sha256, as from a failing disk.
+//
+// The layer is the image's own on purpose. distribution stores a blob once
+// per digest (blobs/sha256/xx/DIGEST/data), linked from every repository
+// that holds it, and a later upload of the same digest finds it there and
+// leaves it as it is (blobwriter.go moveBlob). Corrupting a layer that
+// other images share corrupts it for all of them, for the rest of the
+// registry's life: flipping the planner layer that every end-to-end test
+// builds made other tests' verify-pull --full read it "with its size but
+// another digest" (exit 12), in about one full run of 13.
+func (r *Registry) CorruptImage(ctx context.Context, repo string) (CorruptImage, error) {
+	img, err := PlatformImage("linux", runtime.GOARCH, 64<<10, 1)
+	if err != nil {
+		return CorruptImage{}, err
+	}
+	tag, err := name.NewTag(r.Host+"/"+repo+":corrupt", name.StrictValidation)
+	if err != nil {
+		return CorruptImage{}, err
+	}
+	client, err := r.HTTPClient()
+	if err != nil {
+		return CorruptImage{}, err
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(client.Transport)}
+	if r.tokens != nil {
+		opts = append(opts, remote.WithAuth(&authn.Basic{Username: r.Username, Password: r.Password}))
+	}
+	if err := remote.Write(tag, img, opts...); err != nil {
+		return CorruptImage{}, fmt.Errorf("push %s: %w", tag, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return CorruptImage{}, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return CorruptImage{}, err
+	}
+	h, err := layers[0].Digest()
+	if err != nil {
+		return CorruptImage{}, err
+	}
+	data := filepath.Join(r.Root, "docker", "registry", "v2", "blobs", h.Algorithm, h.Hex[:2], h.Hex, "data")
+	b, err := os.ReadFile(data)
+	if err != nil {
+		return CorruptImage{}, err
+	}
+	for i := len(b) / 2; i < len(b)/2+16 && i < len(b); i++ {
+		b[i] ^= 0xff
+	}
+	if err := os.WriteFile(data, b, 0o644); err != nil {
+		return CorruptImage{}, err
+	}
+	return CorruptImage{Ref: tag.String(), Digest: d.String(), Layer: h.String(), Size: int64(len(b))}, nil
 }

@@ -3,7 +3,11 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +161,112 @@ func ref(t *testing.T, s string) name.Reference {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestCorruptImage: CorruptImage's layer reads back with its size but
+// another sha256, and images pushed beside it stay whole. The subtest
+// shows why the layer must be its own: a layer corrupted in place is
+// corrupted for every repository that holds it. That is how the e2e
+// suite's in-place corruption of the planner layer, which every test
+// builds, made other tests' verify-pull --full fail (exit 12).
+func TestCorruptImage(t *testing.T) {
+	t.Parallel()
+	NeedStack(t)
+	tools, err := ToolsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r, err := startRegistry(ctx, tools, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	client, err := r.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(client.Transport),
+		remote.WithAuth(authn.FromConfig(authn.AuthConfig{Username: r.Username, Password: r.Password}))}
+	// Two tests push the same image, as every e2e test pushes the planner.
+	shared, err := random.Image(256<<10, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, repo := range []string{"one/planner", "two/planner"} {
+		if err := remote.Write(ref(t, r.Host+"/"+repo+":1"), shared, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := r.CorruptImage(ctx, "deep/planner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = readLayers(ref(t, c.Ref), opts)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("checksum after reading %d bytes", c.Size)) || !strings.Contains(err.Error(), c.Layer) {
+		t.Errorf("the corrupt image's layer read back with: %v", err)
+	}
+	for _, repo := range []string{"one/planner", "two/planner"} {
+		if err := readLayers(ref(t, r.Host+"/"+repo+":1"), opts); err != nil {
+			t.Errorf("%s, pushed beside the corrupt image: %v", repo, err)
+		}
+	}
+
+	t.Run("a shared layer corrupted in place is corrupt in every repository", func(t *testing.T) {
+		layers, err := shared.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := layers[0].Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What the e2e suite did to "its" planner layer in one repository.
+		data := filepath.Join(r.Root, "docker/registry/v2/blobs/sha256", h.Hex[:2], h.Hex, "data")
+		b, err := os.ReadFile(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(b) / 2; i < len(b)/2+16; i++ {
+			b[i] ^= 0xff
+		}
+		if err := os.WriteFile(data, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// A push of the same layer to a third repository does not repair it.
+		if err := remote.Write(ref(t, r.Host+"/three/planner:1"), shared, opts...); err != nil {
+			t.Fatal(err)
+		}
+		for _, repo := range []string{"two/planner", "three/planner"} {
+			err := readLayers(ref(t, r.Host+"/"+repo+":1"), opts)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("checksum after reading %d bytes", len(b))) {
+				t.Errorf("%s after the layer was corrupted through another repository: %v", repo, err)
+			}
+		}
+	})
+}
+
+// readLayers downloads every layer of the image at ref through
+// go-containerregistry's verifying reader.
+func readLayers(r name.Reference, opts []remote.Option) error {
+	img, err := remote.Image(r, opts...)
+	if err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

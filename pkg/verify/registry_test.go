@@ -199,36 +199,26 @@ func TestPullIndex(t *testing.T) {
 }
 
 // TestFullPullFindsCorruptLayer: a layer whose bytes changed on the
-// registry's disk is found by WithFull, and only by it.
+// registry's disk (its size kept) is found by WithFull, and only by it.
 func TestFullPullFindsCorruptLayer(t *testing.T) {
 	testenv.NeedStack(t)
 	r := startRegistry(t)
-	img := image(t, "linux", "amd64")
-	tag, digest := push(t, r, "verify/corrupt", img)
-	layers, err := img.Layers()
+	c, err := r.CorruptImage(context.Background(), "verify/corrupt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := layers[0].Digest()
+	tag, err := name.NewTag(c.Ref)
 	if err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(r.Root, "docker/registry/v2/blobs/sha256", h.Hex[:2], h.Hex, "data")
-	b, err := os.ReadFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(data, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a := accessAs(r, r.Password)
-	if _, err := Pull(context.Background(), tag, digest, a); err != nil {
+	if _, err := Pull(context.Background(), tag, c.Digest, a); err != nil {
 		t.Errorf("a pull of the manifests fails: %v", err)
 	}
-	_, err = Pull(context.Background(), tag, digest, a, WithFull())
-	if fail.ClassOf(err) != fail.Corrupt || !strings.Contains(err.Error(), "layer "+h.String()+" does not match its digest or size") || errors.Unwrap(err) == nil {
-		t.Errorf("got %s %v, want corrupt-blob with the reader's error as cause", fail.ClassOf(err), err)
+	_, err = Pull(context.Background(), tag, c.Digest, a, WithFull())
+	want := fmt.Sprintf("layer %s does not match its digest or size (%d bytes read, %d expected)", c.Layer, c.Size, c.Size)
+	if fail.ClassOf(err) != fail.Corrupt || !strings.Contains(err.Error(), want) || errors.Unwrap(err) == nil {
+		t.Errorf("got %s %v, want corrupt-blob %q with the reader's error as cause", fail.ClassOf(err), err, want)
 	}
 }
 

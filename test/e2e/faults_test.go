@@ -20,15 +20,14 @@ import (
 // complete image, and a second push must upload no blob again.
 func TestPushThroughRegistryFaults(t *testing.T) {
 	t.Parallel()
-	// On a registry of its own: once, run beside the parallel tests'
-	// pushes of the same layers to other repositories of the stack's
-	// registry, a layer read back with its size but another digest
-	// (verify-pull --full, exit 12). Not yet explained: concurrent uploads
-	// of one digest in distribution's filesystem driver, or this proxy's
-	// delayed retries. Seen once more, without any proxy, in 13 full runs
-	// on 2026-12-02: TestTokenPublicPackage's anonymous verify-pull --full
-	// read the planner layer (pushed concurrently by many tests to other
-	// repositories) with its size but another digest.
+	// On a registry of its own. On the stack's registry its verify-pull
+	// --full once read the planner layer with its size but another digest
+	// (exit 12), as TestTokenPublicPackage's did later: not concurrent
+	// uploads nor this proxy's retries, but TestVerifyPullDeeper flipping
+	// 16 bytes of its planner layer in the registry's storage, where one
+	// blob per digest serves every repository: it corrupted the layer of
+	// every test's planner image. A test corrupts a layer of its own with
+	// testenv.Registry.CorruptImage.
 	reg, env := ownRegistry(t)
 	layout, digest := buildImage(t, "0.7.0")
 	// Each distinct request fails at its first attempt by turns with 503,
