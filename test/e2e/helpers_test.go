@@ -76,10 +76,10 @@ func setup(m *testing.M) (int, error) {
 	workDir = dir
 	binary = filepath.Join(dir, "idopipe")
 	// Built as the release binaries and the action's install step build
-	// it (static, -trimpath): the action tests' build from source then
+	// it (static, -trimpath, -s -w): the action tests' build from source then
 	// finds every package in the Go build cache.
 	// It builds while the fixtures are written and the stack starts.
-	build := exec.Command("go", "build", "-trimpath", "-o", binary, mainPackage)
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", binary, mainPackage)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var buildOut bytes.Buffer
 	build.Stdout, build.Stderr = &buildOut, &buildOut
