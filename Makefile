@@ -21,9 +21,7 @@ export IDOPIPE_CACHE
 # local stack's real kubelet node; uidmap (setuid newuidmap, newgidmap) goes
 # into the rootless builder image the stack makes.
 DEB_PACKAGES := runc busybox-static containerd containernetworking-plugins iptables iproute2 uidmap
-# -p 3: the end-to-end and testenv packages each hold a slot for as long as
-# they run (see TEST_PKGS), and the other packages need the third.
-TEST_FLAGS ?= -count=1 -timeout 45m -parallel 4 -p 3 $(TEST_LDFLAGS)
+TEST_FLAGS ?= -count=1 -timeout 45m -parallel 4 $(TEST_LDFLAGS)
 # Test binaries without DWARF: about 20 % less link CPU each (e2e.test:
 # 9.7 CPU-s to link with it, 7.9 without); stack traces keep their file
 # and line. TEST_LDFLAGS= keeps DWARF, for a debugger.
@@ -73,22 +71,18 @@ lint: tools
 
 # vet and actionlint run beside the tests' compile and stack start (on two
 # cores they overlap the stack's waits); any of the three failing fails it.
-# TEST_PKGS lists the packages whose tests start a real node first: go
-# test links and runs packages in the order given, so the end-to-end
-# package (the longest by far) starts at once instead of after every
-# other package, and its stack start and serial tests overlap the other
-# packages' builds and tests. internal/testenv comes before it: its host
-# tests take the machine's node and timestamp-authority locks for about
-# 40 s, which the end-to-end stack would otherwise hold for minutes.
-# Measured on 2 cores with a warm build cache, this order is no faster
-# than e2e last (9:55 against 9:23-10:10): the cores are as busy either
-# way, and running more at once costs more CPU in all.
-TEST_PKGS ?= ./internal/testenv ./test/e2e ./...
+# Packages run in go test's order, the end-to-end package last. Measured on
+# 2 cores with a warm build cache: starting it first (internal/testenv,
+# then test/e2e, then the rest, with -p 3 so that the others still get a
+# slot) took 9:55 and 10:27 against 9:23-10:10, and 840-890 CPU-s against
+# 720: the cores are busy either way, and more processes at once cost more
+# CPU in all (the kernel's share grows, as do the daemons' per-second costs
+# over a longer end-to-end run).
 test: tools
 	@bin=$$(build/tools/build.sh); \
 	CGO_ENABLED=$(CGO_ENABLED) $(GO) vet ./... > .vet.out 2>&1 & vet=$$!; \
 	$$bin/actionlint .github/workflows/*.yml docs/examples/*.yml > .lint.out 2>&1 & lint=$$!; \
-	CGO_ENABLED=$(CGO_ENABLED) IDOPIPE_TOOLS_BIN=$$bin $(GO) test $(TEST_FLAGS) $(TEST_PKGS); rc=$$?; \
+	CGO_ENABLED=$(CGO_ENABLED) IDOPIPE_TOOLS_BIN=$$bin $(GO) test $(TEST_FLAGS) ./...; rc=$$?; \
 	wait $$vet || { echo "go vet failed:"; cat .vet.out; rc=1; }; \
 	wait $$lint || { echo "actionlint failed:"; cat .lint.out; rc=1; }; \
 	rm -f .vet.out .lint.out; exit $$rc

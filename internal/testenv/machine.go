@@ -16,7 +16,7 @@ import (
 // Parts.Held shares them instead of waiting, and they stay held when it
 // stops: the host tests read the host's state before a node starts and
 // after it stopped with no other package's node in between, and no other
-// package (the end-to-end tests, which go test runs beside them) takes the
+// package (the end-to-end tests, which go test may run beside them) takes the
 // node in the gap between two of their stacks and keeps it for minutes.
 type MachineLocks struct {
 	node, tsa *os.File

@@ -9,7 +9,7 @@ import (
 
 // machine holds the machine's node and TSA locks for this package's tests
 // that start a node or a timestamp authority, from the first of them until
-// the package ends (TestMain): go test runs this package beside the
+// the package ends (TestMain): go test may run this package beside the
 // end-to-end tests, whose stack would otherwise take the node between two
 // host tests and keep it for minutes, and a host test's "after" state must
 // not see another package's node.
