@@ -2,17 +2,12 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -32,7 +27,6 @@ type Cluster struct {
 	env         *envtest.Environment
 	scheduler   *process
 	controllers *process
-	apiStopped  bool // by StopAPIServer, until StartAPIServer
 }
 
 type clusterClient = kubernetes.Interface
@@ -56,8 +50,8 @@ func startCluster(ctx context.Context, tools, dir string, node *nodeConfig) (c *
 	// names it, so the node reaper can find them all.
 	c.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
 	api := c.env.ControlPlane.GetAPIServer()
-	// Certificates in a directory of ours: envtest keeps them (and its port)
-	// across StopAPIServer/StartAPIServer, so kubeconfigs stay valid.
+	// Certificates in a directory of ours, which a second API server
+	// (StartSecondAPIServer) serves with too.
 	api.CertDir = filepath.Join(dir, "apiserver")
 	if err := os.MkdirAll(api.CertDir, 0o700); err != nil {
 		return nil, err
@@ -142,109 +136,6 @@ func (c *Cluster) waitDefaultServiceAccount(ctx context.Context) error {
 		_, err := c.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
-}
-
-// StopAPIServer kills kube-apiserver (SIGKILL, as a crash would), leaving
-// etcd, the controllers and the node running: a cluster whose API server went
-// away mid-release. StartAPIServer brings it back.
-func (c *Cluster) StopAPIServer() error {
-	api := c.env.ControlPlane.GetAPIServer()
-	pids := processesMatching(func(cmdline []string) bool { return slices.Contains(cmdline, "--cert-dir="+api.CertDir) })
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	c.apiStopped = true
-	return api.Stop() // reaps the process and resets envtest's state
-}
-
-// StartAPIServer starts kube-apiserver again after StopAPIServer, on the same
-// port with the same certificates, and waits until the cluster works as it
-// did before the stop: the server ready (/readyz: CRDs, RBAC and discovery
-// loaded), the node's kubelet renewing its lease again, and the
-// controller-manager acting on new objects (a new namespace gets its
-// ServiceAccount, and its deletion completes). Without a StopAPIServer before
-// it, it does nothing, so a test can register it as a cleanup.
-func (c *Cluster) StartAPIServer(ctx context.Context) error {
-	if !c.apiStopped {
-		return nil
-	}
-	if err := c.env.ControlPlane.GetAPIServer().Start(); err != nil {
-		return err
-	}
-	c.apiStopped = false
-	restarted := metav1.NowMicro()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if err := poll(ctx, func(ctx context.Context) error {
-		_, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err
-	}); err != nil {
-		return fmt.Errorf("kube-apiserver not ready after a restart: %w", err)
-	}
-	if c.Node != nil {
-		if err := poll(ctx, func(ctx context.Context) error {
-			l, err := c.Client.CoordinationV1().Leases("kube-node-lease").Get(ctx, NodeName, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if l.Spec.RenewTime == nil || l.Spec.RenewTime.Before(&restarted) {
-				return errors.New("the kubelet has not renewed its lease since the restart")
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("node %s after the API server's restart: %w", NodeName, err)
-		}
-	}
-	if err := c.probeControllers(ctx); err != nil {
-		return fmt.Errorf("kube-controller-manager after the API server's restart: %w", err)
-	}
-	return nil
-}
-
-// probeControllers creates a namespace, waits for the controller-manager to
-// give it its ServiceAccount, deletes it and waits until the namespace
-// controller has removed it.
-func (c *Cluster) probeControllers(ctx context.Context) error {
-	ns, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "testenv-probe-"}}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	if err := poll(ctx, func(ctx context.Context) error {
-		_, err := c.Client.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
-		return err
-	}); err != nil {
-		_ = c.Client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
-		return fmt.Errorf("namespace %s has no default ServiceAccount: %w", ns.Name, err)
-	}
-	if err := c.Client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{}); err != nil {
-		return err
-	}
-	return poll(ctx, func(ctx context.Context) error {
-		_, err := c.Client.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err == nil {
-			return fmt.Errorf("namespace %s not deleted yet", ns.Name)
-		}
-		return err
-	})
-}
-
-// poll calls check every 100 ms until it succeeds or ctx ends, and then
-// returns check's last error.
-func poll(ctx context.Context, check func(context.Context) error) error {
-	for {
-		err := check(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // Stop ends the node (removing what it changed on the host), the

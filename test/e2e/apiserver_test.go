@@ -14,15 +14,20 @@ import (
 	"github.com/idopipe/idopipe/pkg/fail"
 )
 
-// TestAPIServerStopsMidApply stops kube-apiserver while a deploy applies a
-// large manifest, starts it again, and checks that the rerun converges to
-// the whole manifest with both Pods Ready. It may run in any position: it
-// leaves the stack as it found it (StartAPIServer waits until the server,
-// the node and the controllers work again, and a cleanup starts the server
-// if the test ends while it is stopped), and its namespace is deleted when
-// it ends.
+// TestAPIServerStopsMidApply kills the API server a deploy talks to while
+// it applies a large manifest, starts it again, and checks that the rerun
+// converges to the whole manifest with both Pods Ready. The server is a
+// second kube-apiserver of the stack's cluster (same etcd, certificates and
+// flags), the only one the deploy's kubeconfig names: the first keeps
+// serving the node, the controllers and the tests running beside this one.
 func TestAPIServerStopsMidApply(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
+	api, err := stack.Cluster.StartSecondAPIServer(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Stop()
 	ref := pushedImage(t)
 	var extra []string
 	for i := range 300 {
@@ -31,30 +36,20 @@ func TestAPIServerStopsMidApply(t *testing.T) {
 	const ns = "apiserver-restart"
 	manifest := fixtureWith(t, ns, nil, extra...)
 	args := []string{"deploy", "--image", ref, "-n", ns, "--manifest", manifest, "--timeout", "60s",
-		"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml")}
+		"--crds", filepath.Join(fixtures, "intents_crds_v1alpha1.yaml"), "--kubeconfig", api.Kubeconfig}
 	stopped := runUntil(t, args, func(out string) bool { return strings.Contains(out, "==> apply") }, func(*exec.Cmd) {
-		// Registered after the namespace's cleanup (by runUntil), so it
-		// runs before it: the namespace is deleted through a working API
-		// server even when the test fails while the server is stopped.
-		t.Cleanup(func() {
-			if err := stack.Cluster.StartAPIServer(context.Background()); err != nil {
-				t.Errorf("restart the API server for the tests that follow: %v", err)
-			}
-		})
-		if err := stack.Cluster.StopAPIServer(); err != nil {
-			t.Fatal(err)
-		}
+		api.Kill()
 	})
 	code := stopped.code
-	t.Logf("deploy with the API server stopped during apply: exit %d", code)
+	t.Logf("deploy with its API server killed during apply: exit %d", code)
 	if code != int(fail.Cluster) && code != 0 {
 		t.Errorf("exit %d, want %d (cluster) or 0 if the apply finished first:\n%s", code, fail.Cluster, stopped.stdout)
 	}
 	restart := time.Now()
-	if err := stack.Cluster.StartAPIServer(ctx); err != nil {
+	if err := api.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("API server, node and controllers back in %.1fs", time.Since(restart).Seconds())
+	t.Logf("API server back in %.1fs", time.Since(restart).Seconds())
 	r := idopipe(t, nil, args...)
 	if r.code != 0 || !strings.Contains(r.stdout, "2/2 Pods Ready") {
 		t.Fatalf("rerun after the API server came back:\n%s", r)

@@ -18,9 +18,7 @@
 // request little CPU, so several releases fit on the node together.
 //
 // A few tests stay serial, and Go runs them before the parallel ones: the
-// one that stops the API server (TestAPIServerStopsMidApply, which restores
-// it before it returns), the one that stops the kubelet
-// (TestSilentKubelet), the mount tests (they count requests against
+// one that stops the kubelet (TestSilentKubelet), the mount tests (they count requests against
 // repositories they share), the one that removes the IDO CRDs
 // (TestReleaseWithoutCRD; the other bad inputs run in parallel), and those that deploy manifests with upstream's
 // resource requests (1.5 of the node's 2 CPUs: TestStagesOneByOne,
@@ -28,5 +26,10 @@
 // one that stops the stack's Sigstore services (TestKeylessSigstoreDown).
 // Tests that change what the registry does for every client (its tokens'
 // lifetime, faults in front of it) run in parallel on a registry of their
-// own (ownRegistry).
+// own (ownRegistry), and the one that kills an API server mid-apply on a
+// second API server of the cluster (testenv's StartSecondAPIServer). No
+// test changes a blob that other images share: the registry keeps one blob
+// per digest for every repository, and all planner images share their
+// layer, so a test that corrupts storage corrupts an image of its own
+// (testenv's Registry.CorruptImage).
 package e2e
