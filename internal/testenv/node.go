@@ -170,6 +170,16 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *Node, err error) {
 						return fmt.Errorf("node Ready but tainted %s", t.Key)
 					}
 				}
+				// And heartbeating: a node's Ready condition comes before
+				// its first Lease, which is what tells a stopped kubelet
+				// (a test that pauses the kubelet at once would find none).
+				lease, err := cfg.client.CoordinationV1().Leases("kube-node-lease").Get(ctx, NodeName, metav1.GetOptions{})
+				if err != nil {
+					return fmt.Errorf("node %s Ready but without its heartbeat Lease: %w", NodeName, err)
+				}
+				if lease.Spec.RenewTime == nil {
+					return fmt.Errorf("node %s Ready but its Lease not renewed yet", NodeName)
+				}
 				return nil
 			}
 		}
