@@ -132,6 +132,28 @@ func mustDiffIDs(l v1.Layer) []v1.Hash {
 	return []v1.Hash{d}
 }
 
+// RandomLayout writes a random image (go-containerregistry's random.Image:
+// layers of size bytes each) as an OCI layout at dir and returns the
+// image's digest.
+func RandomLayout(dir string, size, layers int64) (string, error) {
+	img, err := random.Image(size, layers)
+	if err != nil {
+		return "", err
+	}
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return "", err
+	}
+	if err := lp.AppendImage(img); err != nil {
+		return "", err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	return d.String(), nil
+}
+
 // PlatformImage is a random image of layers layers of size bytes each
 // whose config says os/arch: for tests of platform checks.
 func PlatformImage(os, arch string, size int64, layers int) (v1.Image, error) {

@@ -25,21 +25,8 @@ import (
 // tokens, and each refusal must be GHCR's.
 func TestRegistryTokenFlow(t *testing.T) {
 	t.Parallel()
-	NeedStack(t)
-	tools, err := ToolsDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	r, err := startRegistry(ctx, tools, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Stop()
-	client, err := r.HTTPClient()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, client := testRegistry(t)
 	tr := client.Transport.(*http.Transport)
 	as := func(user, pass string) []remote.Option {
 		auth := authn.Anonymous
@@ -171,21 +158,8 @@ func ref(t *testing.T, s string) name.Reference {
 // builds, made other tests' verify-pull --full fail (exit 12).
 func TestCorruptImage(t *testing.T) {
 	t.Parallel()
-	NeedStack(t)
-	tools, err := ToolsDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	r, err := startRegistry(ctx, tools, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Stop()
-	client, err := r.HTTPClient()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, client := testRegistry(t)
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(client.Transport),
 		remote.WithAuth(authn.FromConfig(authn.AuthConfig{Username: r.Username, Password: r.Password}))}
 	// Two tests push the same image, as every e2e test pushes the planner.
@@ -269,4 +243,25 @@ func readLayers(r name.Reference, opts []remote.Option) error {
 		}
 	}
 	return nil
+}
+
+// testRegistry starts a registry of the test's own, stopped when it ends,
+// and an HTTP client that trusts it.
+func testRegistry(t *testing.T) (*Registry, *http.Client) {
+	t.Helper()
+	NeedStack(t)
+	tools, err := ToolsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := startRegistry(context.Background(), tools, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop() })
+	client, err := r.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, client
 }

@@ -12,9 +12,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -49,19 +46,8 @@ func TestStressSharedLayer(t *testing.T) {
 	var pushed []name.Digest
 	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
 	for round := 0; time.Now().Before(deadline); round++ {
-		img, err := random.Image(2479402, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
 		dir := filepath.Join(t.TempDir(), "oci")
-		lp, err := layout.Write(dir, empty.Index)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := lp.AppendImage(img); err != nil {
-			t.Fatal(err)
-		}
-		d, err := img.Digest()
+		d, err := testenv.RandomLayout(dir, 2479402, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +68,7 @@ func TestStressSharedLayer(t *testing.T) {
 						opts = append(opts, publish.WithMountFrom(pushed[len(pushed)-1].Context()))
 					}
 					mu.Unlock()
-					ref, err := publish.Push(ctx, dir, d.String(), tag, a, opts...)
+					ref, err := publish.Push(ctx, dir, d, tag, a, opts...)
 					if err != nil {
 						t.Errorf("push %s: %v", tag, err)
 						return

@@ -27,10 +27,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-
 	"github.com/idopipe/idopipe/internal/testenv"
 )
 
@@ -493,23 +489,12 @@ func buildImage(t *testing.T, version string) (string, string) {
 // OCI layout and returns it with the image's digest and layer count.
 func randomLayout(t *testing.T, size int64, n int) (string, string) {
 	t.Helper()
-	img, err := random.Image(size, int64(n))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(t.TempDir(), "oci")
-	lp, err := layout.Write(dir, empty.Index)
+	d, err := testenv.RandomLayout(dir, size, int64(n))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lp.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir, d.String()
+	return dir, d
 }
 
 // pushedImage builds, pushes and verifies the fixture (a release's stages
