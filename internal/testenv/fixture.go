@@ -110,18 +110,7 @@ func BusyboxLayout(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	lp, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return "", err
-	}
-	if err := lp.AppendImage(img); err != nil {
-		return "", err
-	}
-	d, err := img.Digest()
-	if err != nil {
-		return "", err
-	}
-	return d.String(), nil
+	return writeLayout(dir, img)
 }
 
 func mustDiffIDs(l v1.Layer) []v1.Hash {
@@ -140,6 +129,11 @@ func RandomLayout(dir string, size, layers int64) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return writeLayout(dir, img)
+}
+
+// writeLayout writes img as an OCI layout at dir and returns its digest.
+func writeLayout(dir string, img v1.Image) (string, error) {
 	lp, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return "", err
