@@ -41,8 +41,10 @@ var secondAPIServers atomic.Int64
 // under dir, and waits until it is ready.
 func (c *Cluster) StartSecondAPIServer(ctx context.Context, dir string) (*SecondAPIServer, error) {
 	api := c.env.ControlPlane.GetAPIServer()
+	// The first by its port: a second one shares its cert-dir.
 	pids := processesMatching(func(cmdline []string) bool {
-		return strings.HasSuffix(cmdline[0], "kube-apiserver") && slices.Contains(cmdline, "--cert-dir="+api.CertDir)
+		return strings.HasSuffix(cmdline[0], "kube-apiserver") && slices.Contains(cmdline, "--cert-dir="+api.CertDir) &&
+			slices.Contains(cmdline, "--secure-port="+api.SecureServing.Port)
 	})
 	if len(pids) != 1 {
 		return nil, fmt.Errorf("testenv: want the cluster's one kube-apiserver, found %d processes", len(pids))
