@@ -87,6 +87,12 @@ func startCluster(ctx context.Context, tools, dir string, node *nodeConfig) (c *
 		return nil, err
 	}
 	c.Config = user.Config()
+	// No client-side rate limit, as idopipe's own client (pkg/cluster):
+	// client-go's default, 5 requests a second for all the tests in a
+	// package, queued the end-to-end tests' checks and cleanups behind each
+	// other (a bad-input case took 1-3 s, 0.2 s of it its own work). Every
+	// poll in the tests sleeps between its requests.
+	c.Config.QPS = -1
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		return nil, err
 	}
