@@ -26,6 +26,12 @@ TEST_FLAGS ?= -count=1 -timeout 45m -parallel 4 $(TEST_LDFLAGS)
 # 9.7 CPU-s to link with it, 7.9 without); stack traces keep their file
 # and line. TEST_LDFLAGS= keeps DWARF, for a debugger.
 TEST_LDFLAGS ?= -ldflags=-w
+# Test binaries are kept, one folder per checkout, under the cache: go test
+# -o links a package's test binary again only when its code or a
+# dependency changed (a link is 6-9 CPU-s for most packages here, ~15 of
+# them; measured: pkg/doctor and pkg/commands 16.7 CPU-s the first time,
+# 3.8 when kept). Package names must stay unique for that (NAME.test).
+TEST_BIN ?= $(IDOPIPE_CACHE)/build/$(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-12)/test
 # Static, pure-Go binaries everywhere (the release binaries already are):
 # with cgo, kustomize's import of Go's plugin package makes every test
 # binary externally and dynamically linked with all its symbols kept.
@@ -60,7 +66,8 @@ tools: deps
 # after a small change takes seconds; TEST_UNIT_FLAGS=-count=1 reruns all.
 TEST_UNIT_FLAGS ?=
 test-unit:
-	CGO_ENABLED=$(CGO_ENABLED) $(GO) test -short $(TEST_LDFLAGS) $(TEST_UNIT_FLAGS) ./...
+	@mkdir -p $(TEST_BIN)
+	CGO_ENABLED=$(CGO_ENABLED) $(GO) test -short $(TEST_LDFLAGS) -o $(TEST_BIN)/ $(TEST_UNIT_FLAGS) ./...
 
 vet:
 	CGO_ENABLED=$(CGO_ENABLED) $(GO) vet ./...
@@ -71,6 +78,7 @@ lint: tools
 
 # vet and actionlint run beside the tests' compile and stack start (on two
 # cores they overlap the stack's waits); any of the three failing fails it.
+# go vet ./... runs every analyzer, so go test's own subset is off.
 # Packages run in go test's order, the end-to-end package last. Measured on
 # 2 cores with a warm build cache: starting it first (internal/testenv,
 # then test/e2e, then the rest, with -p 3 so that the others still get a
@@ -82,7 +90,8 @@ test: tools
 	@bin=$$(build/tools/build.sh); \
 	CGO_ENABLED=$(CGO_ENABLED) $(GO) vet ./... > .vet.out 2>&1 & vet=$$!; \
 	$$bin/actionlint .github/workflows/*.yml docs/examples/*.yml > .lint.out 2>&1 & lint=$$!; \
-	CGO_ENABLED=$(CGO_ENABLED) IDOPIPE_TOOLS_BIN=$$bin $(GO) test $(TEST_FLAGS) ./...; rc=$$?; \
+	mkdir -p $(TEST_BIN); \
+	CGO_ENABLED=$(CGO_ENABLED) IDOPIPE_TOOLS_BIN=$$bin $(GO) test -vet=off -o $(TEST_BIN)/ $(TEST_FLAGS) ./...; rc=$$?; \
 	wait $$vet || { echo "go vet failed:"; cat .vet.out; rc=1; }; \
 	wait $$lint || { echo "actionlint failed:"; cat .lint.out; rc=1; }; \
 	rm -f .vet.out .lint.out; exit $$rc
@@ -115,4 +124,4 @@ bench: tools build
 	build/bench/bench.sh $(BENCH_FLAGS)
 
 clean:
-	rm -rf bin dist .idopipe
+	rm -rf bin dist .idopipe $(TEST_BIN)

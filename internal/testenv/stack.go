@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -132,6 +134,29 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// BuildCache is a folder for the binaries the tests build from this
+// checkout, kept between runs: $IDOPIPE_CACHE/build/<hash of the
+// checkout's path> ($IDOPIPE_CACHE defaults to the user's cache folder's
+// idopipe, as in build/tools). go build -o a binary there links only when
+// its code or a dependency changed.
+func BuildCache() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cache := os.Getenv("IDOPIPE_CACHE")
+	if cache == "" {
+		user, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("no cache folder for the tests' binaries (set IDOPIPE_CACHE): %w", err)
+		}
+		cache = filepath.Join(user, "idopipe")
+	}
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(cache, "build", hex.EncodeToString(sum[:6]))
+	return dir, os.MkdirAll(dir, 0o755)
 }
 
 // Fixtures is testdata/ido in the checkout: idopipe's own IDO-shaped
