@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -190,11 +191,14 @@ func (s *Stack) pushBuilderImage(ctx context.Context, dirName, image string, fil
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	tarPath := filepath.Join(dir, "layer.tar")
-	if err := writeLayer(tarPath, files); err != nil {
+	// Compressed once, as it is written: from an uncompressed tar,
+	// go-containerregistry gzips the ~80 MB layer twice (for its digest,
+	// then again for the push). The bytes are the same (gzip's best speed).
+	gzPath := filepath.Join(dir, "layer.tar.gz")
+	if err := writeLayer(gzPath, files); err != nil {
 		return "", err
 	}
-	layer, err := tarball.LayerFromFile(tarPath)
+	layer, err := tarball.LayerFromFile(gzPath)
 	if err != nil {
 		return "", err
 	}
@@ -258,15 +262,21 @@ type layerEntry struct {
 	xattrs   map[string]string
 }
 
-// writeLayer writes a layer tar holding entries (path in the image →
-// entry), parents first, with the directories above an entry it lacks.
+// writeLayer writes a gzipped layer tar holding entries (path in the
+// image → entry), parents first, with the directories above an entry it
+// lacks. It compresses at gzip's best speed: the layer only crosses
+// loopback.
 func writeLayer(path string, entries map[string]layerEntry) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tw := tar.NewWriter(f)
+	zw, err := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(zw)
 	written := map[string]bool{}
 	for _, in := range slices.Sorted(maps.Keys(entries)) {
 		e := entries[in]
@@ -331,6 +341,9 @@ func writeLayer(path string, entries map[string]layerEntry) error {
 		}
 	}
 	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
 		return err
 	}
 	return f.Close()

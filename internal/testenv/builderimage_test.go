@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"encoding/hex"
 	"io"
 	"os"
@@ -31,7 +32,7 @@ func TestWriteLayer(t *testing.T) {
 	if err := os.WriteFile(host, []byte("#!/bin/true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "layer.tar")
+	out := filepath.Join(dir, "layer.tar.gz")
 	err := writeLayer(out, map[string]layerEntry{
 		"home/user/.local": {dir: true, uid: 1000, gid: 1000},
 		"etc/subuid":       {data: []byte("user:100000:65536\n")},
@@ -46,9 +47,13 @@ func TestWriteLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string]*tar.Header{}
 	var order []string
-	tr := tar.NewReader(f)
+	tr := tar.NewReader(zr)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
