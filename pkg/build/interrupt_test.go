@@ -55,6 +55,7 @@ func (w *watcher) String() string {
 // the second build must succeed.
 func TestInterruptDuringLayoutCopy(t *testing.T) {
 	testenv.NeedStack(t)
+	t.Parallel()
 	big := bigLayer(t, 256<<20)
 	bl, err := layout.FromPath(busybox)
 	if err != nil {

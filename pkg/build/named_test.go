@@ -126,6 +126,7 @@ func freshPruned(t *testing.T) build.Option {
 // image built holds the marker of the context given, not of another image.
 func TestNamedContextForms(t *testing.T) {
 	testenv.NeedStack(t)
+	t.Parallel()
 	img := markerImage(t, "from the named context\n")
 	tagged, dgst := markerLayout(t, img, "1.24.6")
 	single, _ := markerLayout(t, img, "")
@@ -168,6 +169,7 @@ func TestNamedContextForms(t *testing.T) {
 	})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each on its own buildkitd
 			at := freshPruned(t)
 			dir := writeFiles(t, map[string]string{"Dockerfile": tc.dockerfile})
 			s := spec(t, dir)

@@ -26,6 +26,7 @@ COPY --from=build /out/ /app/
 // the same SOURCE_DATE_EPOCH, into two layouts, give the same digest.
 func TestReproducibleWithEpoch(t *testing.T) {
 	testenv.NeedStack(t)
+	t.Parallel()
 	dir := writeFiles(t, map[string]string{"Dockerfile": reproDockerfile, "app.txt": "app\n"})
 	digests := map[string]bool{}
 	for range 2 {
