@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/klog/v2"
 	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -226,6 +228,16 @@ func (d *Dialer) explain(ctx context.Context, err error, what string) error {
 	return fail.Wrap(fail.Daemon, err, "check that the API server at "+d.Config.Host+" is up", "builder %s: cannot %s", d, what)
 }
 
+// streamContext is the context of an exec stream: not cancelled with
+// ctx, and with a logger that drops what client-go's stream copiers log.
+// When the builder's Pod goes away mid-build, the stdin copier's
+// "Copying stdin failed" would otherwise reach stderr through klog after
+// idopipe's own one-line error; the stream's end is reported through
+// ended and explained there.
+func streamContext(ctx context.Context) context.Context {
+	return klog.NewContext(context.WithoutCancel(ctx), logr.Discard())
+}
+
 // exec starts `buildctl dial-stdio` in pod and waits until the stream is
 // up: the executor reads stdin only once the connection is made.
 func (d *Dialer) exec(ctx context.Context, pod string) (net.Conn, error) {
@@ -241,7 +253,7 @@ func (d *Dialer) exec(ctx context.Context, pod string) (net.Conn, error) {
 	}
 	c := newConn(pod, d.Namespace)
 	// The stream lives as long as the connection, not the dial's context.
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sctx, cancel := context.WithCancel(streamContext(ctx))
 	c.cancel = cancel
 	go func() {
 		err := ex.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: c.execStdin(), Stdout: c.stdoutW, Stderr: &c.stderr})
