@@ -31,6 +31,8 @@ TEST_LDFLAGS ?= -ldflags=-w
 # dependency changed (a link is 6-9 CPU-s for most packages here, ~15 of
 # them; measured: pkg/doctor and pkg/commands 16.7 CPU-s the first time,
 # 3.8 when kept). Package names must stay unique for that (NAME.test).
+# The folder's hash is testenv.BuildCache's (the first 6 bytes of the
+# checkout path's sha256), so the e2e package's idopipe lands beside.
 TEST_BIN ?= $(IDOPIPE_CACHE)/build/$(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-12)/test
 # Static, pure-Go binaries everywhere (the release binaries already are):
 # with cgo, kustomize's import of Go's plugin package makes every test
