@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -318,8 +319,8 @@ func TestTokenCrossOwnerMount(t *testing.T) {
 	})
 }
 
-// TestTokenExpiresMidPush: with tokens that live one second, a push of a
-// large image outlasts its token; the registry refuses the expired token
+// TestTokenExpiresMidPush: with tokens that live one second, a push over a
+// slow link outlasts its token; the registry refuses the expired token
 // (401 invalid_token), the client fetches a new one and the push completes
 // and verifies.
 func TestTokenExpiresMidPush(t *testing.T) {
@@ -327,18 +328,33 @@ func TestTokenExpiresMidPush(t *testing.T) {
 	// The token lifetime is the registry's, for every client: this test
 	// shortens it on a registry of its own.
 	reg, env := ownRegistry(t)
-	dir, digest := randomLayout(t, 24<<20, 12)
+	dir, digest := randomLayout(t, 256<<10, 6)
 	reg.SetTokenLifetime(time.Second)
+	// The slow link: a proxy holds every request for 150 ms, a seventh of
+	// the token's life, so the push of 7 blobs (each a check, a start, the
+	// data and a commit) and a manifest outlasts several tokens on any
+	// machine, while each request, a retried one too, fits in one token's
+	// life. (A large image made the push long only where bytes move
+	// slowly, and cost seconds of CPU to make and move.)
+	slow, err := reg.StartProxy(t.TempDir(), func(*http.Request) (int, string, bool) {
+		time.Sleep(150 * time.Millisecond)
+		return 0, "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = slow.Close() })
 	before := reg.TokenStats()
 	start := time.Now()
 	r := idopipe(t, env, "push", "--oci-layout", dir, "--digest", digest, "--version", "1", "--jobs", "1", "-o", "json",
-		"--registry", reg.Host, "--registry-ca", reg.CAFile, "--owner", "expiry")
+		"--registry", slow.Host, "--registry-ca", slow.CAFile, "--owner", "expiry")
 	took := time.Since(start)
 	after := reg.TokenStats()
 	if r.code != 0 {
 		t.Fatalf("push with expiring tokens:\n%s", r)
 	}
-	t.Logf("pushed 12×24 MiB in %.1fs; tokens issued %d, requests refused for an expired token %d", took.Seconds(), after.Issued-before.Issued, after.Expired-before.Expired)
+	t.Logf("pushed 6 layers through a slow link in %.1fs (%d requests); tokens issued %d, requests refused for an expired token %d",
+		took.Seconds(), slow.Requests(), after.Issued-before.Issued, after.Expired-before.Expired)
 	if after.Expired == before.Expired || after.Issued-before.Issued < 2 {
 		t.Errorf("no token expired mid-push (%+v → %+v): the push was quicker than the token's lifetime", before, after)
 	}
