@@ -2,9 +2,10 @@ package testenv
 
 import (
 	"archive/tar"
-	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/idopipe/idopipe/pkg/buildkitd/kube"
 )
@@ -191,14 +192,10 @@ func (s *Stack) pushBuilderImage(ctx context.Context, dirName, image string, fil
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	// Compressed once, as it is written: from an uncompressed tar,
-	// go-containerregistry gzips the ~80 MB layer twice (for its digest,
-	// then again for the push). The bytes are the same (gzip's best speed).
-	gzPath := filepath.Join(dir, "layer.tar.gz")
-	if err := writeLayer(gzPath, files); err != nil {
-		return "", err
-	}
-	layer, err := tarball.LayerFromFile(gzPath)
+	// The layer stays an uncompressed tar: it only crosses loopback, and
+	// gzip (here, then again on the node to unpack it) cost seconds of
+	// CPU for each builder image of a test run, for no transfer gained.
+	layer, err := writeLayer(filepath.Join(dir, "layer.tar"), files)
 	if err != nil {
 		return "", err
 	}
@@ -208,7 +205,7 @@ func (s *Stack) pushBuilderImage(ctx context.Context, dirName, image string, fil
 	}
 	img, err = mutate.ConfigFile(img, &v1.ConfigFile{
 		Architecture: "amd64", OS: "linux", Config: config,
-		RootFS: v1.RootFS{Type: "layers", DiffIDs: mustDiffIDs(layer)},
+		RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{layer.hash}},
 	})
 	if err != nil {
 		return "", err
@@ -262,26 +259,40 @@ type layerEntry struct {
 	xattrs   map[string]string
 }
 
-// writeLayer writes a gzipped layer tar holding entries (path in the
-// image → entry), parents first, with the directories above an entry it
-// lacks. It compresses at gzip's best speed: the layer only crosses
-// loopback.
-func writeLayer(path string, entries map[string]layerEntry) error {
+// tarLayer is an uncompressed layer tar on disk, pushed as it is: its
+// digest and diff ID are both the tar's sha256.
+type tarLayer struct {
+	path string
+	hash v1.Hash
+	size int64
+}
+
+func (l *tarLayer) Digest() (v1.Hash, error)             { return l.hash, nil }
+func (l *tarLayer) DiffID() (v1.Hash, error)             { return l.hash, nil }
+func (l *tarLayer) Size() (int64, error)                 { return l.size, nil }
+func (l *tarLayer) Compressed() (io.ReadCloser, error)   { return os.Open(l.path) }
+func (l *tarLayer) Uncompressed() (io.ReadCloser, error) { return os.Open(l.path) }
+func (l *tarLayer) MediaType() (types.MediaType, error) {
+	return types.DockerUncompressedLayer, nil
+}
+
+// writeLayer writes a layer tar holding entries (path in the image →
+// entry), parents first, with the directories above an entry it lacks,
+// and hashes it as it goes.
+func writeLayer(path string, entries map[string]layerEntry) (*tarLayer, error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	zw, err := gzip.NewWriterLevel(f, gzip.BestSpeed)
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(zw)
+	h := sha256.New()
+	cw := &countingWriter{w: io.MultiWriter(f, h)}
+	tw := tar.NewWriter(cw)
 	written := map[string]bool{}
 	for _, in := range slices.Sorted(maps.Keys(entries)) {
 		e := entries[in]
 		if err := addParents(tw, in, written); err != nil {
-			return err
+			return nil, err
 		}
 		written[in] = true
 		h := &tar.Header{Name: in, Mode: e.mode, Uid: e.uid, Gid: e.gid}
@@ -301,7 +312,7 @@ func writeLayer(path string, entries map[string]layerEntry) error {
 				}
 			}
 			if err := tw.WriteHeader(h); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		case e.host == "":
@@ -310,21 +321,21 @@ func writeLayer(path string, entries map[string]layerEntry) error {
 				h.Mode = 0o644
 			}
 			if err := tw.WriteHeader(h); err != nil {
-				return err
+				return nil, err
 			}
 			if _, err := tw.Write(e.data); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
 		src, err := os.Open(e.host)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		fi, err := src.Stat()
 		if err != nil {
 			src.Close()
-			return err
+			return nil, err
 		}
 		h.Typeflag, h.Size = tar.TypeReg, fi.Size()
 		if h.Mode == 0 {
@@ -332,21 +343,33 @@ func writeLayer(path string, entries map[string]layerEntry) error {
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			src.Close()
-			return err
+			return nil, err
 		}
 		_, err = io.Copy(tw, src)
 		src.Close()
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	if err := zw.Close(); err != nil {
-		return err
+	if err := f.Close(); err != nil {
+		return nil, err
 	}
-	return f.Close()
+	return &tarLayer{path: path, size: cw.n, hash: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}}, nil
+}
+
+// countingWriter counts what it passes on.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // addParents writes the directories above in that the layer lacks yet.

@@ -2,7 +2,8 @@ package testenv
 
 import (
 	"archive/tar"
-	"compress/gzip"
+	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"os"
@@ -32,8 +33,8 @@ func TestWriteLayer(t *testing.T) {
 	if err := os.WriteFile(host, []byte("#!/bin/true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "layer.tar.gz")
-	err := writeLayer(out, map[string]layerEntry{
+	out := filepath.Join(dir, "layer.tar")
+	layer, err := writeLayer(out, map[string]layerEntry{
 		"home/user/.local": {dir: true, uid: 1000, gid: 1000},
 		"etc/subuid":       {data: []byte("user:100000:65536\n")},
 		"usr/bin/helper":   {host: host, xattrs: map[string]string{"security.capability": fileCapability(capSetUID)}},
@@ -42,18 +43,25 @@ func TestWriteLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(out)
+	raw, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
+	// The layer is pushed as it is: its digest and diff ID are the
+	// file's sha256, its size the file's.
+	sum := sha256.Sum256(raw)
+	if d, _ := layer.Digest(); d.Hex != hex.EncodeToString(sum[:]) || d.Algorithm != "sha256" {
+		t.Errorf("digest %s, want sha256:%x", d, sum)
+	}
+	if d, _ := layer.DiffID(); d.Hex != hex.EncodeToString(sum[:]) {
+		t.Errorf("diff ID %s, want sha256:%x", d, sum)
+	}
+	if n, _ := layer.Size(); n != int64(len(raw)) {
+		t.Errorf("size %d, want %d", n, len(raw))
 	}
 	got := map[string]*tar.Header{}
 	var order []string
-	tr := tar.NewReader(zr)
+	tr := tar.NewReader(bytes.NewReader(raw))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
