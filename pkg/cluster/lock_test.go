@@ -71,18 +71,25 @@ func leaseServerDropping() (*fake.Clientset, func()) {
 
 var fastLock = LockTiming{LeaseDuration: 1500 * time.Millisecond, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond}
 
+// heldLock renews as often as fastLock, but its Lease outlives a stall of
+// the holder's renewals and its holder gives up only after 3 s without
+// one: a second holder's wait (3 s at least) must end in a refusal even
+// when the machine is too busy to renew every 1.5 s (a whole make test's
+// load once let the second take fastLock's Lease over).
+var heldLock = LockTiming{LeaseDuration: 10 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 200 * time.Millisecond}
+
 // TestLockHeldAndLost: a second holder waits and is refused naming the
 // first; a holder whose Lease another takes over loses the lock, and its
 // client refuses every request after that.
 func TestLockHeldAndLost(t *testing.T) {
 	ctx := context.Background()
 	core := leaseServer()
-	a := &Client{Core: core, LockTiming: fastLock}
+	a := &Client{Core: core, LockTiming: heldLock}
 	unlock, err := a.Lock(ctx, "ido", "release-a", time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Client{Core: core, LockTiming: fastLock}
+	b := &Client{Core: core, LockTiming: heldLock}
 	var said string
 	_, err = b.Lock(ctx, "ido", "release-b", 0, func(s string) { said = s })
 	if fail.ClassOf(err) != fail.Cluster || !strings.Contains(err.Error(), "release-a") || !strings.Contains(said, "held by release-a") {
@@ -117,7 +124,8 @@ func TestLockHeldAndLost(t *testing.T) {
 		}
 	}()
 	<-took
-	deadline := time.Now().Add(5 * time.Second)
+	// Lost once a renewal has failed for heldLock's RenewDeadline.
+	deadline := time.Now().Add(10 * time.Second)
 	for a.LockLost() == nil && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
