@@ -81,21 +81,30 @@ lint: tools
 # vet and actionlint run beside the tests' compile and stack start (on two
 # cores they overlap the stack's waits); any of the three failing fails it.
 # go vet ./... runs every analyzer, so go test's own subset is off.
-# Packages run in go test's order, the end-to-end package last. Measured on
-# 2 cores with a warm build cache: starting it first (internal/testenv,
-# then test/e2e, then the rest, with -p 3 so that the others still get a
-# slot) took 9:55 and 10:27 against 9:23-10:10, and 840-890 CPU-s against
-# 720: the cores are busy either way, and more processes at once cost more
-# CPU in all (the kernel's share grows, as do the daemons' per-second costs
-# over a longer end-to-end run). Again with the test binaries kept: testenv
-# and pkg/build, then test/e2e, then the rest (-p 2) took 8:55 against
-# 9:01 for the usual order, both with binaries linked anew: no gain.
+# The order go test takes packages in (two at a time, -p = the cores):
+# internal/testenv first (its host tests hold the machine's one node for
+# ~50 s, mostly waiting on stack starts), the small packages and pkg/sign
+# beside it, then pkg/buildkitd and its kube driver (API server only), the
+# end-to-end package as soon as the node is free, and pkg/build last: its
+# CPU-heavy builds run beside the end-to-end stack's start and serial tests
+# (a stopped kubelet, Sigstore down, upstream-sized requests), which mostly
+# wait. Measured on 2 cores with kept test binaries: 7:17 and 776 busy
+# CPU-s, 93 idle core-s (m28) against 7:59, 819 and 141 in import-path
+# order (m26). test/e2e first was worse (8:42): its stack waited 70 s for
+# the node the host tests held, both slots mostly idle. -parallel 5 took
+# 8:09 and 875 CPU-s (m29): the cores are busy, and more at once costs
+# more. Runs of one tree vary by ~60 busy CPU-s.
+MODULE := github.com/idopipe/idopipe
+TEST_FIRST := internal/testenv
+TEST_LAST := pkg/sign pkg/buildkitd pkg/buildkitd/kube test/e2e pkg/build
 test: tools
 	@bin=$$(build/tools/build.sh); \
 	CGO_ENABLED=$(CGO_ENABLED) $(GO) vet ./... > .vet.out 2>&1 & vet=$$!; \
 	$$bin/actionlint .github/workflows/*.yml docs/examples/*.yml > .lint.out 2>&1 & lint=$$!; \
 	mkdir -p $(TEST_BIN); \
-	CGO_ENABLED=$(CGO_ENABLED) IDOPIPE_TOOLS_BIN=$$bin $(GO) test -vet=off -o $(TEST_BIN)/ $(TEST_FLAGS) ./...; rc=$$?; \
+	rest=$$($(GO) list ./... | grep -v -x -E '$(MODULE)/($(subst $(eval) ,|,$(TEST_FIRST) $(TEST_LAST)))'); \
+	CGO_ENABLED=$(CGO_ENABLED) IDOPIPE_TOOLS_BIN=$$bin $(GO) test -vet=off -o $(TEST_BIN)/ $(TEST_FLAGS) \
+	  $(addprefix ./,$(TEST_FIRST)) $$rest $(addprefix ./,$(TEST_LAST)); rc=$$?; \
 	wait $$vet || { echo "go vet failed:"; cat .vet.out; rc=1; }; \
 	wait $$lint || { echo "actionlint failed:"; cat .lint.out; rc=1; }; \
 	rm -f .vet.out .lint.out; exit $$rc
