@@ -46,6 +46,7 @@ type Node struct {
 	kubelet    *process
 	host       *hostChanges
 	reaper     *reaper
+	client     clusterClient
 }
 
 // RegistryTrust is a registry containerd must trust by its CA.
@@ -73,7 +74,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{Name: NodeName, IP: bridgeIP, reaper: rp}
+	n = &Node{Name: NodeName, IP: bridgeIP, reaper: rp, client: cfg.client}
 	defer func() {
 		if err != nil {
 			n.stop(cfg.client)
@@ -170,16 +171,9 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *Node, err error) {
 						return fmt.Errorf("node Ready but tainted %s", t.Key)
 					}
 				}
-				// And heartbeating: a node's Ready condition comes before
-				// its first Lease, which is what tells a stopped kubelet
-				// (a test that pauses the kubelet at once would find none).
-				lease, err := cfg.client.CoordinationV1().Leases("kube-node-lease").Get(ctx, NodeName, metav1.GetOptions{})
-				if err != nil {
-					return fmt.Errorf("node %s Ready but without its heartbeat Lease: %w", NodeName, err)
-				}
-				if lease.Spec.RenewTime == nil {
-					return fmt.Errorf("node %s Ready but its Lease not renewed yet", NodeName)
-				}
+				// Its heartbeat Lease comes later (see PauseKubelet): only
+				// the test of a silent kubelet needs it, and waiting here
+				// cost every stack ~10 s.
 				return nil
 			}
 		}
@@ -384,10 +378,28 @@ func (n *Node) Trust(host, caFile string) error {
 
 // PauseKubelet stops the kubelet process (SIGSTOP), as a hung kubelet: it
 // renews no heartbeat and starts no Pod until ResumeKubelet. Tests of what
-// a wait says about a silent node use it.
-func (n *Node) PauseKubelet() error {
+// a wait says about a silent node use it. It first waits (up to a minute)
+// until the kubelet has a heartbeat Lease, which is what tells a stopped
+// kubelet from a healthy one: a new kubelet's first try comes before its
+// Node is registered, so its Lease appears one renew interval (a quarter
+// of nodeLeaseDurationSeconds: 10 s) after it starts, seconds after the
+// node is Ready.
+func (n *Node) PauseKubelet(ctx context.Context) error {
 	if n == nil || n.kubelet == nil || n.kubelet.cmd.Process == nil {
 		return fmt.Errorf("no kubelet running")
+	}
+	err := n.kubelet.waitFor(ctx, time.Minute, func(ctx context.Context) error {
+		lease, err := n.client.CoordinationV1().Leases("kube-node-lease").Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("node %s without its heartbeat Lease: %w", n.Name, err)
+		}
+		if lease.Spec.RenewTime == nil {
+			return fmt.Errorf("node %s: its Lease not renewed yet", n.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return n.kubelet.cmd.Process.Signal(syscall.SIGSTOP)
 }

@@ -18,7 +18,8 @@
 // request little CPU, so several releases fit on the node together.
 //
 // A few tests stay serial, and Go runs them before the parallel ones: the
-// one that stops the kubelet (TestSilentKubelet), the mount tests (they count requests against
+// one that stops the kubelet (TestSilentKubelet, last, once the kubelet has
+// its heartbeat Lease), the mount tests (they count requests against
 // repositories they share), the one that removes the IDO CRDs
 // (TestReleaseWithoutCRD; the other bad inputs run in parallel), and those that deploy manifests with upstream's
 // resource requests (1.5 of the node's 2 CPUs: TestStagesOneByOne,

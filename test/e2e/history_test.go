@@ -283,51 +283,6 @@ func TestBarePodDeletedDuringWait(t *testing.T) {
 	t.Logf("wait ended %.1fs after the Pod's deletion", took.Seconds())
 }
 
-// TestSilentKubelet: with the node's kubelet stopped (SIGSTOP), a deploy's
-// wait names the node and how long since its last heartbeat within
-// seconds of the Lease going stale, not at --timeout, before the node
-// controller marks the node NotReady.
-func TestSilentKubelet(t *testing.T) {
-	// Serial: a stopped kubelet stalls every other test's Pods.
-	ref := pushedImage(t)
-	const ns = "history-silent-node"
-	node := stack.Cluster.Node
-	if err := node.PauseKubelet(); err != nil {
-		t.Fatal(err)
-	}
-	paused := time.Now()
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := node.ResumeKubelet(); err != nil {
-				t.Errorf("resume the kubelet: %v", err)
-			}
-		}
-	}
-	t.Cleanup(resume)
-	r := idopipe(t, nil, "deploy", "--image", ref, "-n", ns, "--manifest", fixtureWith(t, ns, nil),
-		"--crds", fixtures+"/intents_crds_v1alpha1.yaml", "--timeout", "120s")
-	took := time.Since(paused)
-	resume()
-	last := lastLine(r.stderr)
-	if r.code != int(fail.NotReady) || !strings.Contains(last, "kubelet-silent") || !strings.Contains(last, "node "+node.Name) || !strings.Contains(last, "has not renewed its heartbeat for") {
-		t.Fatalf("deploy onto a node whose kubelet is stopped: exit %d, want %d naming the node:\n%s", r.code, fail.NotReady, r)
-	}
-	if took > 60*time.Second {
-		t.Errorf("named %s after the kubelet stopped", took)
-	}
-	t.Logf("silent kubelet named %.1fs after SIGSTOP: %s", took.Seconds(), last)
-	n, err := stack.Cluster.Client.CoreV1().Nodes().Get(context.Background(), node.Name, metav1.GetOptions{})
-	if err == nil {
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady {
-				t.Logf("node Ready condition when named: %s (%s)", c.Status, c.Reason)
-			}
-		}
-	}
-}
-
 // TestConcurrentRollbacks: two rollbacks of one namespace at once are
 // serialized by the release lock: one waits for the other, both succeed,
 // and each records its own revision.

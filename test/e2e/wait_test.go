@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/idopipe/idopipe/internal/testenv"
 	"github.com/idopipe/idopipe/pkg/fail"
@@ -150,4 +152,51 @@ func pushPrivate(t *testing.T, ref, arch string) string {
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// TestSilentKubelet: with the node's kubelet stopped (SIGSTOP), a deploy's
+// wait names the node and how long since its last heartbeat within
+// seconds of the Lease going stale, not at --timeout, before the node
+// controller marks the node NotReady.
+func TestSilentKubelet(t *testing.T) {
+	// Serial: a stopped kubelet stalls every other test's Pods. It sits in
+	// the last file so that it runs last of the serial tests, once the
+	// kubelet has its heartbeat Lease (PauseKubelet waits for it).
+	ref := pushedImage(t)
+	const ns = "history-silent-node"
+	node := stack.Cluster.Node
+	if err := node.PauseKubelet(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := node.ResumeKubelet(); err != nil {
+				t.Errorf("resume the kubelet: %v", err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	r := idopipe(t, nil, "deploy", "--image", ref, "-n", ns, "--manifest", fixtureWith(t, ns, nil),
+		"--crds", fixtures+"/intents_crds_v1alpha1.yaml", "--timeout", "120s")
+	took := time.Since(paused)
+	resume()
+	last := lastLine(r.stderr)
+	if r.code != int(fail.NotReady) || !strings.Contains(last, "kubelet-silent") || !strings.Contains(last, "node "+node.Name) || !strings.Contains(last, "has not renewed its heartbeat for") {
+		t.Fatalf("deploy onto a node whose kubelet is stopped: exit %d, want %d naming the node:\n%s", r.code, fail.NotReady, r)
+	}
+	if took > 60*time.Second {
+		t.Errorf("named %s after the kubelet stopped", took)
+	}
+	t.Logf("silent kubelet named %.1fs after SIGSTOP: %s", took.Seconds(), last)
+	n, err := stack.Cluster.Client.CoreV1().Nodes().Get(context.Background(), node.Name, metav1.GetOptions{})
+	if err == nil {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				t.Logf("node Ready condition when named: %s (%s)", c.Status, c.Reason)
+			}
+		}
+	}
 }
