@@ -82,18 +82,20 @@ lint: tools
 # cores they overlap the stack's waits); any of the three failing fails it.
 # go vet ./... runs every analyzer, so go test's own subset is off.
 # The order go test takes packages in (two at a time, -p = the cores):
-# internal/testenv first (its host tests hold the machine's one node for
-# ~50 s, mostly waiting on stack starts), the small packages and pkg/sign
+# internal/testenv first (its host tests hold the machine's one node, ~35 s
+# mostly waiting on two stack starts), the small packages and pkg/sign
 # beside it, then pkg/buildkitd and its kube driver (API server only), the
 # end-to-end package as soon as the node is free, and pkg/build last: its
 # CPU-heavy builds run beside the end-to-end stack's start and serial tests
 # (a stopped kubelet, Sigstore down, upstream-sized requests), which mostly
-# wait. Measured on 2 cores with kept test binaries: 7:17 and 776 busy
-# CPU-s, 93 idle core-s (m28) against 7:59, 819 and 141 in import-path
-# order (m26). test/e2e first was worse (8:42): its stack waited 70 s for
-# the node the host tests held, both slots mostly idle. -parallel 5 took
-# 8:09 and 875 CPU-s (m29): the cores are busy, and more at once costs
-# more. Runs of one tree vary by ~60 busy CPU-s.
+# wait. Measured on 2 cores: 7:08, 770 busy CPU-s and 80 idle core-s
+# (m30); 7:59, 819 and 141 in import-path order (m26). Others tried:
+# test/e2e first, 8:42 (its stack waited 70 s for the node the host tests
+# held, both slots mostly idle); pkg/sign last too, 7:31 and 833 CPU-s
+# (m31: the end-to-end tests started 30 s sooner but shared the cores with
+# pkg/build and pkg/sign longer); -parallel 5, 8:09 and 875 CPU-s (m29).
+# The cores are busy, and more at once costs more. Runs of one tree vary
+# by ~60 busy CPU-s.
 MODULE := github.com/idopipe/idopipe
 TEST_FIRST := internal/testenv
 TEST_LAST := pkg/sign pkg/buildkitd pkg/buildkitd/kube test/e2e pkg/build
