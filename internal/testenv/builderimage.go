@@ -285,9 +285,8 @@ func writeLayer(path string, entries map[string]layerEntry) (*tarLayer, error) {
 		return nil, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	cw := &countingWriter{w: io.MultiWriter(f, h)}
-	tw := tar.NewWriter(cw)
+	sum := sha256.New()
+	tw := tar.NewWriter(io.MultiWriter(f, sum))
 	written := map[string]bool{}
 	for _, in := range slices.Sorted(maps.Keys(entries)) {
 		e := entries[in]
@@ -357,19 +356,11 @@ func writeLayer(path string, entries map[string]layerEntry) (*tarLayer, error) {
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
-	return &tarLayer{path: path, size: cw.n, hash: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}}, nil
-}
-
-// countingWriter counts what it passes on.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	return &tarLayer{path: path, size: fi.Size(), hash: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum.Sum(nil))}}, nil
 }
 
 // addParents writes the directories above in that the layer lacks yet.
