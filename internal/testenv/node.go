@@ -277,6 +277,10 @@ func writeRegistryHosts(dir string, registries []RegistryTrust, mirror RegistryT
 	return write("docker.io", "https://"+mirror.Host, mirror.CAFile)
 }
 
+// cniConfig is the node's one network: the bridge with host-local IPAM.
+// No loopback plugin in the chain: containerd's CRI sets up each Pod's lo
+// through a loopback network of its own (go-cni's WithLoNetwork), so a
+// second one only ran the plugin twice more per Pod (add and delete).
 func cniConfig(ipamDir string) string {
 	return fmt.Sprintf(`{
   "cniVersion": "1.0.0",
@@ -285,8 +289,7 @@ func cniConfig(ipamDir string) string {
     {
       "type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false, "hairpinMode": true,
       "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q, "gateway": %q}]]}
-    },
-    {"type": "loopback"}
+    }
   ]
 }
 `, bridgeName, ipamDir, podSubnet, bridgeIP)
